@@ -1,0 +1,167 @@
+//! Write [Wisp](https://github.com/) functions in Rust.
+//!
+//! A function is a WebAssembly component that handles HTTP requests. This
+//! crate turns a plain Rust function into one:
+//!
+//! ```
+//! use wisp_sdk::{http_handler, Request, Response};
+//!
+//! #[http_handler]
+//! fn handle(req: Request) -> Response {
+//!     Response::text(format!("Hello, world! path={}\n", req.path_with_query()))
+//! }
+//! ```
+//!
+//! The component targets the standard `wasi:http/proxy@0.2` world, so it also
+//! runs on other wasi:http hosts (`wasmtime serve`, Spin, …). Beyond that world
+//! it exports one extra function, `wizer-initialize`, which Wisp calls once at
+//! deploy time to snapshot your [init hook](http_handler#init-hook) (the
+//! "global scope" of Cloud Run); other hosts ignore it and the hook runs on
+//! the first request instead.
+//!
+//! What is here:
+//! - [`http_handler`]: an HTTP function taking a [`Request`] and returning
+//!   anything that is [`IntoResponse`] ([`Response`], `String`,
+//!   `Result<Response, E>`, …).
+//! - [`event_handler`]: a CloudEvents function taking a [`CloudEvent`] (binary
+//!   or structured HTTP mode); success answers `204`, an error answers `500` so
+//!   the platform retries.
+//! - [`env`]: environment variables; [`outbound`]: a small HTTP client over
+//!   `wasi:http/outgoing-handler`.
+//!
+//! The request, response and event types also compile for your host target,
+//! so a function's logic can be unit-tested with a plain `cargo test` by
+//! calling the handler function directly.
+
+// The attribute macros and wit-bindgen's generated code name this crate by
+// its path, which must also resolve from inside it.
+extern crate self as wisp_sdk;
+
+mod body;
+mod cloudevents;
+mod headers;
+mod init;
+mod macros;
+mod method;
+mod request;
+mod response;
+mod url;
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+pub mod env;
+pub mod outbound;
+
+pub use body::{BodyError, BodyReader};
+pub use cloudevents::{CloudEvent, EventError, EventOutcome};
+pub use headers::Headers;
+pub use method::Method;
+pub use request::Request;
+pub use response::{IntoResponse, Response};
+/// Re-exported so handlers can build JSON with [`serde_json::json!`] without
+/// a separate dependency.
+pub use serde_json;
+
+/// Turns a function into the component's HTTP handler.
+///
+/// The function takes a [`Request`] and returns anything that implements
+/// [`IntoResponse`]. A crate has exactly one handler ([`http_handler`] or
+/// [`event_handler`]): it becomes the component's
+/// `wasi:http/incoming-handler` export.
+///
+/// ```
+/// use wisp_sdk::{http_handler, Request, Response};
+///
+/// #[http_handler]
+/// fn handle(mut req: Request) -> Result<Response, wisp_sdk::BodyError> {
+///     let name = req.text()?.trim().to_owned();
+///     Ok(Response::text(format!("hi {name}\n")))
+/// }
+/// # fn main() {
+/// # let reply = handle(Request::new(wisp_sdk::Method::Post, "/").with_body("ann"));
+/// # assert_eq!(reply.unwrap().into_body_bytes().unwrap(), b"hi ann\n");
+/// # }
+/// ```
+///
+/// # Init hook
+///
+/// `#[http_handler(init = path::to::fn)]` names a `fn()` that runs once per
+/// instance before the first request. On Wisp it runs at deploy time and its
+/// effects (filled tables, compiled patterns) are captured in the component's
+/// pre-initialized snapshot, so requests start with them at no cost. On hosts
+/// without pre-initialization it runs lazily on the first request: the
+/// function behaves the same everywhere.
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use wisp_sdk::{http_handler, Request, Response};
+///
+/// static SQUARES: LazyLock<Vec<u64>> = LazyLock::new(|| (0..1000).map(|n| n * n).collect());
+///
+/// fn warm_up() {
+///     LazyLock::force(&SQUARES);
+/// }
+///
+/// #[http_handler(init = warm_up)]
+/// fn handle(req: Request) -> Response {
+///     let n: usize = req.query_param("n").and_then(|n| n.parse().ok()).unwrap_or(0);
+///     match SQUARES.get(n) {
+///         Some(square) => Response::text(format!("{square}\n")),
+///         None => Response::text("out of range\n").with_status(400),
+///     }
+/// }
+/// ```
+///
+/// Inside the init hook, prefer [`env::var`] over `std::env::var` and do not
+/// keep open handles (files, outbound responses): the snapshot is taken in a
+/// different store than the one that serves requests. See [`env`].
+pub use wisp_sdk_macros::http_handler;
+
+/// Turns a function into the component's CloudEvents handler.
+///
+/// The function takes a [`CloudEvent`] and returns `()` or
+/// `Result<(), E>` with `E: Display` (see [`EventOutcome`]). The SDK parses
+/// the event from the HTTP request in binary mode (`ce-*` headers) or
+/// structured mode (`application/cloudevents+json`) and answers:
+/// - `204 No Content` when the handler succeeds,
+/// - `500` with the error's text when it fails, so the platform redelivers,
+/// - `400` (or `415` for batches) with a message naming the problem when the
+///   request is not a valid CloudEvent: retrying would not help.
+///
+/// Takes the same `init = path` argument as [`http_handler`].
+///
+/// ```
+/// use wisp_sdk::{event_handler, CloudEvent};
+///
+/// #[event_handler]
+/// fn on_event(event: CloudEvent) -> Result<(), String> {
+///     println!("got {} from {}", event.event_type(), event.source());
+///     if event.event_type() == "com.example.poison" {
+///         return Err("cannot process this event".into());
+///     }
+///     Ok(())
+/// }
+/// ```
+pub use wisp_sdk_macros::event_handler;
+
+/// Support code for the attribute macros. Not a public API: it changes
+/// without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::cloudevents::respond_event;
+    pub use crate::init::{ensure_initialized, wizer_initialize};
+    #[cfg(target_arch = "wasm32")]
+    pub use crate::wasm::{
+        HandlerGuest, IncomingRequest, InitGuest, ResponseOutparam, bindings, export_function,
+        serve,
+    };
+    #[cfg(target_arch = "wasm32")]
+    pub use wit_bindgen;
+
+    use crate::{IntoResponse, Request, Response};
+
+    /// How `#[http_handler]` turns a request into a response.
+    pub fn respond_http<R: IntoResponse>(request: Request, handler: impl FnOnce(Request) -> R) -> Response {
+        handler(request).into_response()
+    }
+}

@@ -1,0 +1,241 @@
+//! The wasi:http side: converts wasi resources to and from the SDK's plain
+//! types, which is all that differs between a component and a host-side
+//! unit test. Only compiled for wasm32.
+
+use std::io::{self, Read, Write};
+
+use wasi::http::outgoing_handler;
+use wasi::http::types::{
+    self as wasi_http, Fields, IncomingBody, OutgoingBody, OutgoingRequest, OutgoingResponse,
+    Scheme,
+};
+pub use wasi::http::types::{IncomingRequest, ResponseOutparam};
+use wasi::io::streams::{InputStream, OutputStream};
+
+use crate::body::Body;
+use crate::outbound::{ClientError, ClientResponse, OutboundRequest};
+use crate::response::ResponseBody;
+use crate::url::Url;
+use crate::{Headers, Method, Request, Response, init};
+
+/// Bindings for the SDK's world (`wit/world.wit`): wasi:http/proxy plus the
+/// `wizer-initialize` export. Every wasi interface maps onto the `wasi`
+/// crate's types instead of being generated twice.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "wisp:sdk/function",
+        with: {
+            "wasi:io/poll@0.2.12": wasi::io::poll,
+            "wasi:io/error@0.2.12": wasi::io::error,
+            "wasi:io/streams@0.2.12": wasi::io::streams,
+            "wasi:clocks/monotonic-clock@0.2.12": wasi::clocks::monotonic_clock,
+            "wasi:clocks/wall-clock@0.2.12": wasi::clocks::wall_clock,
+            "wasi:random/random@0.2.12": wasi::random::random,
+            "wasi:cli/stdout@0.2.12": wasi::cli::stdout,
+            "wasi:cli/stderr@0.2.12": wasi::cli::stderr,
+            "wasi:cli/stdin@0.2.12": wasi::cli::stdin,
+            "wasi:http/types@0.2.12": wasi::http::types,
+            "wasi:http/outgoing-handler@0.2.12": wasi::http::outgoing_handler,
+        },
+        pub_export_macro: true,
+        export_macro_name: "export_function",
+        default_bindings_module: "wisp_sdk::__private::bindings",
+        runtime_path: "wisp_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+pub use bindings::Guest as InitGuest;
+pub use bindings::exports::wasi::http::incoming_handler::Guest as HandlerGuest;
+pub use bindings::export_function;
+
+/// One request, start to finish: init hook (if the snapshot did not already
+/// run it), conversion, the handler, and sending what it returned.
+pub fn serve(
+    request: IncomingRequest,
+    out: ResponseOutparam,
+    init: Option<fn()>,
+    respond: impl FnOnce(Request) -> Response,
+) {
+    init::ensure_initialized(init);
+    let response = respond(request_from_wasi(request));
+    send_response(out, response);
+}
+
+fn request_from_wasi(request: IncomingRequest) -> Request {
+    let method = method_from_wasi(request.method());
+    let path_with_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
+    let authority = request.authority();
+    let headers = headers_from_fields(request.headers());
+    let body = match request.consume() {
+        Ok(body) => incoming_body(body, request),
+        // consume() only fails when called twice; nothing to read then.
+        Err(()) => Body::from_bytes(Vec::new()),
+    };
+    Request::from_parts(method, path_with_query, authority, headers, body)
+}
+
+fn headers_from_fields(fields: Fields) -> Headers {
+    fields.entries().into_iter().collect()
+}
+
+/// A body stream plus the resources it hangs off, dropped child-first when
+/// the reader goes away (field order is drop order).
+struct IncomingReader<P> {
+    stream: Option<InputStream>,
+    _body: IncomingBody,
+    _parent: P,
+}
+
+impl<P> Read for IncomingReader<P> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(stream) = &mut self.stream else { return Ok(0) };
+        let n = Read::read(stream, buf)?; // io::Read's, not the inherent wasi `read`
+        if n == 0 && !buf.is_empty() {
+            self.stream = None; // ended: release it early
+        }
+        Ok(n)
+    }
+}
+
+fn incoming_body<P: 'static>(body: IncomingBody, parent: P) -> Body {
+    match body.stream() {
+        Ok(stream) => Body::from_reader(IncomingReader { stream: Some(stream), _body: body, _parent: parent }),
+        Err(()) => Body::from_bytes(Vec::new()),
+    }
+}
+
+fn send_response(out: ResponseOutparam, response: Response) {
+    let (status, headers, body) = response.into_checked_parts();
+    let outgoing = match outgoing_response(status, headers) {
+        Ok(outgoing) => outgoing,
+        Err(problem) => {
+            // e.g. a header the host forbids (`connection`, `keep-alive`, …):
+            // say so instead of sending something the handler did not mean.
+            eprintln!("wisp-sdk: handler returned a bad response: {problem}");
+            let fallback = Response::text(format!("bad response from function: {problem}\n"))
+                .with_status(500);
+            return send_response(out, fallback);
+        }
+    };
+    // A fresh response always yields its body and stream exactly once.
+    let outgoing_body = outgoing.body().expect("first call to body()");
+    ResponseOutparam::set(out, Ok(outgoing));
+    let mut stream = outgoing_body.write().expect("first call to write()");
+    let written = match body {
+        ResponseBody::Bytes(bytes) => stream.write_all(&bytes),
+        ResponseBody::Stream(write) => write(&mut stream),
+    };
+    finish_body(outgoing_body, stream, written).unwrap_or_else(|e| {
+        eprintln!("wisp-sdk: response body cut short: {e}");
+    });
+}
+
+fn outgoing_response(status: u16, headers: Headers) -> Result<OutgoingResponse, String> {
+    let fields = fields_from_headers(headers)?;
+    let outgoing = OutgoingResponse::new(fields);
+    outgoing.set_status_code(status).map_err(|()| format!("invalid status code {status}"))?;
+    Ok(outgoing)
+}
+
+fn fields_from_headers(headers: Headers) -> Result<Fields, String> {
+    Fields::from_list(&headers.into_entries()).map_err(|e| format!("header refused by the host: {e:?}"))
+}
+
+/// Flushes and finishes a body that was written successfully. A failed one
+/// is dropped unfinished instead, which tells the host the body is
+/// incomplete, so the receiver sees an error rather than a short success.
+fn finish_body(body: OutgoingBody, mut stream: OutputStream, written: io::Result<()>) -> io::Result<()> {
+    // (io::Write's flush; the inherent wasi `flush` only starts one)
+    let written = written.and_then(|()| Write::flush(&mut stream));
+    drop(stream); // the stream is a child of the body: it must go first
+    written?;
+    OutgoingBody::finish(body, None).map_err(|e| io::Error::other(format!("{e:?}")))
+}
+
+/// Clears WASI state the snapshot must not keep (see `init::wizer_initialize`):
+/// - wasi-libc's copy of the environment, so `std::env` reads the running
+///   instance's variables, not the pre-initialization run's;
+/// - the preview1 adapter's state (cached stdout/stderr/preopen handles,
+///   which would be dangling in a new store). The adapter exists for exactly
+///   this purpose; it re-creates everything lazily on next use.
+pub fn forget_wasi_state() {
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    unsafe extern "C" {
+        fn reset_adapter_state();
+    }
+    unsafe extern "C" {
+        fn __wasilibc_deinitialize_environ();
+    }
+    // SAFETY: both only reset caches that are rebuilt on next use, and run
+    // at the end of init when nothing holds references into them.
+    unsafe {
+        __wasilibc_deinitialize_environ();
+        reset_adapter_state();
+    }
+}
+
+/// Sends an outbound request through `wasi:http/outgoing-handler`.
+pub(crate) fn send(request: &OutboundRequest, url: &Url<'_>) -> Result<ClientResponse, ClientError> {
+    let invalid = |what: &str| ClientError::InvalidRequest(format!("invalid {what} for {}", request.url));
+    let fields = fields_from_headers(request.headers.clone()).map_err(ClientError::InvalidRequest)?;
+    let outgoing = OutgoingRequest::new(fields);
+    outgoing.set_method(&method_to_wasi(&request.method)).map_err(|()| invalid("method"))?;
+    let scheme = if url.scheme.eq_ignore_ascii_case("https") { Scheme::Https } else { Scheme::Http };
+    outgoing.set_scheme(Some(&scheme)).map_err(|()| invalid("scheme"))?;
+    outgoing.set_authority(Some(url.authority)).map_err(|()| invalid("host"))?;
+    outgoing.set_path_with_query(Some(&url.path_with_query)).map_err(|()| invalid("path"))?;
+    let body = outgoing.body().expect("first call to body()");
+
+    // Hand the request over before writing the body, so a large body flows
+    // to the server instead of filling a buffer nobody drains yet.
+    let pending = outgoing_handler::handle(outgoing, None).map_err(http_error)?;
+    let mut stream = body.write().expect("first call to write()");
+    let written = stream.write_all(&request.body);
+    finish_body(body, stream, written).map_err(|e| ClientError::Http(e.to_string()))?;
+
+    let response = loop {
+        match pending.get() {
+            Some(result) => break result,
+            None => pending.subscribe().block(),
+        }
+    };
+    let response = match response {
+        Ok(Ok(response)) => response,
+        Ok(Err(code)) => return Err(http_error(code)),
+        Err(()) => return Err(ClientError::Http("response already taken".into())),
+    };
+    let status = response.status();
+    let headers = headers_from_fields(response.headers());
+    let body = match response.consume() {
+        Ok(body) => incoming_body(body, response),
+        Err(()) => Body::from_bytes(Vec::new()),
+    };
+    Ok(ClientResponse::new(status, headers, body))
+}
+
+/// The host's error code as its debug text, e.g. `ErrorCode::HttpRequestDenied`.
+fn http_error(code: wasi_http::ErrorCode) -> ClientError {
+    ClientError::Http(format!("{code:?}"))
+}
+
+/// The SDK's `Method` and wasi's mirror each other variant for variant.
+macro_rules! convert_methods {
+    ($($variant:ident),*) => {
+        fn method_from_wasi(method: wasi_http::Method) -> Method {
+            match method {
+                $(wasi_http::Method::$variant => Method::$variant,)*
+                wasi_http::Method::Other(other) => Method::Other(other),
+            }
+        }
+
+        fn method_to_wasi(method: &Method) -> wasi_http::Method {
+            match method {
+                $(Method::$variant => wasi_http::Method::$variant,)*
+                Method::Other(other) => wasi_http::Method::Other(other.clone()),
+            }
+        }
+    };
+}
+
+convert_methods!(Get, Head, Post, Put, Delete, Connect, Options, Trace, Patch);
