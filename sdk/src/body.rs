@@ -2,15 +2,25 @@
 //! either whole or as a stream.
 //!
 //! The source is any `Read`: the wasi:http input stream on wasm, plain bytes
-//! in tests. Reading whole buffers once and keeps the bytes, so `text()` after
-//! `bytes()` works; streaming hands out what is buffered and then the rest.
+//! in tests, so the buffering and error rules below are tested natively.
 
 use std::fmt;
 use std::io::{self, Cursor, Read};
 
 use serde::de::DeserializeOwned;
 
-pub(crate) struct Body {
+/// An incoming body: of an outbound call's response
+/// ([`ClientResponse::body_mut`](crate::outbound::ClientResponse::body_mut)),
+/// or of a request, whose own `body`/`text`/`json` methods forward here.
+/// Read it whole (kept after the first read, so `text()` after `bytes()`
+/// works) or as a stream with [`into_reader`](Body::into_reader).
+///
+/// ```
+/// let mut body = wisp_sdk::Body::from(r#"{"ok":true}"#);
+/// assert_eq!(body.text().unwrap(), r#"{"ok":true}"#);
+/// assert_eq!(body.json::<serde_json::Value>().unwrap()["ok"], true);
+/// ```
+pub struct Body {
     buffered: Vec<u8>,
     rest: Option<Box<dyn Read>>,
     /// Set when reading the rest failed: the buffered bytes are then partial
@@ -28,7 +38,12 @@ impl Body {
         Body { buffered: Vec::new(), rest: Some(Box::new(reader)), failed: None }
     }
 
-    pub(crate) fn bytes(&mut self) -> Result<&[u8], BodyError> {
+    /// The whole body, read on first use and then kept.
+    ///
+    /// ```
+    /// assert_eq!(wisp_sdk::Body::from(vec![1u8, 2]).bytes().unwrap(), [1, 2]);
+    /// ```
+    pub fn bytes(&mut self) -> Result<&[u8], BodyError> {
         if let Some(mut rest) = self.rest.take()
             && let Err(e) = rest.read_to_end(&mut self.buffered)
         {
@@ -40,21 +55,58 @@ impl Body {
         }
     }
 
-    pub(crate) fn text(&mut self) -> Result<&str, BodyError> {
+    /// The whole body as UTF-8 text.
+    ///
+    /// ```
+    /// assert_eq!(wisp_sdk::Body::from("hi").text().unwrap(), "hi");
+    /// ```
+    pub fn text(&mut self) -> Result<&str, BodyError> {
         std::str::from_utf8(self.bytes()?).map_err(|_| BodyError::NotUtf8)
     }
 
-    pub(crate) fn json<T: DeserializeOwned>(&mut self) -> Result<T, BodyError> {
+    /// The whole body parsed as JSON; invalid JSON is a [`BodyError::Json`],
+    /// never a panic.
+    ///
+    /// ```
+    /// assert!(wisp_sdk::Body::from("{").json::<serde_json::Value>().is_err());
+    /// ```
+    pub fn json<T: DeserializeOwned>(&mut self) -> Result<T, BodyError> {
         serde_json::from_slice(self.bytes()?).map_err(|e| BodyError::Json(e.to_string()))
     }
 
-    pub(crate) fn into_reader(self) -> BodyReader {
+    /// The body as a stream (what was already read comes first).
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// let mut text = String::new();
+    /// wisp_sdk::Body::from("abc").into_reader().read_to_string(&mut text).unwrap();
+    /// assert_eq!(text, "abc");
+    /// ```
+    pub fn into_reader(self) -> BodyReader {
         let rest: Box<dyn Read> = match (self.failed, self.rest) {
             (Some(reason), _) => Box::new(FailedReader(reason)),
             (None, Some(rest)) => rest,
             (None, None) => Box::new(io::empty()),
         };
         BodyReader { inner: Box::new(Cursor::new(self.buffered).chain(rest)) }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Self {
+        Body::from_bytes(bytes)
+    }
+}
+
+impl From<&str> for Body {
+    fn from(text: &str) -> Self {
+        Body::from_bytes(text.as_bytes().to_vec())
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Body").field("buffered", &self.buffered.len()).finish_non_exhaustive()
     }
 }
 

@@ -52,7 +52,7 @@ mod wasm;
 pub mod env;
 pub mod outbound;
 
-pub use body::{BodyError, BodyReader};
+pub use body::{Body, BodyError, BodyReader};
 pub use cloudevents::{CloudEvent, EventError, EventOutcome};
 pub use headers::Headers;
 pub use method::Method;

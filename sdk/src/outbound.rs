@@ -8,16 +8,13 @@
 //! use wisp_sdk::outbound;
 //!
 //! let mut reply = outbound::get("http://example.com/status")?;
-//! println!("{} {}", reply.status(), reply.text()?);
+//! println!("{} {}", reply.status(), reply.body_mut().text()?);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::fmt;
 
-use serde::de::DeserializeOwned;
-
-use crate::body::Body;
-use crate::{BodyError, BodyReader, Headers, Method};
+use crate::{Body, Headers, Method};
 
 /// An outbound request, built then [`send`](Self::send)-ed.
 ///
@@ -108,7 +105,7 @@ impl OutboundRequest {
 /// `GET url`, the common case of [`OutboundRequest`].
 ///
 /// ```no_run
-/// let body = wisp_sdk::outbound::get("http://example.com/")?.text()?.to_owned();
+/// let body = wisp_sdk::outbound::get("http://example.com/")?.body_mut().text()?.to_owned();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn get(url: &str) -> Result<ClientResponse, ClientError> {
@@ -120,7 +117,7 @@ pub fn get(url: &str) -> Result<ClientResponse, ClientError> {
 /// ```no_run
 /// let mut reply = wisp_sdk::outbound::get("http://example.com/")?;
 /// if reply.status() == 200 {
-///     let len = reply.body()?.len();
+///     let len = reply.body_mut().bytes()?.len();
 ///     println!("{len} bytes of {:?}", reply.header("content-type"));
 /// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -167,49 +164,29 @@ impl ClientResponse {
         self.headers.get(name)
     }
 
-    /// The whole body.
+    /// The body, to read whole (`bytes`, `text`, `json`) as a [`Body`].
     ///
     /// ```no_run
-    /// let bytes = wisp_sdk::outbound::get("http://x/")?.body()?.to_vec();
+    /// let mut reply = wisp_sdk::outbound::get("http://x/")?;
+    /// let v: serde_json::Value = reply.body_mut().json()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn body(&mut self) -> Result<&[u8], BodyError> {
-        self.body.bytes()
+    pub fn body_mut(&mut self) -> &mut Body {
+        &mut self.body
     }
 
-    /// The whole body as UTF-8 text.
-    ///
-    /// ```no_run
-    /// let text = wisp_sdk::outbound::get("http://x/")?.text()?.to_owned();
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn text(&mut self) -> Result<&str, BodyError> {
-        self.body.text()
-    }
-
-    /// The whole body parsed as JSON.
-    ///
-    /// ```no_run
-    /// let v: serde_json::Value = wisp_sdk::outbound::get("http://x/")?.json()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn json<T: DeserializeOwned>(&mut self) -> Result<T, BodyError> {
-        self.body.json()
-    }
-
-    /// The body as a stream, e.g. to relay it into a
+    /// The body, e.g. to relay it as a stream into a
     /// [`Response::stream`](crate::Response::stream).
     ///
     /// ```no_run
-    /// let upstream = wisp_sdk::outbound::get("http://x/big")?.into_body_reader();
-    /// let mut upstream = upstream;
+    /// let mut upstream = wisp_sdk::outbound::get("http://x/big")?.into_body().into_reader();
     /// let relay = wisp_sdk::Response::stream("application/octet-stream", move |out| {
     ///     std::io::copy(&mut upstream, out).map(drop)
     /// });
     /// # Ok::<(), wisp_sdk::outbound::ClientError>(())
     /// ```
-    pub fn into_body_reader(self) -> BodyReader {
-        self.body.into_reader()
+    pub fn into_body(self) -> Body {
+        self.body
     }
 }
 

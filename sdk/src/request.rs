@@ -2,8 +2,7 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::body::Body;
-use crate::{BodyError, BodyReader, Headers, Method, url};
+use crate::{Body, BodyError, BodyReader, Headers, Method, url};
 
 /// An incoming HTTP request.
 ///

@@ -12,11 +12,10 @@ use wasi::http::types::{
 pub use wasi::http::types::{IncomingRequest, ResponseOutparam};
 use wasi::io::streams::{InputStream, OutputStream};
 
-use crate::body::Body;
 use crate::outbound::{ClientError, ClientResponse, OutboundRequest};
 use crate::response::ResponseBody;
 use crate::url::Url;
-use crate::{Headers, Method, Request, Response, init};
+use crate::{Body, Headers, Method, Request, Response, init};
 
 /// Bindings for the SDK's world (`wit/world.wit`): wasi:http/proxy plus the
 /// `wizer-initialize` export. Every wasi interface maps onto the `wasi`

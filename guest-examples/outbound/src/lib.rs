@@ -18,7 +18,7 @@ fn handle(req: Request) -> Response {
             let status = upstream.status().to_string();
             let content_type =
                 upstream.header("content-type").unwrap_or("application/octet-stream").to_owned();
-            let mut body = upstream.into_body_reader();
+            let mut body = upstream.into_body().into_reader();
             Response::stream(&content_type, move |out| io::copy(&mut body, out).map(drop))
                 .with_header("x-upstream-status", status)
         }
