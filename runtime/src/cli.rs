@@ -1,0 +1,206 @@
+//! The `wisp` command line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::PoolSettings;
+use crate::manifest::{Manifest, ServerSettings};
+use crate::spec::FunctionSpec;
+use crate::units::{ByteSize, Span};
+use crate::{client, server};
+
+/// Wisp: serve WebAssembly HTTP functions, each request in a fresh instance.
+#[derive(Parser)]
+#[command(name = "wisp", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve one component at every path (like `wasmtime serve`).
+    Serve(ServeArgs),
+    /// Serve the functions of an app manifest (wisp.toml).
+    Up(UpArgs),
+    /// Upload a component and deploy it as a new revision of a function.
+    Deploy(DeployArgs),
+    /// Inspect and manage deployed functions through the admin API.
+    Functions(FunctionsArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The .wasm component (wasi:http proxy world) to serve.
+    pub component: PathBuf,
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Also serve the admin API on this loopback address.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Keep admin deployments here across restarts (none by default).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Function name used in logs and metrics [default: the file's stem].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// How long in-flight requests may finish after SIGINT/SIGTERM.
+    #[arg(long, default_value = "30s")]
+    pub shutdown_grace: Span,
+    /// Component instances alive at once across the server ([server.pool] instances).
+    #[arg(long)]
+    pub pool_instances: Option<u32>,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// The app manifest.
+    #[arg(short = 'f', long = "file", default_value = "wisp.toml")]
+    pub file: PathBuf,
+}
+
+/// Function settings; each flag mirrors the manifest key of the same name.
+#[derive(Args, Default)]
+pub struct SpecArgs {
+    /// Path prefix the function serves (`route`) [default: /].
+    #[arg(long)]
+    pub route: Option<String>,
+    /// Linear-memory limit per instance, e.g. 64Mi (`memory`) [default: 128Mi].
+    #[arg(long)]
+    pub memory: Option<ByteSize>,
+    /// Wall-clock limit per invocation, e.g. 5s (`timeout`) [default: 60s].
+    #[arg(long)]
+    pub timeout: Option<Span>,
+    /// Instances alive at once (`max_instances`) [default: 100].
+    #[arg(long)]
+    pub max_instances: Option<u32>,
+    /// Requests that may wait for a busy function before 429 (`max_queue`) [default: 100].
+    #[arg(long)]
+    pub max_queue: Option<u32>,
+    /// How long a request may wait in the queue (`queue_timeout`) [default: 10s].
+    #[arg(long)]
+    pub queue_timeout: Option<Span>,
+    /// Largest request body accepted (`max_request_body`) [default: 32Mi].
+    #[arg(long)]
+    pub max_request_body: Option<ByteSize>,
+    /// Environment variable for the guest, KEY=VALUE; repeatable (`env`).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Origin the guest may call, e.g. http://127.0.0.1:9000; repeatable
+    /// (`allowed_outbound_hosts`).
+    #[arg(long = "allow-outbound", value_name = "ORIGIN")]
+    pub allowed_outbound_hosts: Vec<String>,
+}
+
+impl SpecArgs {
+    pub fn apply(self, spec: &mut FunctionSpec) -> Result<()> {
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { spec.$field = v; } )* };
+        }
+        set!(route, memory, timeout, max_instances, max_queue, queue_timeout, max_request_body);
+        for pair in self.env {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--env `{pair}`: write it as KEY=VALUE"))?;
+            spec.env.insert(k.to_string(), v.to_string());
+        }
+        spec.allowed_outbound_hosts.extend(self.allowed_outbound_hosts);
+        spec.validate().map_err(|(key, msg)| anyhow!("--{}: {msg}", key.replace('_', "-")))
+    }
+}
+
+#[derive(Args)]
+pub struct AdminArgs {
+    /// Admin API base URL.
+    #[arg(long, env = "WISP_ADMIN", default_value = "http://127.0.0.1:3001", global = true)]
+    pub admin: String,
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// Function name.
+    pub name: String,
+    /// The .wasm component to deploy.
+    pub component: PathBuf,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Args)]
+pub struct FunctionsArgs {
+    #[command(subcommand)]
+    pub command: FunctionsCommand,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Subcommand)]
+pub enum FunctionsCommand {
+    /// List functions with their current revision and route.
+    List,
+    /// Show one function's settings and counters.
+    Get { name: String },
+    /// List a function's revisions.
+    Revisions { name: String },
+    /// Make an earlier revision current again.
+    Rollback {
+        name: String,
+        /// Revision to go back to [default: the one before the current].
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Delete a function and its route.
+    Delete { name: String },
+}
+
+fn stem_name(path: &Path) -> String {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("function");
+    let name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .take(64)
+        .collect();
+    if name.is_empty() { "function".into() } else { name }
+}
+
+impl Cli {
+    pub async fn run(self) -> Result<()> {
+        match self.command {
+            Command::Serve(args) => {
+                let name = args.name.unwrap_or_else(|| stem_name(&args.component));
+                let mut spec = FunctionSpec::new(name, args.component.to_string_lossy());
+                args.spec.apply(&mut spec)?;
+                let mut pool = PoolSettings::default();
+                if let Some(n) = args.pool_instances {
+                    pool.instances = n;
+                }
+                let settings = ServerSettings {
+                    listen: args.listen,
+                    admin: args.admin,
+                    state_dir: args.state_dir,
+                    shutdown_grace: args.shutdown_grace,
+                    pool,
+                };
+                server::run(settings, vec![spec]).await
+            }
+            Command::Up(args) => {
+                let manifest = Manifest::load(&args.file)?;
+                server::run(manifest.server, manifest.functions).await
+            }
+            Command::Deploy(args) => {
+                let mut spec = FunctionSpec::new(args.name, args.component.to_string_lossy());
+                args.spec.apply(&mut spec)?;
+                client::deploy(&args.admin.admin, spec).await
+            }
+            Command::Functions(args) => client::functions(&args.admin.admin, args.command).await,
+        }
+    }
+}

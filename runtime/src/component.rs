@@ -1,0 +1,110 @@
+//! Turning bytes into something runnable, with an error that says what is
+//! wrong and what to do for every kind of input we refuse.
+
+use anyhow::{Context, Result, anyhow, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+use wasmtime_wasi_http::handler::ProxyPre;
+
+use crate::engine::WispEngine;
+use crate::host::Host;
+
+/// Content address of a component: lowercase hex SHA-256.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Refuses files that are not components before the compiler sees them.
+pub fn check_header(bytes: &[u8]) -> Result<()> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        bail!(
+            "not a WebAssembly file (it does not start with the `\\0asm` magic bytes); \
+             give the path of a compiled .wasm component"
+        );
+    }
+    match bytes[4..8] {
+        // Core modules carry version 1, layer 0.
+        [1, 0, 0, 0] => bail!(
+            "this is a core WebAssembly module, not a component; build for the wasm32-wasip2 \
+             target, or wrap it with `wasm-tools component new module.wasm --adapt \
+             wasi_snapshot_preview1=wasi_snapshot_preview1.proxy.wasm -o component.wasm` \
+             (the adapter ships in the crate wasi-preview1-component-adapter-provider)"
+        ),
+        [_, _, 1, 0] => Ok(()),
+        _ => bail!("unknown WebAssembly version/layer {:?}; Wisp runs components", &bytes[4..8]),
+    }
+}
+
+/// Compiles a component. CPU-heavy: call it off the async runtime.
+pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component> {
+    check_header(bytes)?;
+    Component::new(engine, bytes).map_err(|e| anyhow!("not a valid component: {e:#}"))
+}
+
+/// Links the component against what Wisp provides and finds its HTTP export.
+pub fn prepare(engine: &WispEngine, component: &Component) -> Result<ProxyPre<Host>> {
+    let pre = engine.linker.instantiate_pre(component).map_err(|e| {
+        anyhow!(
+            "the component imports something Wisp does not provide: {e:#}. Wisp provides \
+             WASI 0.2 (cli, clocks, filesystem, io, random, sockets), wasi:http 0.2 and \
+             their 0.3 versions"
+        )
+    })?;
+    if let Ok(p3) = wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
+        return Ok(ProxyPre::P3(p3));
+    }
+    wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
+        .map(ProxyPre::P2)
+        .map_err(|_| {
+            let exports: Vec<String> = component
+                .component_type()
+                .exports(&engine.engine)
+                .map(|(name, _)| format!("`{name}`"))
+                .collect();
+            anyhow!(
+                "the component exports no HTTP handler: Wisp needs \
+                 `wasi:http/incoming-handler@0.2.x` (or `wasi:http/handler@0.3.x`), but it \
+                 exports {}. Build it for the wasi:http proxy world",
+                if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+            )
+        })
+}
+
+/// Reads a component file, naming the path in any error.
+pub fn read(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("could not read component `{}`", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_non_wasm_and_core_modules() {
+        let err = check_header(b"hello world").unwrap_err().to_string();
+        assert!(err.contains("not a WebAssembly file"), "{err}");
+        let core = wat::parse_str("(module)").unwrap();
+        let err = check_header(&core).unwrap_err().to_string();
+        assert!(err.contains("core WebAssembly module"), "{err}");
+        let component = wat::parse_str("(component)").unwrap();
+        check_header(&component).unwrap();
+    }
+
+    #[test]
+    fn refuses_component_without_handler() {
+        let engine = WispEngine::new(&crate::engine::PoolSettings {
+            instances: 4,
+            core_instances: 8,
+            memories: 4,
+            tables: 8,
+            ..Default::default()
+        })
+        .unwrap();
+        let bytes = wat::parse_str("(component)").unwrap();
+        let component = compile(&engine.engine, &bytes).unwrap();
+        let err = prepare(&engine, &component).err().unwrap().to_string();
+        assert!(err.contains("exports no HTTP handler"), "{err}");
+        assert!(err.contains("exports nothing"), "{err}");
+    }
+}

@@ -1,0 +1,131 @@
+//! The one wasmtime `Engine` of the process: pooling allocator with
+//! copy-on-write memory images, epoch interruption from a single ticker, and
+//! the linker every function shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::host::Host;
+use crate::units::ByteSize;
+
+/// How often the epoch advances. A guest in a busy loop yields back to tokio
+/// at most this long after it started running, so one looping guest can
+/// never hold a worker thread; the cost is one atomic increment per tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Server-wide sizing of the instance pool (`[server.pool]` in the manifest).
+/// The pool reserves address space for every slot up front, so these are the
+/// hard ceilings of the whole process, shared by all functions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolSettings {
+    /// Component instances alive at once across all functions. Each
+    /// in-flight invocation holds one; beyond this requests get 503.
+    pub instances: u32,
+    /// Core module instances. A Rust component instantiates ~3 (main module,
+    /// adapter shims), JS and Python ones more, hence 5x `instances`.
+    pub core_instances: u32,
+    /// Linear memories. Most components have one; the adapter may add one.
+    pub memories: u32,
+    /// Tables: the main module's plus the shim modules' indirect-call tables.
+    pub tables: u32,
+    /// Largest linear memory any instance may grow to. A function whose
+    /// `memory` limit exceeds it is refused at load rather than failing later.
+    pub max_memory: ByteSize,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            instances: 1000,
+            core_instances: 5000,
+            memories: 2000,
+            tables: 4000,
+            max_memory: ByteSize::mib(1024),
+        }
+    }
+}
+
+/// The engine, the shared linker, and the epoch ticker that keeps deadlines.
+pub struct WispEngine {
+    pub engine: Engine,
+    pub linker: Linker<Host>,
+    pub pool: PoolSettings,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl WispEngine {
+    pub fn new(pool: &PoolSettings) -> Result<Arc<Self>> {
+        let mut pooling = PoolingAllocationConfig::new();
+        pooling
+            .total_component_instances(pool.instances)
+            .total_core_instances(pool.core_instances)
+            .total_memories(pool.memories)
+            .total_tables(pool.tables)
+            // Every instance executing on a fiber needs a stack slot.
+            .total_stacks(pool.instances)
+            .max_memory_size(usize::try_from(pool.max_memory.bytes()).unwrap_or(usize::MAX))
+            // JS/Python components (StarlingMonkey, CPython) carry a dozen or
+            // more core modules, memories and tables per component.
+            .max_core_instances_per_component(50)
+            .max_memories_per_component(10)
+            .max_tables_per_component(50)
+            // Keeping the first pages of each slot resident avoids a
+            // madvise+page-fault round trip on every instantiation of small
+            // guests, which dominates per-request cost otherwise.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(64 << 10);
+
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
+            .memory_init_cow(true)
+            .epoch_interruption(true)
+            .wasm_component_model(true)
+            .wasm_component_model_async(true);
+        let engine = Engine::new(&config).map_err(anyhow::Error::from).context(
+            "could not create the Wasm engine; if the pool is too large for this machine's \
+             address space, lower [server.pool] instances/memories",
+        )?;
+
+        let mut linker = Linker::new(&engine);
+        // Real guests (Rust std, JS, Python) import filesystem, cli and
+        // sockets beyond the proxy world, so link all of WASI; capabilities
+        // stay closed through the per-store WasiCtx (no preopens, no network).
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        Ok(Arc::new(WispEngine { engine, linker, pool: pool.clone(), ticker_stop }))
+    }
+}
+
+impl Drop for WispEngine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A plain thread rather than a tokio task: it must tick even when every
+/// tokio worker is busy, which is exactly when deadlines matter.
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("wisp-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .context("could not start the epoch ticker thread")?;
+    Ok(())
+}

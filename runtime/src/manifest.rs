@@ -1,0 +1,232 @@
+//! The app manifest (`wisp.toml`) that `wisp up` serves: server settings and
+//! a list of functions. Every error names the file, the line and the key.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use serde::Deserialize;
+
+use crate::engine::PoolSettings;
+use crate::route::normalize;
+use crate::spec::FunctionSpec;
+use crate::units::Span;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    #[serde(default)]
+    server: ServerSettings,
+    #[serde(default, rename = "function")]
+    functions: Vec<FunctionSpec>,
+}
+
+/// `[server]`: where to listen and how big the shared pool is.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Admin API address; off when absent. Loopback only (no auth yet).
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
+    /// Where deployed functions are kept; relative to the manifest.
+    /// Defaults to `.wisp/` beside the manifest.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+    /// How long in-flight requests may run after SIGTERM/SIGINT.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: Span,
+    #[serde(default)]
+    pub pool: PoolSettings,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_shutdown_grace() -> Span {
+    Span(Duration::from_secs(30))
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: default_listen(),
+            admin: None,
+            state_dir: None,
+            shutdown_grace: default_shutdown_grace(),
+            pool: PoolSettings::default(),
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn check_admin(&self) -> Result<()> {
+        if let Some(admin) = self.admin
+            && !admin.ip().is_loopback()
+        {
+            bail!(
+                "admin = \"{admin}\": the admin API has no authentication yet, so it only \
+                 listens on loopback; use an address like 127.0.0.1:3001"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A parsed, checked manifest. Function `component`s are absolute paths.
+#[derive(Debug)]
+pub struct Manifest {
+    pub server: ServerSettings,
+    pub functions: Vec<FunctionSpec>,
+}
+
+/// Spans of each `[[function]]` table, to point errors at lines.
+#[derive(Deserialize)]
+struct Locate {
+    #[serde(default)]
+    function: Vec<toml::Spanned<toml::Table>>,
+}
+
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+    tables: Vec<std::ops::Range<usize>>,
+}
+
+impl Source<'_> {
+    fn line_at(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    /// `file:line: function `name`: key: message`
+    fn error(&self, index: usize, key: &str, name: &str, message: &str) -> anyhow::Error {
+        let span = self.tables.get(index).cloned().unwrap_or(0..0);
+        let body = &self.text[span.clone()];
+        let offset = body
+            .lines()
+            .scan(0, |pos, line| {
+                let start = *pos;
+                *pos += line.len() + 1;
+                Some((start, line))
+            })
+            .find(|(_, line)| {
+                line.trim_start()
+                    .strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+            .map(|(start, _)| span.start + start)
+            .unwrap_or(span.start);
+        let who = if name.is_empty() { format!("function #{}", index + 1) } else { format!("function `{name}`") };
+        anyhow::anyhow!("{}:{}: {who}: `{key}`: {message}", self.path.display(), self.line_at(offset))
+    }
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!("could not read manifest `{}`: {e}; pass the right file with -f", path.display())
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Manifest> {
+        let doc: Document = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        doc.server.check_admin().map_err(|e| anyhow::anyhow!("{}: [server] {e}", path.display()))?;
+        let locate: Locate = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let src = Source { path, text, tables: locate.function.iter().map(|t| t.span()).collect() };
+        let base = path.parent().unwrap_or(Path::new("."));
+
+        let mut names = HashMap::new();
+        let mut routes = HashMap::new();
+        let mut functions = Vec::with_capacity(doc.functions.len());
+        for (i, mut spec) in doc.functions.into_iter().enumerate() {
+            spec.validate().map_err(|(key, msg)| src.error(i, key, &spec.name, &msg))?;
+            if let Some(first) = names.insert(spec.name.clone(), i) {
+                return Err(src.error(i, "name", &spec.name, &format!("duplicate name; function #{} already uses it", first + 1)));
+            }
+            let route = normalize(&spec.route).to_string();
+            if let Some(first) = routes.insert(route.clone(), spec.name.clone()) {
+                return Err(src.error(i, "route", &spec.name, &format!("route `{route}` is already served by function `{first}`")));
+            }
+            let component = base.join(&spec.component);
+            if !component.is_file() {
+                return Err(src.error(
+                    i,
+                    "component",
+                    &spec.name,
+                    &format!("no file at `{}` (paths are relative to the manifest); build the guests with scripts/build-guests", component.display()),
+                ));
+            }
+            spec.component = component.to_string_lossy().into_owned();
+            functions.push(spec);
+        }
+        let mut server = doc.server;
+        server.state_dir = Some(base.join(server.state_dir.as_deref().unwrap_or(Path::new(".wisp"))));
+        Ok(Manifest { server, functions })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.wasm"), b"x").unwrap();
+        std::fs::write(dir.path().join("b.wasm"), b"x").unwrap();
+        Manifest::parse(&dir.path().join("wisp.toml"), text)
+    }
+
+    #[test]
+    fn parses_a_full_manifest() {
+        let m = parse(
+            r#"
+[server]
+listen = "127.0.0.1:3000"
+admin = "127.0.0.1:3001"
+
+[[function]]
+name = "hello"
+component = "a.wasm"
+route = "/hello"
+memory = "64Mi"
+timeout = "5s"
+max_instances = 100
+env = { GREETING = "hi" }
+allowed_outbound_hosts = ["http://127.0.0.1:9000"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.server.listen.port(), 3000);
+        assert_eq!(m.functions[0].memory.bytes(), 64 << 20);
+        assert!(m.functions[0].component.ends_with("a.wasm"));
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let cases = [
+            ("[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nmemroy = \"1Mi\"\n", "memroy"),
+            ("[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nmemory = \"64Q\"\n", "line 4"),
+            ("[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\ntimeout = \"soon\"\n", "line 4"),
+            ("[[function]]\nname = \"a\"\ncomponent = \"missing.wasm\"\n", ":3: function `a`: `component`: no file"),
+            (
+                "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\n\n[[function]]\nname = \"a\"\ncomponent = \"b.wasm\"\nroute = \"/b\"\n",
+                ":6: function `a`: `name`: duplicate name",
+            ),
+            (
+                "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroute = \"/x\"\n[[function]]\nname = \"b\"\ncomponent = \"b.wasm\"\nroute = \"/x/\"\n",
+                ":8: function `b`: `route`: route `/x` is already served by function `a`",
+            ),
+            ("[server]\nadmin = \"0.0.0.0:3001\"\n", "loopback"),
+        ];
+        for (text, expected) in cases {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(expected), "expected `{expected}` in: {err}");
+            assert!(err.contains("wisp.toml"), "no file name in: {err}");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Process lifecycle: load functions, bind listeners, serve until SIGINT or
+//! SIGTERM, then stop accepting and let in-flight invocations finish within
+//! the grace period.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use wasmtime_wasi_http::WasiBody;
+
+use crate::admin::Admin;
+use crate::component;
+use crate::engine::WispEngine;
+use crate::gateway::Gateway;
+use crate::manifest::ServerSettings;
+use crate::registry::Registry;
+use crate::spec::FunctionSpec;
+use crate::state::StateDir;
+
+/// Loads `functions` (component paths) and serves them, with the admin API
+/// when `settings.admin` is set, until a shutdown signal.
+pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Result<()> {
+    raise_fd_limit();
+    settings.check_admin()?;
+    let engine = WispEngine::new(&settings.pool)?;
+    let state = settings.state_dir.as_deref().map(StateDir::open).transpose()?;
+    let registry = Registry::new(engine, state);
+    registry.restore().await?;
+    for mut spec in functions {
+        let name = spec.name.clone();
+        let path = std::path::PathBuf::from(&spec.component);
+        let load = async {
+            spec.component = registry.add_component(component::read(&path)?).await?;
+            // Redeploy only when the manifest entry changed since it was last
+            // applied, so admin deploys survive a restart with the same file.
+            let fingerprint = component::digest(&serde_json::to_vec(&spec)?);
+            if registry.manifest_applied(&name).as_deref() != Some(&fingerprint) {
+                registry.deploy(spec, Some(fingerprint)).await?;
+            }
+            anyhow::Ok(())
+        };
+        load.await
+            .with_context(|| format!("function `{name}` (`{}`)", path.display()))?;
+    }
+
+    let listener = bind(settings.listen, "functions").await?;
+    let admin_listener = match settings.admin {
+        Some(addr) => Some(bind(addr, "admin API").await?),
+        None => None,
+    };
+    let stop = CancellationToken::new();
+    let graceful = Arc::new(GracefulShutdown::new());
+
+    let gateway = Gateway::new(registry.clone());
+    println!("wisp: listening on http://{}", listener.local_addr()?);
+    let mut loops = vec![tokio::spawn(accept_loop(listener, stop.clone(), graceful.clone(), move |req| {
+        let gateway = gateway.clone();
+        async move { gateway.handle(req).await }
+    }))];
+    if let Some(listener) = admin_listener {
+        let admin = Admin::new(registry.clone());
+        println!("wisp: admin API on http://{}", listener.local_addr()?);
+        loops.push(tokio::spawn(accept_loop(listener, stop.clone(), graceful.clone(), move |req| {
+            let admin = admin.clone();
+            async move { admin.handle(req).await }
+        })));
+    }
+
+    let signal = wait_for_signal().await?;
+    tracing::info!("{signal}: no longer accepting connections; draining in-flight requests for up to {}", settings.shutdown_grace);
+    stop.cancel();
+    for l in loops {
+        let _ = l.await;
+    }
+    // The accept loops have returned, so this is the last reference.
+    let drain = async {
+        if let Ok(graceful) = Arc::try_unwrap(graceful) {
+            graceful.shutdown().await;
+        }
+    };
+    match tokio::time::timeout(settings.shutdown_grace.0, drain).await {
+        Ok(()) => tracing::info!("all requests finished; bye"),
+        Err(_) => tracing::warn!("grace period over; abandoning the requests still running"),
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("could not listen for {what} on {addr}; is another server using it? pick another address or port 0")
+    })
+}
+
+async fn accept_loop<H, F>(
+    listener: TcpListener,
+    stop: CancellationToken,
+    graceful: Arc<GracefulShutdown>,
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<WasiBody>> + Send + 'static,
+{
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Typically EMFILE under a connection flood: back off
+                    // instead of spinning, and keep serving the open ones.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Small response chunks (streams, SSE) must not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(handler(req).await) }
+        });
+        let conn = http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection ended with an error: {e}");
+            }
+        });
+    }
+}
+
+async fn wait_for_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("could not listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("could not listen for SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// Each connection and each instance's streams take descriptors; the
+/// default soft limit of 1024 would cap concurrency far below the pool.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!("open file limit: {n}"),
+        Err(e) => tracing::warn!("could not raise the open file limit: {e}"),
+    }
+}
