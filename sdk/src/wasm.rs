@@ -191,7 +191,11 @@ pub(crate) fn send(request: &OutboundRequest, url: &Url<'_>) -> Result<ClientRes
     let pending = outgoing_handler::handle(outgoing, None).map_err(http_error)?;
     let mut stream = body.write().expect("first call to write()");
     let written = stream.write_all(&request.body);
-    finish_body(body, stream, written).map_err(|e| ClientError::Http(e.to_string()))?;
+    // A host that refuses the call closes the body stream and reports why
+    // through the response future; a server may also answer early without
+    // reading the whole body. Either way the future has the real outcome,
+    // so a failed body write is only reported if the future has nothing else.
+    let body_sent = finish_body(body, stream, written);
 
     let response = loop {
         match pending.get() {
@@ -202,7 +206,10 @@ pub(crate) fn send(request: &OutboundRequest, url: &Url<'_>) -> Result<ClientRes
     let response = match response {
         Ok(Ok(response)) => response,
         Ok(Err(code)) => return Err(http_error(code)),
-        Err(()) => return Err(ClientError::Http("response already taken".into())),
+        Err(()) => {
+            let reason = body_sent.err().map_or("response already taken".to_owned(), |e| e.to_string());
+            return Err(ClientError::Http(reason));
+        }
     };
     let status = response.status();
     let headers = headers_from_fields(response.headers());
