@@ -1,4 +1,4 @@
-//! Write [Wisp](https://github.com/) functions in Rust.
+//! Write Wisp functions in Rust.
 //!
 //! A function is a WebAssembly component that handles HTTP requests. This
 //! crate turns a plain Rust function into one:
@@ -112,9 +112,11 @@ pub use serde_json;
 /// }
 /// ```
 ///
-/// Inside the init hook, prefer [`env::var`] over `std::env::var` and do not
-/// keep open handles (files, outbound responses): the snapshot is taken in a
-/// different store than the one that serves requests. See [`env`].
+/// The snapshot is taken in a different store than the ones that serve
+/// requests, so don't keep open handles (files, outbound responses) from the
+/// hook, and remember that values it reads from the environment are those of
+/// the pre-initialization run. The SDK resets WASI's cached handles and
+/// environment after the hook, so printing and [`env`] work normally later.
 pub use wisp_sdk_macros::http_handler;
 
 /// Turns a function into the component's CloudEvents handler.
