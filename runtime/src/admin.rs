@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use wasmtime_wasi_http::WasiBody;
 
-use crate::gateway::plain;
+use crate::gateway::{full, plain};
 use crate::registry::{NotFound, Registry};
 use crate::spec::FunctionSpec;
 use crate::telemetry;
@@ -51,30 +51,45 @@ impl Admin {
             (&Method::GET, ["healthz"]) => Ok(plain(StatusCode::OK, "ok\n".into())),
             (&Method::GET, ["metrics"]) => {
                 let metrics = self.registry.metrics();
-                Ok(plain(StatusCode::OK, telemetry::prometheus(metrics.iter().map(|(n, m)| (n.as_str(), *m)))))
+                Ok(plain(
+                    StatusCode::OK,
+                    telemetry::prometheus(metrics.iter().map(|(n, m)| (n.as_str(), *m))),
+                ))
             }
             (&Method::POST, ["v1", "components"]) => self.upload(req).await,
             (&Method::GET, ["v1", "functions"]) => json(StatusCode::OK, &self.registry.list()),
-            (&Method::GET, ["v1", "functions", name]) => self.registry.info(name).map_err(refusal).and_then(|i| json(StatusCode::OK, &i)),
+            (&Method::GET, ["v1", "functions", name]) => self
+                .registry
+                .info(name)
+                .map_err(refusal)
+                .and_then(|i| json(StatusCode::OK, &i)),
             (&Method::PUT, ["v1", "functions", name]) => {
                 let name = name.to_string();
                 self.deploy(&name, req).await
             }
-            (&Method::DELETE, ["v1", "functions", name]) => match self.registry.delete(name).await {
-                Ok(()) => Ok(empty(StatusCode::NO_CONTENT)),
-                Err(e) => Err(refusal(e)),
-            },
-            (&Method::GET, ["v1", "functions", name, "revisions"]) => {
-                self.registry.revisions(name).map_err(refusal).and_then(|r| json(StatusCode::OK, &r))
+            (&Method::DELETE, ["v1", "functions", name]) => {
+                match self.registry.delete(name).await {
+                    Ok(()) => Ok(empty(StatusCode::NO_CONTENT)),
+                    Err(e) => Err(refusal(e)),
+                }
             }
+            (&Method::GET, ["v1", "functions", name, "revisions"]) => self
+                .registry
+                .revisions(name)
+                .map_err(refusal)
+                .and_then(|r| json(StatusCode::OK, &r)),
             (&Method::POST, ["v1", "functions", name, "rollback"]) => {
                 let name = name.to_string();
                 self.rollback(&name, req).await
             }
-            _ => Err((StatusCode::NOT_FOUND, format!("no admin endpoint {method} {path}; see docs/admin-api.md"))),
+            _ => Err((
+                StatusCode::NOT_FOUND,
+                format!("no admin endpoint {method} {path}; see docs/admin-api.md"),
+            )),
         };
         let resp = reply.unwrap_or_else(|(status, message)| {
-            json(status, &serde_json::json!({ "error": message })).unwrap_or_else(|(s, m)| plain(s, m))
+            json(status, &serde_json::json!({ "error": message }))
+                .unwrap_or_else(|(s, m)| plain(s, m))
         });
         tracing::info!(target: "wisp::admin", %method, %path, status = resp.status().as_u16());
         resp
@@ -82,18 +97,32 @@ impl Admin {
 
     async fn upload(&self, req: Request<Incoming>) -> Reply {
         let bytes = read_body(req, MAX_UPLOAD).await?;
-        let component = self.registry.add_component(bytes.to_vec()).await.map_err(refusal)?;
+        let component = self
+            .registry
+            .add_component(bytes.to_vec())
+            .await
+            .map_err(refusal)?;
         json(StatusCode::CREATED, &Uploaded { component })
     }
 
     async fn deploy(&self, name: &str, req: Request<Incoming>) -> Reply {
         let body = read_body(req, MAX_JSON).await?;
-        let mut spec: FunctionSpec = serde_json::from_slice(&body)
-            .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid function settings: {e}")))?;
+        let mut spec: FunctionSpec = serde_json::from_slice(&body).map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("invalid function settings: {e}"),
+            )
+        })?;
         if spec.name.is_empty() {
             spec.name = name.to_string();
         } else if spec.name != name {
-            return Err((StatusCode::BAD_REQUEST, format!("settings name `{}` differs from the URL's `{name}`", spec.name)));
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "settings name `{}` differs from the URL's `{name}`",
+                    spec.name
+                ),
+            ));
         }
         let revision = self.registry.deploy(spec, None).await.map_err(refusal)?;
         json(StatusCode::OK, &revision)
@@ -104,15 +133,28 @@ impl Admin {
         let target: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
             RollbackBody::default()
         } else {
-            serde_json::from_slice(&body).map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid rollback body: {e}")))?
+            serde_json::from_slice(&body).map_err(|e| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid rollback body: {e}"),
+                )
+            })?
         };
-        let revision = self.registry.rollback(name, target.revision).await.map_err(refusal)?;
+        let revision = self
+            .registry
+            .rollback(name, target.revision)
+            .await
+            .map_err(refusal)?;
         json(StatusCode::OK, &revision)
     }
 }
 
 fn refusal(e: anyhow::Error) -> (StatusCode, String) {
-    let status = if e.is::<NotFound>() { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
+    let status = if e.is::<NotFound>() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::BAD_REQUEST
+    };
     (status, format!("{e:#}"))
 }
 
@@ -121,20 +163,28 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, (Statu
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|e| (StatusCode::PAYLOAD_TOO_LARGE, format!("could not read the request body (limit {limit} bytes): {e}")))
+        .map_err(|e| {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("could not read the request body (limit {limit} bytes): {e}"),
+            )
+        })
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
-    let body = serde_json::to_vec_pretty(value).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync());
+    let body = serde_json::to_vec_pretty(value)
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut resp = Response::new(full(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }
 
 fn empty(status: StatusCode) -> Response<WasiBody> {
-    let mut resp = Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync());
+    let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = status;
     resp
 }

@@ -21,7 +21,9 @@ impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Rejected::QueueFull => "max_instances reached and max_queue requests already waiting",
-            Rejected::QueueTimeout => "max_instances reached and no instance came free within queue_timeout",
+            Rejected::QueueTimeout => {
+                "max_instances reached and no instance came free within queue_timeout"
+            }
         })
     }
 }

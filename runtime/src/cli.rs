@@ -103,22 +103,37 @@ impl SpecArgs {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { spec.$field = v; } )* };
         }
-        set!(route, memory, timeout, max_instances, max_queue, queue_timeout, max_request_body);
+        set!(
+            route,
+            memory,
+            timeout,
+            max_instances,
+            max_queue,
+            queue_timeout,
+            max_request_body
+        );
         for pair in self.env {
             let (k, v) = pair
                 .split_once('=')
                 .ok_or_else(|| anyhow!("--env `{pair}`: write it as KEY=VALUE"))?;
             spec.env.insert(k.to_string(), v.to_string());
         }
-        spec.allowed_outbound_hosts.extend(self.allowed_outbound_hosts);
-        spec.validate().map_err(|(key, msg)| anyhow!("--{}: {msg}", key.replace('_', "-")))
+        spec.allowed_outbound_hosts
+            .extend(self.allowed_outbound_hosts);
+        spec.validate()
+            .map_err(|(key, msg)| anyhow!("--{}: {msg}", key.replace('_', "-")))
     }
 }
 
 #[derive(Args)]
 pub struct AdminArgs {
     /// Admin API base URL.
-    #[arg(long, env = "WISP_ADMIN", default_value = "http://127.0.0.1:3001", global = true)]
+    #[arg(
+        long,
+        env = "WISP_ADMIN",
+        default_value = "http://127.0.0.1:3001",
+        global = true
+    )]
     pub admin: String,
 }
 
@@ -162,13 +177,26 @@ pub enum FunctionsCommand {
 }
 
 fn stem_name(path: &Path) -> String {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("function");
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("function");
     let name: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(64)
         .collect();
-    if name.is_empty() { "function".into() } else { name }
+    if name.is_empty() {
+        "function".into()
+    } else {
+        name
+    }
 }
 
 impl Cli {

@@ -25,10 +25,23 @@ async fn call(admin: &str, method: Method, path: &str, body: Vec<u8>) -> Result<
     })?;
     let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();
-    let value: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into())) };
+    let value: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()))
+    };
     if !status.is_success() {
-        let message = value.get("error").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| value.to_string());
-        bail!("{} {}: {message}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+        let message = value
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string());
+        bail!(
+            "{} {}: {message}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
     }
     Ok(value)
 }
@@ -38,10 +51,22 @@ pub async fn deploy(admin: &str, mut spec: FunctionSpec) -> Result<()> {
     let bytes = component::read(std::path::Path::new(&spec.component))?;
     component::check_header(&bytes).with_context(|| format!("`{}`", spec.component))?;
     let uploaded = call(admin, Method::POST, "/v1/components", bytes).await?;
-    spec.component = uploaded["component"].as_str().context("admin API returned no component reference")?.to_string();
+    spec.component = uploaded["component"]
+        .as_str()
+        .context("admin API returned no component reference")?
+        .to_string();
     let name = spec.name.clone();
-    let revision = call(admin, Method::PUT, &format!("/v1/functions/{name}"), serde_json::to_vec(&spec)?).await?;
-    println!("deployed {name} revision {} ({})", revision["number"], spec.component);
+    let revision = call(
+        admin,
+        Method::PUT,
+        &format!("/v1/functions/{name}"),
+        serde_json::to_vec(&spec)?,
+    )
+    .await?;
+    println!(
+        "deployed {name} revision {} ({})",
+        revision["number"], spec.component
+    );
     Ok(())
 }
 
@@ -60,21 +85,52 @@ pub async fn functions(admin: &str, command: FunctionsCommand) -> Result<()> {
                 );
             }
         }
-        FunctionsCommand::Get { name } => print_json(&call(admin, Method::GET, &format!("/v1/functions/{name}"), Vec::new()).await?)?,
+        FunctionsCommand::Get { name } => print_json(
+            &call(
+                admin,
+                Method::GET,
+                &format!("/v1/functions/{name}"),
+                Vec::new(),
+            )
+            .await?,
+        )?,
         FunctionsCommand::Revisions { name } => {
-            let revs = call(admin, Method::GET, &format!("/v1/functions/{name}/revisions"), Vec::new()).await?;
+            let revs = call(
+                admin,
+                Method::GET,
+                &format!("/v1/functions/{name}/revisions"),
+                Vec::new(),
+            )
+            .await?;
             println!("{:>8}  {:<12} COMPONENT", "REVISION", "CREATED");
             for r in revs.as_array().into_iter().flatten() {
-                println!("{:>8}  {:<12} {}", r["number"], r["created"], r["spec"]["component"].as_str().unwrap_or(""));
+                println!(
+                    "{:>8}  {:<12} {}",
+                    r["number"],
+                    r["created"],
+                    r["spec"]["component"].as_str().unwrap_or("")
+                );
             }
         }
         FunctionsCommand::Rollback { name, to } => {
             let body = serde_json::to_vec(&serde_json::json!({ "revision": to }))?;
-            let rev = call(admin, Method::POST, &format!("/v1/functions/{name}/rollback"), body).await?;
+            let rev = call(
+                admin,
+                Method::POST,
+                &format!("/v1/functions/{name}/rollback"),
+                body,
+            )
+            .await?;
             println!("{name} now serves revision {}", rev["number"]);
         }
         FunctionsCommand::Delete { name } => {
-            call(admin, Method::DELETE, &format!("/v1/functions/{name}"), Vec::new()).await?;
+            call(
+                admin,
+                Method::DELETE,
+                &format!("/v1/functions/{name}"),
+                Vec::new(),
+            )
+            .await?;
             println!("deleted {name}");
         }
     }
@@ -85,4 +141,3 @@ fn print_json(v: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
-

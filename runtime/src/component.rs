@@ -32,7 +32,10 @@ pub fn check_header(bytes: &[u8]) -> Result<()> {
              (the adapter ships in the crate wasi-preview1-component-adapter-provider)"
         ),
         [_, _, 1, 0] => Ok(()),
-        _ => bail!("unknown WebAssembly version/layer {:?}; Wisp runs components", &bytes[4..8]),
+        _ => bail!(
+            "unknown WebAssembly version/layer {:?}; Wisp runs components",
+            &bytes[4..8]
+        ),
     }
 }
 
@@ -66,7 +69,11 @@ pub fn prepare(engine: &WispEngine, component: &Component) -> Result<ProxyPre<Ho
                 "the component exports no HTTP handler: Wisp needs \
                  `wasi:http/incoming-handler@0.2.x` (or `wasi:http/handler@0.3.x`), but it \
                  exports {}. Build it for the wasi:http proxy world",
-                if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+                if exports.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    exports.join(", ")
+                }
             )
         })
 }

@@ -105,7 +105,12 @@ impl WispEngine {
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
-        Ok(Arc::new(WispEngine { engine, linker, pool: pool.clone(), ticker_stop }))
+        Ok(Arc::new(WispEngine {
+            engine,
+            linker,
+            pool: pool.clone(),
+            ticker_stop,
+        }))
     }
 }
 

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Full};
+use http_body_util::LengthLimitError;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use wasmtime::PoolConcurrencyLimitError;
 use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError};
@@ -34,8 +35,12 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(registry: Arc<Registry>) -> Arc<Self> {
         // A random start keeps ids from repeating across restarts.
-        let seed = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
-        Arc::new(Gateway { registry, next_id: AtomicU64::new(seed) })
+        let seed =
+            std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+        Arc::new(Gateway {
+            registry,
+            next_id: AtomicU64::new(seed),
+        })
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<WasiBody> {
@@ -43,40 +48,84 @@ impl Gateway {
         let id = InvocationId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let (method, uri) = (req.method().clone(), req.uri().clone());
         let Some(live) = self.registry.route(uri.path()) else {
-            let mut resp = plain(StatusCode::NOT_FOUND, format!("no function is routed at `{}`\n", uri.path()));
+            let mut resp = plain(
+                StatusCode::NOT_FOUND,
+                format!("no function is routed at `{}`\n", uri.path()),
+            );
             set_invocation_header(&mut resp, id);
             tracing::info!(target: "wisp::access", invocation = %id, %method, path = %uri.path(), status = 404, "no route");
             return resp;
         };
         live.metrics.invocation_started();
-        let access = AccessRecord { live: live.clone(), id, method, uri, started, status: 0 };
-        let resp = self.invoke(&live, id, req).await;
-        access.attach(resp)
+        let invocation = Invocation::new(id);
+        let resp = self.invoke(&live, &invocation, req).await;
+        AccessRecord {
+            live,
+            invocation,
+            method,
+            uri,
+            started,
+            status: 0,
+        }
+        .attach(resp)
     }
 
-    async fn invoke(&self, live: &Live, id: InvocationId, req: Request<Incoming>) -> Response<WasiBody> {
-        let limit = live.spec.max_request_body.bytes();
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return too_large(live, id);
-        }
-        let invocation = Invocation::new(id);
-        let req = req.map(|body| LimitedBody { inner: body, remaining: limit, invocation: invocation.clone() }.boxed_unsync());
-        let result = live.handler.handle(invocation.clone(), req).await;
-        if invocation.body_too_large.load(Ordering::Relaxed) {
-            return too_large(live, id);
-        }
-        match result {
+    async fn invoke(
+        &self,
+        live: &Live,
+        invocation: &Arc<Invocation>,
+        req: Request<Incoming>,
+    ) -> Response<WasiBody> {
+        let req = match limit_body(live, invocation.id, req).await {
+            Ok(req) => req,
+            Err(resp) => return resp,
+        };
+        match live.handler.handle(invocation.clone(), req).await {
             Ok(mut resp) => {
-                set_invocation_header(&mut resp, id);
+                set_invocation_header(&mut resp, invocation.id);
                 resp
             }
-            Err(error) => failure(live, &invocation, &error),
+            Err(error) => failure(live, invocation, &error),
         }
     }
+}
+
+/// Enforces `max_request_body`. A declared length is checked up front (hyper
+/// then holds the client to it). A chunked body is read up to the limit
+/// before the guest starts, as nginx does, so an oversized one still gets a
+/// clean 413 instead of a guest failing halfway through a response.
+async fn limit_body(
+    live: &Live,
+    id: InvocationId,
+    req: Request<Incoming>,
+) -> Result<Request<WasiBody>, Response<WasiBody>> {
+    let limit = live.spec.max_request_body.bytes();
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let (parts, body) = req.into_parts();
+    let body = match declared {
+        Some(n) if n > limit => return Err(too_large(live, id)),
+        Some(_) => body.map_err(HttpError::from).boxed_unsync(),
+        None if body.is_end_stream() => body.map_err(HttpError::from).boxed_unsync(),
+        None => match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect()
+            .await
+        {
+            Ok(collected) => full(collected.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => return Err(too_large(live, id)),
+            Err(e) => {
+                let mut resp = plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the request body: {e}\n"),
+                );
+                set_invocation_header(&mut resp, id);
+                return Err(resp);
+            }
+        },
+    };
+    Ok(Request::from_parts(parts, body))
 }
 
 fn too_large(live: &Live, id: InvocationId) -> Response<WasiBody> {
@@ -86,7 +135,10 @@ fn too_large(live: &Live, id: InvocationId) -> Response<WasiBody> {
     );
     let mut resp = plain(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!("request body is larger than this function's limit of {}\n", live.spec.max_request_body),
+        format!(
+            "request body is larger than this function's limit of {}\n",
+            live.spec.max_request_body
+        ),
     );
     set_invocation_header(&mut resp, id);
     resp
@@ -97,9 +149,17 @@ fn failure(live: &Live, invocation: &Invocation, error: &wasmtime::Error) -> Res
     let (function, id) = (&live.function, invocation.id);
     let spec = &live.spec;
     let mut retry_after = false;
-    let (status, message) = if invocation.timed_out.load(Ordering::Relaxed) || error.is::<ExpirationError>() {
+    let (status, message) = if invocation.timed_out.load(Ordering::Relaxed)
+        || error.is::<ExpirationError>()
+    {
         tracing::warn!(%function, invocation = %id, "timeout reached: no response within timeout = {}", spec.timeout);
-        (StatusCode::GATEWAY_TIMEOUT, format!("the function did not respond within its timeout of {}", spec.timeout))
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the function did not respond within its timeout of {}",
+                spec.timeout
+            ),
+        )
     } else if let Some(e) = error.downcast_ref::<InstantiationError<Arc<Invocation>>>() {
         if let Some(rejected) = e.error.downcast_ref::<Rejected>() {
             retry_after = true;
@@ -108,32 +168,58 @@ fn failure(live: &Live, invocation: &Invocation, error: &wasmtime::Error) -> Res
                 "max_instances reached: {rejected} (max_instances = {}, max_queue = {}, queue_timeout = {})",
                 spec.max_instances, spec.max_queue, spec.queue_timeout
             );
-            (StatusCode::TOO_MANY_REQUESTS, "too many requests: every instance of this function is busy".to_string())
-        } else if e.error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests: every instance of this function is busy".to_string(),
+            )
+        } else if e
+            .error
+            .downcast_ref::<PoolConcurrencyLimitError>()
+            .is_some()
+        {
             retry_after = true;
             tracing::warn!(%function, invocation = %id, "instance pool exhausted: {}; raise [server.pool] limits", e.error);
-            (StatusCode::SERVICE_UNAVAILABLE, "the server is at capacity".to_string())
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is at capacity".to_string(),
+            )
         } else {
             tracing::warn!(%function, invocation = %id, "instantiation failed: {:#}", e.error);
-            (StatusCode::INTERNAL_SERVER_ERROR, "the function could not be started".to_string())
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the function could not be started".to_string(),
+            )
         }
     } else {
         tracing::warn!(%function, invocation = %id, "function failed: {error:#}");
-        (StatusCode::INTERNAL_SERVER_ERROR, "the function failed (trap, panic or no response)".to_string())
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the function failed (trap, panic or no response)".to_string(),
+        )
     };
     let mut resp = plain(status, format!("{message}; invocation id {id}\n"));
     if retry_after {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     set_invocation_header(&mut resp, id);
     resp
 }
 
+/// A complete in-memory body in the type every response here uses.
+pub fn full(bytes: Bytes) -> WasiBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 pub fn plain(status: StatusCode, body: String) -> Response<WasiBody> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed_unsync());
+    let mut resp = Response::new(full(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -143,49 +229,11 @@ fn set_invocation_header<B>(resp: &mut Response<B>, id: InvocationId) {
     }
 }
 
-/// The request body as the guest sees it: cut off with an error once it
-/// passes `max_request_body`, whether or not a length was declared.
-struct LimitedBody {
-    inner: Incoming,
-    remaining: u64,
-    invocation: Arc<Invocation>,
-}
-
-impl Body for LimitedBody {
-    type Data = Bytes;
-    type Error = HttpError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
-        let frame = match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-            None => return Poll::Ready(None),
-        };
-        if let Some(data) = frame.data_ref() {
-            let len = data.len() as u64;
-            if len > self.remaining {
-                self.invocation.body_too_large.store(true, Ordering::Relaxed);
-                return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(None))));
-            }
-            self.remaining -= len;
-        }
-        Poll::Ready(Some(Ok(frame)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// Writes the access-log line and counts the invocation when its response
 /// body ends (or is abandoned), so durations include streaming.
 struct AccessRecord {
     live: Arc<Live>,
-    id: InvocationId,
+    invocation: Arc<Invocation>,
     method: Method,
     uri: Uri,
     started: Instant,
@@ -195,7 +243,16 @@ struct AccessRecord {
 impl AccessRecord {
     fn attach(mut self, resp: Response<WasiBody>) -> Response<WasiBody> {
         self.status = resp.status().as_u16();
-        resp.map(|inner| LoggedBody { inner, record: Some(self), complete: false }.boxed_unsync())
+        // These responses have no body for hyper to read to its end.
+        let bodiless = self.method == Method::HEAD || matches!(self.status, 204 | 304);
+        resp.map(|inner| {
+            LoggedBody {
+                inner,
+                record: Some(self),
+                complete: bodiless,
+            }
+            .boxed_unsync()
+        })
     }
 
     fn finish(self, complete: bool) {
@@ -205,7 +262,7 @@ impl AccessRecord {
             target: "wisp::access",
             function = %self.live.function,
             revision = self.live.revision,
-            invocation = %self.id,
+            invocation = %self.invocation.id,
             method = %self.method,
             path = %self.uri.path(),
             status = self.status,
@@ -231,8 +288,24 @@ impl Body for LoggedBody {
     type Data = Bytes;
     type Error = HttpError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if frame.is_none()
+            && self
+                .record
+                .as_ref()
+                .is_some_and(|r| r.invocation.failed.load(Ordering::Relaxed))
+        {
+            // The instance died mid-body: make the client see a broken
+            // response rather than a short one that looks complete.
+            if let Some(record) = self.record.take() {
+                record.finish(false);
+            }
+            return Poll::Ready(Some(Err(HttpError::HttpResponseIncomplete)));
+        }
         if frame.is_none() {
             self.complete = true;
             if let Some(record) = self.record.take() {

@@ -54,7 +54,13 @@ struct LineState {
 
 impl GuestLog {
     pub fn new(tag: Arc<InstanceTag>, stream: Stream) -> Self {
-        GuestLog { inner: Arc::new(LineBuffer { tag, stream, state: Mutex::default() }) }
+        GuestLog {
+            inner: Arc::new(LineBuffer {
+                tag,
+                stream,
+                state: Mutex::default(),
+            }),
+        }
     }
 
     fn write_bytes(&self, mut bytes: &[u8]) {
@@ -68,7 +74,9 @@ impl GuestLog {
             if chunk.len() > room {
                 state.truncated = true;
             }
-            state.line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            state
+                .line
+                .extend_from_slice(&chunk[..chunk.len().min(room)]);
             if newline {
                 self.inner.emit(&mut state);
             }
@@ -142,7 +150,11 @@ impl Pollable for GuestLog {
 }
 
 impl AsyncWrite for GuestLog {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.write_bytes(buf);
         Poll::Ready(Ok(buf.len()))
     }

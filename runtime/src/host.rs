@@ -37,7 +37,10 @@ pub struct InstanceTag {
 
 impl InstanceTag {
     pub fn new(function: Arc<str>) -> Arc<Self> {
-        Arc::new(InstanceTag { function, invocation: AtomicU64::new(0) })
+        Arc::new(InstanceTag {
+            function,
+            invocation: AtomicU64::new(0),
+        })
     }
 
     pub fn set_invocation(&self, id: InvocationId) {
@@ -61,12 +64,21 @@ pub struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub fn new(limit: u64) -> Self {
-        MemoryLimiter { limit: usize::try_from(limit).unwrap_or(usize::MAX), used: 0, exceeded: false }
+        MemoryLimiter {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            used: 0,
+            exceeded: false,
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let after = self.used - current.min(self.used) + desired;
         if after > self.limit {
             self.exceeded = true;
@@ -76,7 +88,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -109,14 +126,19 @@ impl Host {
             .stderr(GuestLog::new(tag.clone(), Stream::Stderr));
         // Sockets stay closed: outbound traffic goes through wasi:http, where
         // allowed_outbound_hosts is enforced.
-        wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         Host {
             table,
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: OutboundHooks { allowed: config.allowed.clone(), function: config.function.clone() },
+            hooks: OutboundHooks {
+                allowed: config.allowed.clone(),
+                function: config.function.clone(),
+            },
             limiter: MemoryLimiter::new(config.memory_limit),
             tag,
         }
@@ -125,13 +147,20 @@ impl Host {
 
 impl WasiView for Host {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for Host {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 

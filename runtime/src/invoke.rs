@@ -28,13 +28,18 @@ pub struct Invocation {
     /// Set by the instance's expiration before it kills the instance, so the
     /// gateway can answer 504 even though the guest never produced an error.
     pub timed_out: AtomicBool,
-    /// Set by the gateway when the request body passed `max_request_body`.
-    pub body_too_large: AtomicBool,
+    /// Set when the instance serving it trapped or was killed, so a response
+    /// whose headers are already out ends in an error, not a clean EOF.
+    pub failed: AtomicBool,
 }
 
 impl Invocation {
     pub fn new(id: InvocationId) -> Arc<Self> {
-        Arc::new(Invocation { id, timed_out: AtomicBool::new(false), body_too_large: AtomicBool::new(false) })
+        Arc::new(Invocation {
+            id,
+            timed_out: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+        })
     }
 }
 
@@ -101,7 +106,11 @@ impl WorkerState for InvocationWorker {
     type RequestData = Arc<Invocation>;
 
     fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
-        if total >= 1 { ShouldAccept::Never } else { ShouldAccept::Yes }
+        if total >= 1 {
+            ShouldAccept::Never
+        } else {
+            ShouldAccept::Yes
+        }
     }
 
     fn on_request_start(
@@ -131,10 +140,15 @@ impl WorkerState for InvocationWorker {
                 crate::units::ByteSize(self.memory_limit)
             );
         }
-        let timed_out = lock(&self.current)
+        let current = lock(&self.current).clone();
+        let timed_out = current
             .as_ref()
             .is_some_and(|inv| inv.timed_out.load(Ordering::Relaxed));
         if let Err(error) = result {
+            // Before the store (and with it the response body's sender) goes.
+            if let Some(inv) = &current {
+                inv.failed.store(true, Ordering::Relaxed);
+            }
             if timed_out {
                 tracing::warn!(
                     %function, %invocation,
@@ -160,7 +174,11 @@ pub struct Expiration {
 
 impl Expiration {
     fn new(timeout: Duration, current: Current) -> Self {
-        Expiration { timeout, sleep: Box::pin(tokio::time::sleep(timeout)), current }
+        Expiration {
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+            current,
+        }
     }
 }
 
@@ -169,7 +187,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl WorkerExpiration for Expiration {
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>, status: WorkerStatus, start: Instant) -> Poll<()> {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        status: WorkerStatus,
+        start: Instant,
+    ) -> Poll<()> {
         let timed_out = lock(&self.current)
             .as_ref()
             .is_some_and(|inv| inv.timed_out.load(Ordering::Relaxed));
@@ -188,10 +211,11 @@ impl WorkerExpiration for Expiration {
             self.sleep.as_mut().reset(deadline);
         }
         let fired = self.sleep.as_mut().poll(cx);
-        if fired.is_ready() && status != WorkerStatus::Idle {
-            if let Some(inv) = lock(&self.current).as_ref() {
-                inv.timed_out.store(true, Ordering::Relaxed);
-            }
+        if fired.is_ready()
+            && status != WorkerStatus::Idle
+            && let Some(inv) = lock(&self.current).as_ref()
+        {
+            inv.timed_out.store(true, Ordering::Relaxed);
         }
         fired
     }

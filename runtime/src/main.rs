@@ -6,7 +6,10 @@ use wisp::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     wisp::telemetry::init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");

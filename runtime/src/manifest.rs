@@ -99,7 +99,10 @@ struct Source<'a> {
 
 impl Source<'_> {
     fn line_at(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
     /// `file:line: function `name`: key: message`
@@ -120,37 +123,67 @@ impl Source<'_> {
             })
             .map(|(start, _)| span.start + start)
             .unwrap_or(span.start);
-        let who = if name.is_empty() { format!("function #{}", index + 1) } else { format!("function `{name}`") };
-        anyhow::anyhow!("{}:{}: {who}: `{key}`: {message}", self.path.display(), self.line_at(offset))
+        let who = if name.is_empty() {
+            format!("function #{}", index + 1)
+        } else {
+            format!("function `{name}`")
+        };
+        anyhow::anyhow!(
+            "{}:{}: {who}: `{key}`: {message}",
+            self.path.display(),
+            self.line_at(offset)
+        )
     }
 }
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!("could not read manifest `{}`: {e}; pass the right file with -f", path.display())
+            anyhow::anyhow!(
+                "could not read manifest `{}`: {e}; pass the right file with -f",
+                path.display()
+            )
         })?;
         Self::parse(path, &text)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Manifest> {
-        let doc: Document = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        doc.server.check_admin().map_err(|e| anyhow::anyhow!("{}: [server] {e}", path.display()))?;
-        let locate: Locate = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let src = Source { path, text, tables: locate.function.iter().map(|t| t.span()).collect() };
+        let doc: Document =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        doc.server
+            .check_admin()
+            .map_err(|e| anyhow::anyhow!("{}: [server] {e}", path.display()))?;
+        let locate: Locate =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let src = Source {
+            path,
+            text,
+            tables: locate.function.iter().map(|t| t.span()).collect(),
+        };
         let base = path.parent().unwrap_or(Path::new("."));
 
         let mut names = HashMap::new();
         let mut routes = HashMap::new();
         let mut functions = Vec::with_capacity(doc.functions.len());
         for (i, mut spec) in doc.functions.into_iter().enumerate() {
-            spec.validate().map_err(|(key, msg)| src.error(i, key, &spec.name, &msg))?;
+            spec.validate()
+                .map_err(|(key, msg)| src.error(i, key, &spec.name, &msg))?;
             if let Some(first) = names.insert(spec.name.clone(), i) {
-                return Err(src.error(i, "name", &spec.name, &format!("duplicate name; function #{} already uses it", first + 1)));
+                return Err(src.error(
+                    i,
+                    "name",
+                    &spec.name,
+                    &format!("duplicate name; function #{} already uses it", first + 1),
+                ));
             }
             let route = normalize(&spec.route).to_string();
             if let Some(first) = routes.insert(route.clone(), spec.name.clone()) {
-                return Err(src.error(i, "route", &spec.name, &format!("route `{route}` is already served by function `{first}`")));
+                return Err(src.error(
+                    i,
+                    "route",
+                    &spec.name,
+                    &format!("route `{route}` is already served by function `{first}`"),
+                ));
             }
             let component = base.join(&spec.component);
             if !component.is_file() {
@@ -165,7 +198,8 @@ impl Manifest {
             functions.push(spec);
         }
         let mut server = doc.server;
-        server.state_dir = Some(base.join(server.state_dir.as_deref().unwrap_or(Path::new(".wisp"))));
+        server.state_dir =
+            Some(base.join(server.state_dir.as_deref().unwrap_or(Path::new(".wisp"))));
         Ok(Manifest { server, functions })
     }
 }
@@ -209,10 +243,22 @@ allowed_outbound_hosts = ["http://127.0.0.1:9000"]
     #[test]
     fn errors_name_line_and_key() {
         let cases = [
-            ("[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nmemroy = \"1Mi\"\n", "memroy"),
-            ("[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nmemory = \"64Q\"\n", "line 4"),
-            ("[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\ntimeout = \"soon\"\n", "line 4"),
-            ("[[function]]\nname = \"a\"\ncomponent = \"missing.wasm\"\n", ":3: function `a`: `component`: no file"),
+            (
+                "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nmemroy = \"1Mi\"\n",
+                "memroy",
+            ),
+            (
+                "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nmemory = \"64Q\"\n",
+                "line 4",
+            ),
+            (
+                "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\ntimeout = \"soon\"\n",
+                "line 4",
+            ),
+            (
+                "[[function]]\nname = \"a\"\ncomponent = \"missing.wasm\"\n",
+                ":3: function `a`: `component`: no file",
+            ),
             (
                 "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\n\n[[function]]\nname = \"a\"\ncomponent = \"b.wasm\"\nroute = \"/b\"\n",
                 ":6: function `a`: `name`: duplicate name",

@@ -28,7 +28,10 @@ impl AllowedHosts {
     /// Parses entries like `http://127.0.0.1:9000`, `https://api.example.com`,
     /// `https://*` (any host over https) or `*` (anything).
     pub fn parse(entries: &[String]) -> Result<Self, String> {
-        let origins = entries.iter().map(|e| parse_origin(e)).collect::<Result<_, _>>()?;
+        let origins = entries
+            .iter()
+            .map(|e| parse_origin(e))
+            .collect::<Result<_, _>>()?;
         Ok(AllowedHosts { origins })
     }
 
@@ -51,10 +54,16 @@ impl AllowedHosts {
 
 fn parse_origin(entry: &str) -> Result<Origin, String> {
     let bad = |why: &str| {
-        format!("`{entry}` {why}; write origins like `http://127.0.0.1:9000`, `https://api.example.com` or `*`")
+        format!(
+            "`{entry}` {why}; write origins like `http://127.0.0.1:9000`, `https://api.example.com` or `*`"
+        )
     };
     if entry == "*" {
-        return Ok(Origin { scheme: None, host: "*".into(), port: None });
+        return Ok(Origin {
+            scheme: None,
+            host: "*".into(),
+            port: None,
+        });
     }
     let (scheme, rest) = entry
         .split_once("://")
@@ -70,15 +79,23 @@ fn parse_origin(entry: &str) -> Result<Origin, String> {
     }
     let (host, port) = match rest.rsplit_once(':') {
         Some((host, "*")) if !host.ends_with(']') || rest.starts_with('[') => (host, None),
-        Some((host, port)) if !port.contains(']') => {
-            (host, Some(port.parse::<u16>().map_err(|_| bad("has an invalid port"))?))
-        }
+        Some((host, port)) if !port.contains(']') => (
+            host,
+            Some(
+                port.parse::<u16>()
+                    .map_err(|_| bad("has an invalid port"))?,
+            ),
+        ),
         _ => (rest, Some(if scheme == "https" { 443 } else { 80 })),
     };
     if host.is_empty() {
         return Err(bad("has no host"));
     }
-    Ok(Origin { scheme: Some(scheme), host: host.to_ascii_lowercase(), port })
+    Ok(Origin {
+        scheme: Some(scheme),
+        host: host.to_ascii_lowercase(),
+        port,
+    })
 }
 
 /// wasi:http hooks of one store: checks every outgoing request against the
@@ -91,7 +108,10 @@ pub struct OutboundHooks {
 type SendFuture = Box<
     dyn Future<
             Output = Result<
-                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
                 HttpError,
             >,
         > + Send,
@@ -155,7 +175,13 @@ mod tests {
 
     #[test]
     fn rejects_non_origins() {
-        for bad in ["127.0.0.1:80", "ftp://x", "http://x/path", "http://x:99999", "http://"] {
+        for bad in [
+            "127.0.0.1:80",
+            "ftp://x",
+            "http://x/path",
+            "http://x:99999",
+            "http://",
+        ] {
             assert!(AllowedHosts::parse(&[bad.to_string()]).is_err(), "{bad}");
         }
     }

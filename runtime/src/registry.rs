@@ -75,7 +75,10 @@ pub struct Registry {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn digest_of(reference: &str) -> Result<&str> {
@@ -135,7 +138,8 @@ impl Registry {
             None => bail!("component {reference} was never uploaded"),
         };
         let engine = self.engine.engine.clone();
-        let compiled = tokio::task::spawn_blocking(move || component::compile(&engine, &bytes)).await??;
+        let compiled =
+            tokio::task::spawn_blocking(move || component::compile(&engine, &bytes)).await??;
         self.compiled.insert(digest.to_string(), compiled.clone());
         Ok(compiled)
     }
@@ -162,7 +166,11 @@ impl Registry {
             pre,
             host: HostConfig {
                 function: function.clone(),
-                env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                env: spec
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 allowed: Arc::new(allowed),
                 memory_limit: spec.memory.bytes(),
             },
@@ -184,7 +192,10 @@ impl Registry {
         let route = normalize(&spec.route);
         for other in self.functions.iter() {
             if other.key() != &spec.name && normalize(&other.live.spec.route) == route {
-                bail!("route `{route}` is already served by function `{}`", other.key());
+                bail!(
+                    "route `{route}` is already served by function `{}`",
+                    other.key()
+                );
             }
         }
         Ok(())
@@ -203,25 +214,40 @@ impl Registry {
         if let Some(state) = &self.state {
             state.save(&record)?;
         }
-        self.functions.insert(record.name.clone(), Entry { record, live });
+        self.functions
+            .insert(record.name.clone(), Entry { record, live });
         self.publish_routes();
         Ok(())
     }
 
     /// Deploys `spec` (whose component is a `sha256:` reference) as the
     /// function's new current revision.
-    pub async fn deploy(&self, spec: FunctionSpec, manifest_applied: Option<String>) -> Result<Revision> {
-        spec.validate().map_err(|(key, msg)| anyhow!("`{key}`: {msg}"))?;
+    pub async fn deploy(
+        &self,
+        spec: FunctionSpec,
+        manifest_applied: Option<String>,
+    ) -> Result<Revision> {
+        spec.validate()
+            .map_err(|(key, msg)| anyhow!("`{key}`: {msg}"))?;
         let component = self.compiled(&spec.component).await?;
         let _changes = self.changes.lock().await;
         self.check_route_free(&spec)?;
         let mut record = match self.functions.get(&spec.name) {
             Some(e) => e.record.clone(),
-            None => FunctionRecord { name: spec.name.clone(), current: 0, revisions: Vec::new(), manifest_applied: None },
+            None => FunctionRecord {
+                name: spec.name.clone(),
+                current: 0,
+                revisions: Vec::new(),
+                manifest_applied: None,
+            },
         };
         let number = record.revisions.iter().map(|r| r.number).max().unwrap_or(0) + 1;
         let live = self.load(&spec, number, &component)?;
-        let revision = Revision { number, spec, created: now() };
+        let revision = Revision {
+            number,
+            spec,
+            created: now(),
+        };
         record.revisions.push(revision.clone());
         record.current = number;
         if manifest_applied.is_some() {
@@ -246,7 +272,12 @@ impl Registry {
                 .iter()
                 .filter(|r| r.number < record.current)
                 .max_by_key(|r| r.number)
-                .ok_or_else(|| anyhow!("function `{name}` has no revision before {}", record.current))?,
+                .ok_or_else(|| {
+                    anyhow!(
+                        "function `{name}` has no revision before {}",
+                        record.current
+                    )
+                })?,
         }
         .clone();
         self.check_route_free(&target.spec)?;
@@ -303,7 +334,11 @@ impl Registry {
     }
 
     pub fn metrics(&self) -> Vec<(String, MetricsSnapshot)> {
-        let mut all: Vec<_> = self.metrics.iter().map(|e| (e.key().clone(), e.value().snapshot())).collect();
+        let mut all: Vec<_> = self
+            .metrics
+            .iter()
+            .map(|e| (e.key().clone(), e.value().snapshot()))
+            .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
     }
@@ -311,7 +346,9 @@ impl Registry {
     /// Loads every function stored in the state directory. A function that
     /// no longer loads is logged and skipped so the others still serve.
     pub async fn restore(&self) -> Result<()> {
-        let Some(state) = &self.state else { return Ok(()) };
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
         for record in state.load_all()? {
             let loaded = async {
                 let rev = record
@@ -325,7 +362,8 @@ impl Registry {
             match loaded {
                 Ok(live) => {
                     tracing::info!(function = %record.name, revision = record.current, "restored");
-                    self.functions.insert(record.name.clone(), Entry { record, live });
+                    self.functions
+                        .insert(record.name.clone(), Entry { record, live });
                 }
                 Err(e) => tracing::error!(function = %record.name, "could not restore: {e:#}"),
             }
@@ -336,6 +374,8 @@ impl Registry {
 
     /// The fingerprint of a manifest entry last applied to `name`.
     pub fn manifest_applied(&self, name: &str) -> Option<String> {
-        self.functions.get(name).and_then(|e| e.record.manifest_applied.clone())
+        self.functions
+            .get(name)
+            .and_then(|e| e.record.manifest_applied.clone())
     }
 }

@@ -12,7 +12,9 @@ pub struct RouteTable<T> {
 
 impl<T> Default for RouteTable<T> {
     fn default() -> Self {
-        RouteTable { entries: Vec::new() }
+        RouteTable {
+            entries: Vec::new(),
+        }
     }
 }
 

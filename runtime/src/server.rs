@@ -33,7 +33,11 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
     raise_fd_limit();
     settings.check_admin()?;
     let engine = WispEngine::new(&settings.pool)?;
-    let state = settings.state_dir.as_deref().map(StateDir::open).transpose()?;
+    let state = settings
+        .state_dir
+        .as_deref()
+        .map(StateDir::open)
+        .transpose()?;
     let registry = Registry::new(engine, state);
     registry.restore().await?;
     for mut spec in functions {
@@ -63,21 +67,34 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
 
     let gateway = Gateway::new(registry.clone());
     println!("wisp: listening on http://{}", listener.local_addr()?);
-    let mut loops = vec![tokio::spawn(accept_loop(listener, stop.clone(), graceful.clone(), move |req| {
-        let gateway = gateway.clone();
-        async move { gateway.handle(req).await }
-    }))];
+    let mut loops = vec![tokio::spawn(accept_loop(
+        listener,
+        stop.clone(),
+        graceful.clone(),
+        move |req| {
+            let gateway = gateway.clone();
+            async move { gateway.handle(req).await }
+        },
+    ))];
     if let Some(listener) = admin_listener {
         let admin = Admin::new(registry.clone());
         println!("wisp: admin API on http://{}", listener.local_addr()?);
-        loops.push(tokio::spawn(accept_loop(listener, stop.clone(), graceful.clone(), move |req| {
-            let admin = admin.clone();
-            async move { admin.handle(req).await }
-        })));
+        loops.push(tokio::spawn(accept_loop(
+            listener,
+            stop.clone(),
+            graceful.clone(),
+            move |req| {
+                let admin = admin.clone();
+                async move { admin.handle(req).await }
+            },
+        )));
     }
 
     let signal = wait_for_signal().await?;
-    tracing::info!("{signal}: no longer accepting connections; draining in-flight requests for up to {}", settings.shutdown_grace);
+    tracing::info!(
+        "{signal}: no longer accepting connections; draining in-flight requests for up to {}",
+        settings.shutdown_grace
+    );
     stop.cancel();
     for l in loops {
         let _ = l.await;

@@ -100,11 +100,17 @@ impl FunctionSpec {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         validate_name(&self.name).map_err(|e| ("name", e))?;
         if self.component.is_empty() {
-            return Err(("component", "missing: give the path of a .wasm component".into()));
+            return Err((
+                "component",
+                "missing: give the path of a .wasm component".into(),
+            ));
         }
         validate_route(&self.route).map_err(|e| ("route", e))?;
         if self.memory.bytes() < 64 * 1024 {
-            return Err(("memory", format!("{} is below one Wasm page (64Ki)", self.memory)));
+            return Err((
+                "memory",
+                format!("{} is below one Wasm page (64Ki)", self.memory),
+            ));
         }
         if self.timeout.0.is_zero() {
             return Err(("timeout", "must be greater than zero".into()));
@@ -117,7 +123,8 @@ impl FunctionSpec {
                 return Err(("env", format!("invalid variable name `{key}`")));
             }
         }
-        AllowedHosts::parse(&self.allowed_outbound_hosts).map_err(|e| ("allowed_outbound_hosts", e))?;
+        AllowedHosts::parse(&self.allowed_outbound_hosts)
+            .map_err(|e| ("allowed_outbound_hosts", e))?;
         Ok(())
     }
 }

@@ -56,7 +56,9 @@ impl StateDir {
             fs::create_dir_all(&dir)
                 .with_context(|| format!("could not create state directory `{}`", dir.display()))?;
         }
-        Ok(StateDir { root: root.to_path_buf() })
+        Ok(StateDir {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn component_path(&self, digest: &str) -> PathBuf {
@@ -73,7 +75,12 @@ impl StateDir {
 
     pub fn get_component(&self, digest: &str) -> Result<Vec<u8>> {
         let path = self.component_path(digest);
-        fs::read(&path).with_context(|| format!("component sha256:{digest} is not in the state directory (`{}`)", path.display()))
+        fs::read(&path).with_context(|| {
+            format!(
+                "component sha256:{digest} is not in the state directory (`{}`)",
+                path.display()
+            )
+        })
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
@@ -99,14 +106,22 @@ impl StateDir {
     pub fn load_all(&self) -> Result<Vec<FunctionRecord>> {
         let dir = self.root.join("functions");
         let mut records = Vec::new();
-        for entry in fs::read_dir(&dir).with_context(|| format!("could not list `{}`", dir.display()))? {
+        for entry in
+            fs::read_dir(&dir).with_context(|| format!("could not list `{}`", dir.display()))?
+        {
             let path = entry?.path();
             if path.extension().is_none_or(|e| e != "json") {
                 continue;
             }
-            match fs::read(&path).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice(&b)?)) {
+            match fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| Ok(serde_json::from_slice(&b)?))
+            {
                 Ok(record) => records.push(record),
-                Err(e) => tracing::error!("skipping unreadable function record `{}`: {e:#}", path.display()),
+                Err(e) => tracing::error!(
+                    "skipping unreadable function record `{}`: {e:#}",
+                    path.display()
+                ),
             }
         }
         records.sort_by(|a: &FunctionRecord, b| a.name.cmp(&b.name));
@@ -121,7 +136,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("could not create a temp file in `{}`", dir.display()))?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).with_context(|| format!("could not write `{}`", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("could not write `{}`", path.display()))?;
     Ok(())
 }
 
@@ -136,7 +152,11 @@ mod tests {
         let record = FunctionRecord {
             name: "hello".into(),
             current: 1,
-            revisions: vec![Revision { number: 1, spec: FunctionSpec::new("hello", "sha256:00"), created: 5 }],
+            revisions: vec![Revision {
+                number: 1,
+                spec: FunctionSpec::new("hello", "sha256:00"),
+                created: 5,
+            }],
             manifest_applied: None,
         };
         state.save(&record).unwrap();

@@ -84,12 +84,15 @@ impl FunctionMetrics {
 pub fn prometheus<'a>(functions: impl IntoIterator<Item = (&'a str, MetricsSnapshot)>) -> String {
     let rows: Vec<_> = functions.into_iter().collect();
     let mut out = String::new();
-    let series: [(&str, &str, fn(&MetricsSnapshot) -> u64); 7] = [
+    type Series = (&'static str, &'static str, fn(&MetricsSnapshot) -> u64);
+    let series: [Series; 7] = [
         ("wisp_invocations_total", "counter", |m| m.invocations),
         ("wisp_responses_2xx_total", "counter", |m| m.responses_2xx),
         ("wisp_responses_4xx_total", "counter", |m| m.responses_4xx),
         ("wisp_responses_5xx_total", "counter", |m| m.responses_5xx),
-        ("wisp_instances_created_total", "counter", |m| m.instances_created),
+        ("wisp_instances_created_total", "counter", |m| {
+            m.instances_created
+        }),
         ("wisp_instances_live", "gauge", |m| m.instances_live),
         ("wisp_in_flight", "gauge", |m| m.in_flight),
     ];
@@ -114,7 +117,15 @@ mod tests {
         m.invocation_finished(504);
         m.instance_dropped();
         let s = m.snapshot();
-        assert_eq!((s.invocations, s.responses_5xx, s.in_flight, s.instances_live), (1, 1, 0, 0));
+        assert_eq!(
+            (
+                s.invocations,
+                s.responses_5xx,
+                s.in_flight,
+                s.instances_live
+            ),
+            (1, 1, 0, 0)
+        );
         let text = prometheus([("hello", s)]);
         assert!(text.contains("wisp_responses_5xx_total{function=\"hello\"} 1"));
     }

@@ -55,7 +55,7 @@ impl FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (suffix, mult) in SIZE_UNITS[..4].iter().rev() {
-            if self.0 >= *mult && self.0 % mult == 0 {
+            if self.0 >= *mult && self.0.is_multiple_of(*mult) {
                 return write!(f, "{}{suffix}", self.0 / mult);
             }
         }
@@ -92,9 +92,9 @@ impl FromStr for Span {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        humantime::parse_duration(s.trim())
-            .map(Span)
-            .map_err(|e| format!("invalid duration `{s}`: {e}; write it like `5s`, `250ms` or `2m`"))
+        humantime::parse_duration(s.trim()).map(Span).map_err(|e| {
+            format!("invalid duration `{s}`: {e}; write it like `5s`, `250ms` or `2m`")
+        })
     }
 }
 
@@ -112,7 +112,9 @@ impl Serialize for Span {
 
 impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -142,7 +144,10 @@ mod tests {
     #[test]
     fn durations_parse() {
         assert_eq!("5s".parse::<Span>().unwrap().0, Duration::from_secs(5));
-        assert_eq!("250ms".parse::<Span>().unwrap().0, Duration::from_millis(250));
+        assert_eq!(
+            "250ms".parse::<Span>().unwrap().0,
+            Duration::from_millis(250)
+        );
         assert!("five seconds".parse::<Span>().is_err());
     }
 }

@@ -1,0 +1,214 @@
+//! The admin API and CLI: deploy, swap under load, roll back, survive a
+//! restart, delete.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::{Wisp, client, get, guest, wisp_command};
+
+fn manifest(state: &Path) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nstate_dir = \"{}\"\n",
+        state.display()
+    )
+}
+
+fn cli(wisp: &Wisp, args: &[&str]) -> (bool, String) {
+    let mut full = args.to_vec();
+    let admin = wisp.admin.clone().expect("admin API address");
+    full.extend(["--admin", admin.as_str()]);
+    let out = wisp_command(&full);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn deploy(wisp: &Wisp, greeting: &str) {
+    let env = format!("GREETING={greeting}");
+    let hello = guest("hello");
+    let (ok, out) = cli(
+        wisp,
+        &[
+            "deploy",
+            "greet",
+            hello.to_str().unwrap(),
+            "--route",
+            "/greet",
+            "--env",
+            &env,
+        ],
+    );
+    assert!(ok, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_swap_rollback_restart_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut wisp = Wisp::up(dir.path(), &manifest(&state));
+    let url = format!("{}/greet", wisp.url);
+    assert_eq!(get(&url).await.0, 404);
+
+    deploy(&wisp, "v1");
+    assert_eq!(get(&url).await, (200, "v1, world! path=/greet\n".into()));
+
+    // Redeploy under concurrent load: no request fails, and once the deploy
+    // has returned every new request sees the new revision.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, stop) = (url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    seen.push(get(&url).await);
+                }
+                seen
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let wisp_ref = &wisp;
+    tokio::task::block_in_place(|| deploy(wisp_ref, "v2"));
+    assert_eq!(get(&url).await, (200, "v2, world! path=/greet\n".into()));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for task in load {
+        for (status, body) in task.await.unwrap() {
+            total += 1;
+            assert_eq!(status, 200, "{body}");
+            assert!(
+                body == "v1, world! path=/greet\n" || body == "v2, world! path=/greet\n",
+                "{body}"
+            );
+        }
+    }
+    assert!(
+        total > 8,
+        "the load generator made too few requests to mean anything: {total}"
+    );
+
+    let (ok, out) = cli(&wisp, &["functions", "revisions", "greet"]);
+    assert!(ok && out.contains("sha256:"), "{out}");
+    let (ok, out) = cli(&wisp, &["functions", "rollback", "greet"]);
+    assert!(ok && out.contains("revision 1"), "{out}");
+    assert_eq!(get(&url).await, (200, "v1, world! path=/greet\n".into()));
+
+    // A restart with the same state keeps the function at the rolled-back revision.
+    wisp.signal("TERM");
+    assert!(wisp.wait_exit(std::time::Duration::from_secs(30)).success());
+    let wisp = Wisp::up(dir.path(), &manifest(&state));
+    let url = format!("{}/greet", wisp.url);
+    assert_eq!(get(&url).await, (200, "v1, world! path=/greet\n".into()));
+    let (ok, out) = cli(&wisp, &["functions", "list"]);
+    assert!(
+        ok && out.contains("greet") && out.contains("/greet"),
+        "{out}"
+    );
+
+    let (ok, out) = cli(&wisp, &["functions", "delete", "greet"]);
+    assert!(ok, "{out}");
+    assert_eq!(get(&url).await.0, 404);
+    drop(wisp);
+    let wisp = Wisp::up(dir.path(), &manifest(&state));
+    assert_eq!(get(&format!("{}/greet", wisp.url)).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_refusals_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let wisp = Wisp::up(dir.path(), &manifest(&dir.path().join("state")));
+    let admin = wisp.admin.clone().unwrap();
+    assert_eq!(get(&format!("{admin}/healthz")).await, (200, "ok\n".into()));
+
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, wat::parse_str("(module)").unwrap()).unwrap();
+    let (ok, out) = cli(&wisp, &["deploy", "bad", core.to_str().unwrap()]);
+    assert!(!ok && out.contains("core WebAssembly module"), "{out}");
+
+    let resp = client()
+        .post(format!("{admin}/v1/components"))
+        .body("not wasm")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("not a WebAssembly file")
+    );
+
+    let resp = client()
+        .put(format!("{admin}/v1/functions/x"))
+        .body("{\"route\": 5}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("invalid function settings")
+    );
+
+    let resp = client()
+        .put(format!("{admin}/v1/functions/x"))
+        .body(format!("{{\"component\": \"sha256:{}\"}}", "0".repeat(64)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("is not in the state directory")
+    );
+
+    let (ok, out) = cli(&wisp, &["functions", "get", "ghost"]);
+    assert!(
+        !ok && out.contains("404") && out.contains("no function named `ghost`"),
+        "{out}"
+    );
+    let (ok, out) = cli(&wisp, &["functions", "rollback", "ghost"]);
+    assert!(!ok && out.contains("no function named `ghost`"), "{out}");
+
+    // Two functions cannot share a route.
+    deploy(&wisp, "a");
+    let hello = guest("hello");
+    let (ok, out) = cli(
+        &wisp,
+        &[
+            "deploy",
+            "other",
+            hello.to_str().unwrap(),
+            "--route",
+            "/greet/",
+        ],
+    );
+    assert!(
+        !ok && out.contains("route `/greet` is already served by function `greet`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn cli_without_server_says_how_to_reach_it() {
+    let out = wisp_command(&["functions", "list", "--admin", "http://127.0.0.1:9"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("could not reach the admin API at http://127.0.0.1:9"),
+        "{err}"
+    );
+}

@@ -1,0 +1,235 @@
+//! Test harness: builds the guests once, starts the real `wisp` binary on an
+//! ephemeral loopback port, and talks to it over real sockets.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Path of a built guest component. The first call per test binary runs
+/// `scripts/build-guests` (incremental: seconds when nothing changed) unless
+/// the test script already did (`WISP_GUESTS_BUILT=1`).
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if std::env::var_os("WISP_GUESTS_BUILT").is_none() {
+            let status = Command::new(repo().join("scripts/build-guests"))
+                .status()
+                .expect("could not run scripts/build-guests");
+            assert!(
+                status.success(),
+                "scripts/build-guests failed; run scripts/install-guest-toolchains first"
+            );
+        }
+    });
+    let path = repo()
+        .join("guest-examples/target")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "guest {name} is not built at {}; run scripts/build-guests",
+        path.display()
+    );
+    path
+}
+
+/// A running `wisp` process; killed on drop.
+pub struct Wisp {
+    child: Child,
+    pub url: String,
+    pub admin: Option<String>,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Wisp {
+    pub fn serve(component: &Path, args: &[&str]) -> Wisp {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wisp"));
+        cmd.arg("serve")
+            .arg(component)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args);
+        Wisp::start(cmd).expect("wisp serve did not start")
+    }
+
+    /// `wisp up -f <dir>/wisp.toml` after writing `manifest` there.
+    pub fn up(dir: &Path, manifest: &str) -> Wisp {
+        Wisp::up_result(dir, manifest).expect("wisp up did not start")
+    }
+
+    pub fn up_result(dir: &Path, manifest: &str) -> Result<Wisp, String> {
+        let file = dir.join("wisp.toml");
+        std::fs::write(&file, manifest).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wisp"));
+        cmd.arg("up").arg("-f").arg(&file);
+        Wisp::start(cmd)
+    }
+
+    /// Starts the command; returns its stderr if it exits before listening.
+    pub fn start(mut cmd: Command) -> Result<Wisp, String> {
+        cmd.env("WISP_LOG", "info,wisp::invoke=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("could not spawn wisp");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut url, mut admin) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Some(u) = line.strip_prefix("wisp: listening on ") {
+                        url = Some(u.to_string());
+                    } else if let Some(a) = line.strip_prefix("wisp: admin API on ") {
+                        admin = Some(a.to_string());
+                    }
+                    // The admin line, when there is one, follows the listen line.
+                    if url.is_some() && (admin.is_some() || !cmd_has_admin(&cmd)) {
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        std::thread::sleep(Duration::from_millis(200));
+                        return Err(logs.lock().unwrap().clone());
+                    }
+                }
+                Err(_) => {
+                    let _ = child.wait();
+                    std::thread::sleep(Duration::from_millis(200));
+                    return Err(logs.lock().unwrap().clone());
+                }
+            }
+        }
+        let Some(url) = url else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "wisp printed no listen line; logs:\n{}",
+                logs.lock().unwrap()
+            ));
+        };
+        Ok(Wisp {
+            child,
+            url,
+            admin,
+            logs,
+        })
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until the logs contain `needle` (logs are written asynchronously).
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log never contained `{needle}`:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wisp did not exit; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn cmd_has_admin(cmd: &Command) -> bool {
+    let args: Vec<_> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if args.iter().any(|a| a == "--admin") {
+        return true;
+    }
+    // `wisp up -f FILE`: look for an admin key in the manifest.
+    args.windows(2)
+        .find(|w| w[0] == "-f")
+        .and_then(|w| std::fs::read_to_string(&w[1]).ok())
+        .is_some_and(|m| m.lines().any(|l| l.trim_start().starts_with("admin")))
+}
+
+impl Drop for Wisp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// GET `url`, returning status and body text.
+pub async fn get(url: &str) -> (u16, String) {
+    let resp = client()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// Runs `wisp` with `args` to completion (CLI commands, refused inputs).
+pub fn wisp_command(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wisp"))
+        .args(args)
+        .output()
+        .expect("could not run wisp")
+}

@@ -1,0 +1,167 @@
+//! `wisp serve`: one component at every path, fresh instance per request,
+//! and every refused input with its message.
+
+mod common;
+
+use common::{Wisp, get, guest, wisp_command};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_answers_with_path_and_invocation_id() {
+    let wisp = Wisp::serve(&guest("hello"), &[]);
+    let resp = common::client()
+        .get(format!("{}/some/path?x=1", wisp.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp
+        .headers()
+        .get("x-wisp-invocation-id")
+        .expect("invocation id header")
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(id.len(), 16);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "Hello, world! path=/some/path?x=1\n"
+    );
+    // One access-log line per invocation, carrying the same id.
+    let logs = wisp.wait_for_log(&format!("invocation={id}"));
+    assert!(logs.contains("status=200"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_reaches_the_guest_and_nothing_else_does() {
+    let wisp = Wisp::serve(&guest("hello"), &["--env", "GREETING=Howdy"]);
+    assert_eq!(
+        get(&format!("{}/", wisp.url)).await,
+        (200, "Howdy, world! path=/\n".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_gets_a_fresh_instance() {
+    let wisp = Wisp::serve(&guest("counter"), &[]);
+    for _ in 0..5 {
+        assert_eq!(get(&format!("{}/", wisp.url)).await, (200, "1\n".into()));
+    }
+    let futures: Vec<_> = (0..20)
+        .map(|_| get_owned(format!("{}/", wisp.url)))
+        .collect();
+    for (status, body) in futures::future::join_all(futures).await {
+        assert_eq!((status, body.as_str()), (200, "1\n"));
+    }
+}
+
+async fn get_owned(url: String) -> (u16, String) {
+    get(&url).await
+}
+
+fn refused(args: &[&str]) -> String {
+    let out = wisp_command(args);
+    assert!(!out.status.success(), "expected failure for {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn refuses_missing_file() {
+    let err = refused(&["serve", "/nonexistent/x.wasm", "--listen", "127.0.0.1:0"]);
+    assert!(
+        err.contains("could not read component `/nonexistent/x.wasm`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn refuses_non_wasm_core_modules_and_components_without_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        (
+            "text.wasm",
+            b"definitely not wasm".to_vec(),
+            "not a WebAssembly file",
+        ),
+        (
+            "core.wasm",
+            wat::parse_str("(module)").unwrap(),
+            "core WebAssembly module, not a component; build for the wasm32-wasip2 target, or wrap it with `wasm-tools component new",
+        ),
+        (
+            "empty.wasm",
+            wat::parse_str("(component)").unwrap(),
+            "exports no HTTP handler",
+        ),
+        (
+            "imports.wasm",
+            wat::parse_str(
+                r#"(component (import "acme:db/query@1.0.0" (instance (export "run" (func)))))"#,
+            )
+            .unwrap(),
+            "acme:db/query@1.0.0",
+        ),
+    ];
+    for (file, bytes, expected) in cases {
+        let path = dir.path().join(file);
+        std::fs::write(&path, bytes).unwrap();
+        let err = refused(&["serve", path.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+        assert!(
+            err.contains(expected),
+            "{file}: expected `{expected}` in:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn refuses_bad_flags_with_their_name() {
+    let hello = guest("hello");
+    let hello = hello.to_str().unwrap();
+    let err = refused(&["serve", hello, "--memory", "lots"]);
+    assert!(
+        err.contains("--memory") && err.contains("invalid size"),
+        "{err}"
+    );
+    let err = refused(&["serve", hello, "--env", "NOEQUALS"]);
+    assert!(err.contains("KEY=VALUE"), "{err}");
+    let err = refused(&["serve", hello, "--memory", "8Gi", "--listen", "127.0.0.1:0"]);
+    assert!(
+        err.contains("exceeds the largest memory the instance pool allows"),
+        "{err}"
+    );
+    let err = refused(&["serve", hello, "--allow-outbound", "ftp://x"]);
+    assert!(
+        err.contains("--allowed-outbound-hosts") || err.contains("ftp://x"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_covers_every_subcommand() {
+    for sub in [
+        &["serve"][..],
+        &["up"],
+        &["deploy"],
+        &["functions"],
+        &["functions", "rollback"],
+    ] {
+        let mut args = sub.to_vec();
+        args.push("--help");
+        let out = wisp_command(&args);
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage: wisp"), "{args:?}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_request() {
+    let mut wisp = Wisp::serve(&guest("slow"), &[]);
+    let url = format!("{}/?ms=1500", wisp.url);
+    let in_flight = tokio::spawn(async move { get(&url).await });
+    wisp.wait_for_log("instance started");
+    wisp.signal("TERM");
+    assert_eq!(in_flight.await.unwrap(), (200, "slept 1500 ms\n".into()));
+    let status = tokio::task::block_in_place(|| wisp.wait_exit(std::time::Duration::from_secs(30)));
+    assert!(status.success(), "{status:?}");
+    assert!(wisp.logs().contains("SIGTERM"));
+}
