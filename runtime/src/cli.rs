@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Keep admin deployments here across restarts (none by default).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Artifact cache for compiled code and snapshots
+    /// [default: $WISP_CACHE_DIR or ~/.cache/wisp/artifacts].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     /// Function name used in logs and metrics [default: the file's stem].
     #[arg(long)]
     pub name: Option<String>,
@@ -96,6 +100,10 @@ pub struct SpecArgs {
     /// (`allowed_outbound_hosts`).
     #[arg(long = "allow-outbound", value_name = "ORIGIN")]
     pub allowed_outbound_hosts: Vec<String>,
+    /// Run the component as it is even if it exports `wizer-initialize`
+    /// (`snapshot = false`).
+    #[arg(long)]
+    pub no_snapshot: bool,
 }
 
 impl SpecArgs {
@@ -120,6 +128,9 @@ impl SpecArgs {
         }
         spec.allowed_outbound_hosts
             .extend(self.allowed_outbound_hosts);
+        if self.no_snapshot {
+            spec.snapshot = false;
+        }
         spec.validate()
             .map_err(|(key, msg)| anyhow!("--{}: {msg}", key.replace('_', "-")))
     }
@@ -214,6 +225,7 @@ impl Cli {
                     listen: args.listen,
                     admin: args.admin,
                     state_dir: args.state_dir,
+                    cache_dir: args.cache_dir,
                     shutdown_grace: args.shutdown_grace,
                     pool,
                 };

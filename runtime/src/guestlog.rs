@@ -44,7 +44,12 @@ struct LineBuffer {
     tag: Arc<InstanceTag>,
     stream: Stream,
     state: Mutex<LineState>,
+    /// Also receives every line, up to [`MAX_CAPTURE`] bytes.
+    sink: Option<Arc<Mutex<String>>>,
 }
+
+/// Most output kept for an error message.
+const MAX_CAPTURE: usize = 64 * 1024;
 
 #[derive(Default)]
 struct LineState {
@@ -53,12 +58,13 @@ struct LineState {
 }
 
 impl GuestLog {
-    pub fn new(tag: Arc<InstanceTag>, stream: Stream) -> Self {
+    pub fn new(tag: Arc<InstanceTag>, stream: Stream, sink: Option<Arc<Mutex<String>>>) -> Self {
         GuestLog {
             inner: Arc::new(LineBuffer {
                 tag,
                 stream,
                 state: Mutex::default(),
+                sink,
             }),
         }
     }
@@ -97,6 +103,15 @@ impl LineBuffer {
             truncated = state.truncated,
             "{line}"
         );
+        if let Some(sink) = &self.sink {
+            let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+            if sink.len() + line.len() < MAX_CAPTURE {
+                sink.push_str(self.stream.name());
+                sink.push_str(": ");
+                sink.push_str(line);
+                sink.push('\n');
+            }
+        }
         state.line.clear();
         state.truncated = false;
     }

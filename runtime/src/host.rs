@@ -2,11 +2,11 @@
 //! its resource table, its memory limiter, and where its stdout/stderr go.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -117,13 +117,38 @@ pub struct HostConfig {
     pub memory_limit: u64,
 }
 
+/// Component handles (resources, futures, streams) one instance may hold.
+const MAX_COMPONENT_HANDLES: usize = 10_000;
+
+/// A store with every per-instance guard Wisp applies.
+pub fn new_store(engine: &Engine, host: Host) -> Store<Host> {
+    let mut store = Store::new(engine, host);
+    store.limiter(|host| &mut host.limiter);
+    // Yield to tokio at every epoch tick: a busy guest never pins a worker
+    // thread, and timeouts outside the store get their chance to fire.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+    store.set_max_component_handles(MAX_COMPONENT_HANDLES);
+    store
+}
+
 impl Host {
     pub fn new(config: &HostConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// Like [`Host::new`], also copying guest output into `sink` (for init
+    /// runs, whose output belongs in the deploy error).
+    pub fn capturing(config: &HostConfig, sink: Arc<Mutex<String>>) -> Self {
+        Self::build(config, Some(sink))
+    }
+
+    fn build(config: &HostConfig, sink: Option<Arc<Mutex<String>>>) -> Self {
         let tag = InstanceTag::new(config.function.clone());
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&config.env)
-            .stdout(GuestLog::new(tag.clone(), Stream::Stdout))
-            .stderr(GuestLog::new(tag.clone(), Stream::Stderr));
+            .stdout(GuestLog::new(tag.clone(), Stream::Stdout, sink.clone()))
+            .stderr(GuestLog::new(tag.clone(), Stream::Stderr, sink));
         // Sockets stay closed: outbound traffic goes through wasi:http, where
         // allowed_outbound_hosts is enforced.
         wasi.allow_tcp(false)

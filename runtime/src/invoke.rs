@@ -18,7 +18,7 @@ use wasmtime_wasi_http::handler::{
 };
 
 use crate::admission::Admission;
-use crate::host::{Host, HostConfig, InvocationId};
+use crate::host::{Host, HostConfig, InvocationId, new_store};
 use crate::telemetry::FunctionMetrics;
 
 /// One request's identity and fate, shared by the gateway and the instance
@@ -46,9 +46,6 @@ impl Invocation {
 /// The invocation an instance is serving, seen by its worker and expiration.
 type Current = Arc<Mutex<Option<Arc<Invocation>>>>;
 
-/// Component handles (resources, futures, streams) one instance may hold.
-const MAX_COMPONENT_HANDLES: usize = 10_000;
-
 /// Everything needed to create instances of one revision.
 pub struct RevisionState {
     pub engine: Engine,
@@ -66,13 +63,7 @@ impl HandlerState for RevisionState {
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<Host, Expiration, InvocationWorker>> {
         let permit = self.admission.acquire().await?;
-        let mut store = Store::new(&self.engine, Host::new(&self.host));
-        store.limiter(|host| &mut host.limiter);
-        // Yield to tokio at every epoch tick: a busy guest never pins a
-        // worker thread, and the timeout outside the store can fire.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
-        store.set_max_component_handles(MAX_COMPONENT_HANDLES);
+        let mut store = new_store(&self.engine, Host::new(&self.host));
         let proxy = self.pre.instantiate_async(&mut store).await?;
         self.metrics.instance_created();
         let current = Current::default();

@@ -10,9 +10,15 @@
 //! [`admission`] (`max_instances`, queue, 429) → [`invoke`] (fresh store and
 //! instance, [`host`] context) → response streamed back, access log and
 //! [`telemetry`] counters.
+//!
+//! The path of a deployment: bytes → [`component`] checks → [`artifact`]
+//! cache (compiled code by content hash and engine fingerprint) →
+//! [`snapshot`] (pre-initialization, cached likewise) → `InstancePre` →
+//! the function's current revision is swapped ([`registry`]).
 
 pub mod admin;
 pub mod admission;
+pub mod artifact;
 pub mod cli;
 pub mod client;
 pub mod component;
@@ -26,6 +32,7 @@ pub mod outbound;
 pub mod registry;
 pub mod route;
 pub mod server;
+pub mod snapshot;
 pub mod spec;
 pub mod state;
 pub mod telemetry;

@@ -36,6 +36,10 @@ pub struct ServerSettings {
     /// Defaults to `.wisp/` beside the manifest.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// Artifact cache (compiled code, snapshots); relative to the manifest.
+    /// Defaults to `$WISP_CACHE_DIR`, else `~/.cache/wisp/artifacts`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
     /// How long in-flight requests may run after SIGTERM/SIGINT.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: Span,
@@ -57,6 +61,7 @@ impl Default for ServerSettings {
             listen: default_listen(),
             admin: None,
             state_dir: None,
+            cache_dir: None,
             shutdown_grace: default_shutdown_grace(),
             pool: PoolSettings::default(),
         }
@@ -64,6 +69,17 @@ impl Default for ServerSettings {
 }
 
 impl ServerSettings {
+    /// The artifact cache to use: the setting, `$WISP_CACHE_DIR`, or
+    /// `~/.cache/wisp/artifacts`; `None` (memory only) without a home.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.cache_dir
+            .clone()
+            .or_else(|| std::env::var_os("WISP_CACHE_DIR").map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/wisp/artifacts"))
+            })
+    }
+
     pub fn check_admin(&self) -> Result<()> {
         if let Some(admin) = self.admin
             && !admin.ip().is_loopback()

@@ -13,12 +13,14 @@ use wasmtime::component::Component;
 use wasmtime_wasi_http::handler::{ProxyHandler, ProxyPre};
 
 use crate::admission::Admission;
+use crate::artifact::{Artifacts, engine_fingerprint};
 use crate::component;
 use crate::engine::WispEngine;
 use crate::host::HostConfig;
 use crate::invoke::RevisionState;
 use crate::outbound::AllowedHosts;
 use crate::route::{RouteTable, normalize};
+use crate::snapshot;
 use crate::spec::FunctionSpec;
 use crate::state::{FunctionRecord, Revision, StateDir};
 use crate::telemetry::{FunctionMetrics, MetricsSnapshot};
@@ -31,6 +33,8 @@ pub struct Live {
     pub handler: ProxyHandler<RevisionState>,
     pub metrics: Arc<FunctionMetrics>,
     pub world: &'static str,
+    /// Instances start from a pre-initialized snapshot.
+    pub snapshotted: bool,
 }
 
 /// A refusal the admin API reports as 404 rather than 400.
@@ -51,6 +55,7 @@ pub struct FunctionInfo {
     pub name: String,
     pub current_revision: u64,
     pub world: &'static str,
+    pub snapshotted: bool,
     pub spec: FunctionSpec,
     pub revisions: usize,
     pub metrics: MetricsSnapshot,
@@ -67,8 +72,9 @@ pub struct Registry {
     functions: DashMap<String, Entry>,
     /// Kept across revisions and deletes so counters never go backwards.
     metrics: DashMap<String, Arc<FunctionMetrics>>,
-    /// Compiled components by digest, shared by revisions using the same bytes.
-    compiled: DashMap<String, Component>,
+    /// Uploaded components by digest (also in the state dir when there is one).
+    components: DashMap<String, Arc<[u8]>>,
+    artifacts: Artifacts,
     routes: RwLock<Arc<RouteTable<Live>>>,
     /// Serializes changes so route checks and swaps see a consistent set.
     changes: tokio::sync::Mutex<()>,
@@ -81,6 +87,26 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// What instances of `spec` are given.
+fn host_config(spec: &FunctionSpec) -> Result<HostConfig> {
+    let allowed = AllowedHosts::parse(&spec.allowed_outbound_hosts).map_err(|e| anyhow!(e))?;
+    Ok(HostConfig {
+        function: spec.name.as_str().into(),
+        env: spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        allowed: Arc::new(allowed),
+        memory_limit: spec.memory.bytes(),
+    })
+}
+
+/// Digests are long; logs show the first 12 hex digits, like git.
+fn short(digest: &str) -> String {
+    format!("sha256:{}", &digest[..digest.len().min(12)])
+}
+
 fn digest_of(reference: &str) -> Result<&str> {
     reference
         .strip_prefix("sha256:")
@@ -89,13 +115,18 @@ fn digest_of(reference: &str) -> Result<&str> {
 }
 
 impl Registry {
-    pub fn new(engine: Arc<WispEngine>, state: Option<StateDir>) -> Arc<Self> {
+    pub fn new(
+        engine: Arc<WispEngine>,
+        state: Option<StateDir>,
+        artifacts: Artifacts,
+    ) -> Arc<Self> {
         Arc::new(Registry {
             engine,
             state,
             functions: DashMap::new(),
             metrics: DashMap::new(),
-            compiled: DashMap::new(),
+            components: DashMap::new(),
+            artifacts,
             routes: RwLock::default(),
             changes: tokio::sync::Mutex::new(()),
         })
@@ -108,43 +139,76 @@ impl Registry {
         table.lookup(path).cloned()
     }
 
-    /// Stores and compiles a component; returns its `sha256:` reference.
+    /// Validates, compiles and stores a component; returns its `sha256:`
+    /// reference.
     pub async fn add_component(&self, bytes: Vec<u8>) -> Result<String> {
+        component::check_header(&bytes)?;
         let digest = component::digest(&bytes);
-        if !self.compiled.contains_key(&digest) {
-            let engine = self.engine.engine.clone();
-            let (bytes, compiled) = tokio::task::spawn_blocking(move || {
-                let compiled = component::compile(&engine, &bytes);
-                (bytes, compiled)
-            })
+        let bytes: Arc<[u8]> = bytes.into();
+        let compiled = self
+            .artifacts
+            .compile(bytes.clone(), &short(&digest))
             .await?;
-            let compiled = compiled?;
-            component::prepare(&self.engine, &compiled)?;
-            if let Some(state) = &self.state {
-                state.put_component(&digest, &bytes)?;
-            }
-            self.compiled.insert(digest.clone(), compiled);
+        component::prepare(&self.engine, &compiled)?;
+        if let Some(state) = &self.state {
+            state.put_component(&digest, &bytes)?;
         }
+        self.components.insert(digest.clone(), bytes);
         Ok(format!("sha256:{digest}"))
     }
 
-    async fn compiled(&self, reference: &str) -> Result<Component> {
-        let digest = digest_of(reference)?;
-        if let Some(c) = self.compiled.get(digest) {
-            return Ok(c.clone());
+    fn bytes(&self, digest: &str) -> Result<Arc<[u8]>> {
+        if let Some(b) = self.components.get(digest) {
+            return Ok(b.clone());
         }
-        let bytes = match &self.state {
-            Some(state) => state.get_component(digest)?,
-            None => bail!("component {reference} was never uploaded"),
+        let bytes: Arc<[u8]> = match &self.state {
+            Some(state) => state.get_component(digest)?.into(),
+            None => bail!("component sha256:{digest} was never uploaded"),
         };
-        let engine = self.engine.engine.clone();
-        let compiled =
-            tokio::task::spawn_blocking(move || component::compile(&engine, &bytes)).await??;
-        self.compiled.insert(digest.to_string(), compiled.clone());
-        Ok(compiled)
+        self.components.insert(digest.to_string(), bytes.clone());
+        Ok(bytes)
     }
 
-    fn load(&self, spec: &FunctionSpec, revision: u64, component: &Component) -> Result<Arc<Live>> {
+    /// What the function's instances are made from: the pre-initialized
+    /// snapshot when the component has an init export (and `snapshot` is
+    /// on), else the component itself. Both come from the artifact cache.
+    async fn runnable(&self, spec: &FunctionSpec) -> Result<(Component, bool)> {
+        let digest = digest_of(&spec.component)?;
+        let bytes = self.bytes(digest)?;
+        let original = self
+            .artifacts
+            .compile(bytes.clone(), &short(digest))
+            .await?;
+        if !spec.snapshot || !snapshot::wants_init(&original) {
+            return Ok((original, false));
+        }
+        let key = snapshot::snapshot_key(digest, spec, &engine_fingerprint(&self.engine.engine));
+        let snap: Arc<[u8]> = match self.artifacts.snapshot(&key) {
+            Some(snap) => {
+                tracing::info!(function = %spec.name, "loaded snapshot from the artifact cache");
+                snap.into()
+            }
+            None => {
+                let started = std::time::Instant::now();
+                let snap =
+                    snapshot::run_init(&self.engine, &bytes, &host_config(spec)?, spec.timeout.0)
+                        .await
+                        .map_err(|e| anyhow!("pre-initialization refused the deploy: {e:#}"))?;
+                tracing::info!(function = %spec.name, ms = started.elapsed().as_millis() as u64, "pre-initialized");
+                self.artifacts.put_snapshot(&key, &snap);
+                snap.into()
+            }
+        };
+        let label = format!("{} (snapshot)", short(digest));
+        Ok((self.artifacts.compile(snap, &label).await?, true))
+    }
+
+    fn load(
+        &self,
+        spec: &FunctionSpec,
+        revision: u64,
+        (component, snapshotted): &(Component, bool),
+    ) -> Result<Arc<Live>> {
         let max = self.engine.pool.max_memory;
         if spec.memory > max {
             bail!(
@@ -185,6 +249,7 @@ impl Registry {
             handler: ProxyHandler::new(state),
             metrics,
             world,
+            snapshotted: *snapshotted,
         }))
     }
 
@@ -229,7 +294,7 @@ impl Registry {
     ) -> Result<Revision> {
         spec.validate()
             .map_err(|(key, msg)| anyhow!("`{key}`: {msg}"))?;
-        let component = self.compiled(&spec.component).await?;
+        let component = self.runnable(&spec).await?;
         let _changes = self.changes.lock().await;
         self.check_route_free(&spec)?;
         let mut record = match self.functions.get(&spec.name) {
@@ -281,7 +346,7 @@ impl Registry {
         }
         .clone();
         self.check_route_free(&target.spec)?;
-        let component = self.compiled(&target.spec.component).await?;
+        let component = self.runnable(&target.spec).await?;
         let live = self.load(&target.spec, target.number, &component)?;
         record.current = target.number;
         self.commit(record, live)?;
@@ -321,6 +386,7 @@ impl Registry {
             name: name.to_string(),
             current_revision: entry.live.revision,
             world: entry.live.world,
+            snapshotted: entry.live.snapshotted,
             spec: entry.live.spec.clone(),
             revisions: entry.record.revisions.len(),
             metrics: entry.live.metrics.snapshot(),
@@ -354,7 +420,7 @@ impl Registry {
                 let rev = record
                     .current_revision()
                     .with_context(|| format!("current revision {} is missing", record.current))?;
-                let component = self.compiled(&rev.spec.component).await?;
+                let component = self.runnable(&rev.spec).await?;
                 self.check_route_free(&rev.spec)?;
                 self.load(&rev.spec, rev.number, &component)
             }

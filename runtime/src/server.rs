@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use wasmtime_wasi_http::WasiBody;
 
 use crate::admin::Admin;
+use crate::artifact::Artifacts;
 use crate::component;
 use crate::engine::WispEngine;
 use crate::gateway::Gateway;
@@ -38,7 +39,8 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
         .as_deref()
         .map(StateDir::open)
         .transpose()?;
-    let registry = Registry::new(engine, state);
+    let artifacts = Artifacts::new(engine.engine.clone(), settings.cache_dir().as_deref())?;
+    let registry = Registry::new(engine, state, artifacts);
     registry.restore().await?;
     for mut spec in functions {
         let name = spec.name.clone();

@@ -49,6 +49,14 @@ pub struct FunctionSpec {
     /// Origins (`http://host:port`, `https://host`, `*`) the guest may call.
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
+    /// Pre-initialize at deploy when the component exports
+    /// `wizer-initialize`; off runs the component as it is.
+    #[serde(default = "default_snapshot")]
+    pub snapshot: bool,
+}
+
+fn default_snapshot() -> bool {
+    true
 }
 
 fn default_route() -> String {
@@ -92,6 +100,7 @@ impl FunctionSpec {
             max_request_body: default_max_request_body(),
             env: BTreeMap::new(),
             allowed_outbound_hosts: Vec::new(),
+            snapshot: default_snapshot(),
         }
     }
 

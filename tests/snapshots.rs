@@ -1,0 +1,179 @@
+//! Pre-initialized snapshots and the artifact cache: init runs once at
+//! deploy, a warm restart compiles nothing, damaged entries are rebuilt.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Wisp, get, guest, wisp_command};
+
+fn serve_cached(name: &str, cache: &Path, extra: &[&str]) -> Wisp {
+    let mut args = vec!["--cache-dir", cache.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Wisp::serve(&guest(name), &args)
+}
+
+fn count(logs: &str, needle: &str) -> usize {
+    logs.matches(needle).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_runs_once_at_deploy_and_printing_works_per_request() {
+    let cache = tempfile::tempdir().unwrap();
+    let wisp = serve_cached("init-prints", cache.path(), &[]);
+    for _ in 0..3 {
+        assert_eq!(get(&format!("{}/", wisp.url)).await, (200, "ok\n".into()));
+    }
+    let logs = wisp.wait_for_log("pre-initialized");
+    wisp.wait_for_log("status=200");
+    let logs = {
+        // All three requests' output has been logged once the third access line is there.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut logs = logs;
+        while count(&logs, "init-prints: handling request") < 3
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+            logs = wisp.logs();
+        }
+        logs
+    };
+    assert_eq!(
+        count(&logs, "init-prints: init ran"),
+        1,
+        "init must run once, at deploy:\n{logs}"
+    );
+    assert_eq!(count(&logs, "init-prints: handling request"), 3, "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_snapshot_init_runs_lazily_per_instance() {
+    let cache = tempfile::tempdir().unwrap();
+    let wisp = serve_cached("init-prints", cache.path(), &["--no-snapshot"]);
+    for _ in 0..3 {
+        assert_eq!(get(&format!("{}/", wisp.url)).await, (200, "ok\n".into()));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count(&wisp.logs(), "init-prints: init ran") < 3 {
+        assert!(std::time::Instant::now() < deadline, "{}", wisp.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!wisp.logs().contains("pre-initialized"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_heavy_answers_from_its_snapshot() {
+    let cache = tempfile::tempdir().unwrap();
+    let wisp = serve_cached("init-heavy", cache.path(), &[]);
+    for _ in 0..3 {
+        let (status, body) = get(&format!("{}/?key=42", wisp.url)).await;
+        assert_eq!(status, 200);
+        assert!(
+            body.starts_with("key=42 value=") && body.ends_with("init_runs=1\n"),
+            "{body}"
+        );
+    }
+    wisp.wait_for_log("pre-initialized");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_restart_compiles_nothing_and_corrupt_entries_are_rebuilt() {
+    let cache = tempfile::tempdir().unwrap();
+    {
+        let wisp = serve_cached("init-prints", cache.path(), &[]);
+        assert_eq!(get(&format!("{}/", wisp.url)).await.0, 200);
+        let logs = wisp.logs();
+        assert!(
+            logs.contains("compiling") && logs.contains("pre-initialized"),
+            "{logs}"
+        );
+    }
+    {
+        let wisp = serve_cached("init-prints", cache.path(), &[]);
+        assert_eq!(get(&format!("{}/", wisp.url)).await, (200, "ok\n".into()));
+        let logs = wisp.logs();
+        assert!(
+            !logs.contains("compiling"),
+            "warm cache must not compile:\n{logs}"
+        );
+        assert!(
+            !logs.contains("pre-initialized"),
+            "warm cache must not re-run init:\n{logs}"
+        );
+        assert!(!logs.contains("init-prints: init ran"), "{logs}");
+        assert_eq!(
+            count(&logs, "loaded compiled code from the artifact cache"),
+            2,
+            "{logs}"
+        );
+    }
+    // Flip one byte in every cached entry.
+    let mut damaged = 0;
+    for entry in walk(cache.path()) {
+        let mut data = std::fs::read(&entry).unwrap();
+        let last = data.len() - 1;
+        data[last] ^= 0x55;
+        std::fs::write(&entry, data).unwrap();
+        damaged += 1;
+    }
+    assert!(
+        damaged >= 3,
+        "expected compiled code and a snapshot in the cache"
+    );
+    let wisp = serve_cached("init-prints", cache.path(), &[]);
+    assert_eq!(get(&format!("{}/", wisp.url)).await, (200, "ok\n".into()));
+    let logs = wisp.logs();
+    assert!(
+        logs.contains("corrupt artifact")
+            && logs.contains("compiling")
+            && logs.contains("pre-initialized"),
+        "{logs}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_keyed_by_environment() {
+    let cache = tempfile::tempdir().unwrap();
+    for (env, fresh) in [("MODE=a", true), ("MODE=a", false), ("MODE=b", true)] {
+        let wisp = serve_cached("init-prints", cache.path(), &["--env", env]);
+        assert_eq!(get(&format!("{}/", wisp.url)).await.0, 200);
+        let logs = wisp.logs();
+        assert_eq!(logs.contains("pre-initialized"), fresh, "{env}:\n{logs}");
+    }
+}
+
+#[test]
+fn failing_init_refuses_the_deploy_with_the_guest_output() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = wisp_command(&[
+        "serve",
+        guest("init-fails").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "pre-initialization refused the deploy",
+        "stdout: init-fails: loading configuration",
+        "init-fails: configuration is missing, on purpose",
+    ] {
+        assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
+    }
+}
