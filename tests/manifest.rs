@@ -180,3 +180,43 @@ fn missing_manifest_says_how_to_point_at_one() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_are_closed_unless_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("public")).unwrap();
+    std::fs::write(dir.path().join("public/note.txt"), "from the host\n").unwrap();
+    let component = guest("static-files");
+    let open = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[function]]\nname = \"files\"\ncomponent = \"{}\"\ndirs = {{ \"/static\" = \"public\" }}\n",
+        component.display()
+    );
+    let wisp = Wisp::up(dir.path(), &open);
+    assert_eq!(
+        get(&format!("{}/note.txt", wisp.url)).await,
+        (200, "from the host\n".into())
+    );
+    assert_eq!(get(&format!("{}/missing.txt", wisp.url)).await.0, 404);
+    drop(wisp);
+
+    let closed = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[function]]\nname = \"files\"\ncomponent = \"{}\"\n",
+        component.display()
+    );
+    let wisp = Wisp::up(dir.path(), &closed);
+    assert_eq!(
+        get(&format!("{}/note.txt", wisp.url)).await.0,
+        404,
+        "no directory is preopened by default"
+    );
+
+    let missing = format!("{closed}dirs = {{ \"/static\" = \"nowhere\" }}\n");
+    let logs = match Wisp::up_result(dir.path(), &missing) {
+        Ok(_) => panic!("a missing directory was accepted"),
+        Err(logs) => logs,
+    };
+    assert!(
+        logs.contains("`dirs`: `/static`") && logs.contains("no such directory"),
+        "{logs}"
+    );
+}

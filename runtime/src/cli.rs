@@ -100,6 +100,10 @@ pub struct SpecArgs {
     /// (`allowed_outbound_hosts`).
     #[arg(long = "allow-outbound", value_name = "ORIGIN")]
     pub allowed_outbound_hosts: Vec<String>,
+    /// Host directory the guest may read, GUEST_PATH=HOST_DIR, e.g.
+    /// /static=./public; repeatable (`dirs`).
+    #[arg(long = "dir", value_name = "GUEST_PATH=HOST_DIR")]
+    pub dirs: Vec<String>,
     /// Run the component as it is even if it exports `wizer-initialize`
     /// (`snapshot = false`).
     #[arg(long)]
@@ -128,6 +132,14 @@ impl SpecArgs {
         }
         spec.allowed_outbound_hosts
             .extend(self.allowed_outbound_hosts);
+        for pair in self.dirs {
+            let (guest, host) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--dir `{pair}`: write it as GUEST_PATH=HOST_DIR"))?;
+            let host = std::path::absolute(host)?;
+            spec.dirs
+                .insert(guest.to_string(), host.to_string_lossy().into_owned());
+        }
         if self.no_snapshot {
             spec.snapshot = false;
         }

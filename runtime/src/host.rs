@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::guestlog::{GuestLog, Stream};
@@ -115,6 +115,8 @@ pub struct HostConfig {
     pub env: Vec<(String, String)>,
     pub allowed: Arc<AllowedHosts>,
     pub memory_limit: u64,
+    /// `(host directory, guest path)` pairs, preopened read-only.
+    pub dirs: Vec<(std::path::PathBuf, String)>,
 }
 
 /// Component handles (resources, futures, streams) one instance may hold.
@@ -133,17 +135,17 @@ pub fn new_store(engine: &Engine, host: Host) -> Store<Host> {
 }
 
 impl Host {
-    pub fn new(config: &HostConfig) -> Self {
+    pub fn new(config: &HostConfig) -> wasmtime::Result<Self> {
         Self::build(config, None)
     }
 
     /// Like [`Host::new`], also copying guest output into `sink` (for init
     /// runs, whose output belongs in the deploy error).
-    pub fn capturing(config: &HostConfig, sink: Arc<Mutex<String>>) -> Self {
+    pub fn capturing(config: &HostConfig, sink: Arc<Mutex<String>>) -> wasmtime::Result<Self> {
         Self::build(config, Some(sink))
     }
 
-    fn build(config: &HostConfig, sink: Option<Arc<Mutex<String>>>) -> Self {
+    fn build(config: &HostConfig, sink: Option<Arc<Mutex<String>>>) -> wasmtime::Result<Self> {
         let tag = InstanceTag::new(config.function.clone());
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&config.env)
@@ -154,9 +156,12 @@ impl Host {
         wasi.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        for (host_dir, guest_path) in &config.dirs {
+            wasi.preopened_dir(host_dir, guest_path, FsPerms::ReadOnly)?;
+        }
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
-        Host {
+        Ok(Host {
             table,
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
@@ -166,7 +171,7 @@ impl Host {
             },
             limiter: MemoryLimiter::new(config.memory_limit),
             tag,
-        }
+        })
     }
 }
 

@@ -63,7 +63,7 @@ impl HandlerState for RevisionState {
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<Host, Expiration, InvocationWorker>> {
         let permit = self.admission.acquire().await?;
-        let mut store = new_store(&self.engine, Host::new(&self.host));
+        let mut store = new_store(&self.engine, Host::new(&self.host)?);
         let proxy = self.pre.instantiate_async(&mut store).await?;
         self.metrics.instance_created();
         let current = Current::default();

@@ -211,6 +211,9 @@ impl Manifest {
                 ));
             }
             spec.component = component.to_string_lossy().into_owned();
+            for host in spec.dirs.values_mut() {
+                *host = base.join(&*host).to_string_lossy().into_owned();
+            }
             functions.push(spec);
         }
         let mut server = doc.server;

@@ -99,6 +99,20 @@ fn host_config(spec: &FunctionSpec) -> Result<HostConfig> {
             .collect(),
         allowed: Arc::new(allowed),
         memory_limit: spec.memory.bytes(),
+        dirs: spec
+            .dirs
+            .iter()
+            .map(|(guest, host)| {
+                let dir = std::path::PathBuf::from(host);
+                if dir.is_dir() {
+                    Ok((dir, guest.clone()))
+                } else {
+                    Err(anyhow!(
+                        "`dirs`: `{guest}` = `{host}`: no such directory on the host"
+                    ))
+                }
+            })
+            .collect::<Result<_>>()?,
     })
 }
 
@@ -222,22 +236,13 @@ impl Registry {
             ProxyPre::P2(_) => "wasi:http@0.2",
             ProxyPre::P3(_) => "wasi:http@0.3",
         };
-        let allowed = AllowedHosts::parse(&spec.allowed_outbound_hosts).map_err(|e| anyhow!(e))?;
-        let function: Arc<str> = spec.name.as_str().into();
+        let host = host_config(spec)?;
+        let function = host.function.clone();
         let metrics = self.metrics.entry(spec.name.clone()).or_default().clone();
         let state = RevisionState {
             engine: self.engine.engine.clone(),
             pre,
-            host: HostConfig {
-                function: function.clone(),
-                env: spec
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                allowed: Arc::new(allowed),
-                memory_limit: spec.memory.bytes(),
-            },
+            host,
             timeout: spec.timeout.0,
             admission: Admission::new(spec.max_instances, spec.max_queue, spec.queue_timeout.0),
             metrics: metrics.clone(),

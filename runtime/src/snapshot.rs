@@ -36,6 +36,7 @@ pub fn snapshot_key(
         "env": spec.env,
         "allowed_outbound_hosts": spec.allowed_outbound_hosts,
         "memory": spec.memory,
+        "dirs": spec.dirs,
         "engine": engine_fingerprint,
     });
     crate::component::digest(observed.to_string().as_bytes())
@@ -53,6 +54,7 @@ pub async fn preinitialize(
         env: env.to_vec(),
         allowed: Arc::new(AllowedHosts::default()),
         memory_limit: engine.pool.max_memory.bytes(),
+        dirs: Vec::new(),
     };
     let component = crate::component::compile(&engine.engine, bytes)?;
     if !wants_init(&component) {
@@ -72,7 +74,7 @@ pub async fn run_init(
     timeout: Duration,
 ) -> Result<Vec<u8>> {
     let output = Arc::new(Mutex::new(String::new()));
-    let mut store = new_store(&engine.engine, Host::capturing(host, output.clone()));
+    let mut store = new_store(&engine.engine, Host::capturing(host, output.clone())?);
     let mut wizer = Wizer::new();
     wizer.init_func(INIT_EXPORT).keep_init_func(true);
     let linker = &engine.linker;

@@ -49,6 +49,10 @@ pub struct FunctionSpec {
     /// Origins (`http://host:port`, `https://host`, `*`) the guest may call.
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
+    /// Host directories the guest may read, by guest path:
+    /// `{ "/static" = "public" }`. None by default.
+    #[serde(default)]
+    pub dirs: BTreeMap<String, String>,
     /// Pre-initialize at deploy when the component exports
     /// `wizer-initialize`; off runs the component as it is.
     #[serde(default = "default_snapshot")]
@@ -100,6 +104,7 @@ impl FunctionSpec {
             max_request_body: default_max_request_body(),
             env: BTreeMap::new(),
             allowed_outbound_hosts: Vec::new(),
+            dirs: BTreeMap::new(),
             snapshot: default_snapshot(),
         }
     }
@@ -130,6 +135,16 @@ impl FunctionSpec {
         for key in self.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(("env", format!("invalid variable name `{key}`")));
+            }
+        }
+        for (guest, host) in &self.dirs {
+            if !guest.starts_with('/') || host.is_empty() {
+                return Err((
+                    "dirs",
+                    format!(
+                        "`{guest}` = `{host}`: map an absolute guest path to a host directory, like {{ \"/static\" = \"public\" }}"
+                    ),
+                ));
             }
         }
         AllowedHosts::parse(&self.allowed_outbound_hosts)
