@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{Wisp, client, get, guest, wisp_command};
+use common::{Wisp, client, get, guest, send, wisp_command};
 
 fn manifest(state: &Path) -> String {
     format!(
@@ -133,46 +133,37 @@ async fn admin_refusals_say_why() {
     let (ok, out) = cli(&wisp, &["deploy", "bad", core.to_str().unwrap()]);
     assert!(!ok && out.contains("core WebAssembly module"), "{out}");
 
-    let resp = client()
-        .post(format!("{admin}/v1/components"))
-        .body("not wasm")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
+    let (status, body) = send(
+        client()
+            .post(format!("{admin}/v1/components"))
+            .body("not wasm"),
+    )
+    .await;
     assert!(
-        resp.text()
-            .await
-            .unwrap()
-            .contains("not a WebAssembly file")
+        status == 400 && body.contains("not a WebAssembly file"),
+        "{status}: {body}"
     );
 
-    let resp = client()
-        .put(format!("{admin}/v1/functions/x"))
-        .body("{\"route\": 5}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
+    let (status, body) = send(
+        client()
+            .put(format!("{admin}/v1/functions/x"))
+            .body("{\"route\": 5}"),
+    )
+    .await;
     assert!(
-        resp.text()
-            .await
-            .unwrap()
-            .contains("invalid function settings")
+        status == 400 && body.contains("invalid function settings"),
+        "{status}: {body}"
     );
 
-    let resp = client()
-        .put(format!("{admin}/v1/functions/x"))
-        .body(format!("{{\"component\": \"sha256:{}\"}}", "0".repeat(64)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
+    let (status, body) = send(
+        client()
+            .put(format!("{admin}/v1/functions/x"))
+            .body(format!("{{\"component\": \"sha256:{}\"}}", "0".repeat(64))),
+    )
+    .await;
     assert!(
-        resp.text()
-            .await
-            .unwrap()
-            .contains("is not in the state directory")
+        status == 400 && body.contains("is not in the state directory"),
+        "{status}: {body}"
     );
 
     let (ok, out) = cli(&wisp, &["functions", "get", "ghost"]);

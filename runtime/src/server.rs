@@ -67,28 +67,22 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
     let stop = CancellationToken::new();
     let graceful = Arc::new(GracefulShutdown::new());
 
-    let gateway = Gateway::new(registry.clone());
     println!("wisp: listening on http://{}", listener.local_addr()?);
+    let gateway = Gateway::new(registry.clone());
     let mut loops = vec![tokio::spawn(accept_loop(
         listener,
         stop.clone(),
         graceful.clone(),
-        move |req| {
-            let gateway = gateway.clone();
-            async move { gateway.handle(req).await }
-        },
+        gateway,
     ))];
     if let Some(listener) = admin_listener {
-        let admin = Admin::new(registry.clone());
         println!("wisp: admin API on http://{}", listener.local_addr()?);
+        let admin = Admin::new(registry.clone());
         loops.push(tokio::spawn(accept_loop(
             listener,
             stop.clone(),
             graceful.clone(),
-            move |req| {
-                let admin = admin.clone();
-                async move { admin.handle(req).await }
-            },
+            admin,
         )));
     }
 
@@ -120,15 +114,29 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     })
 }
 
-async fn accept_loop<H, F>(
+/// Something that answers HTTP requests: the gateway or the admin API.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<WasiBody>> + Send;
+}
+
+impl Handler for Gateway {
+    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<WasiBody>> + Send {
+        Gateway::handle(self, req)
+    }
+}
+
+impl Handler for Admin {
+    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<WasiBody>> + Send {
+        Admin::handle(self, req)
+    }
+}
+
+async fn accept_loop<H: Handler>(
     listener: TcpListener,
     stop: CancellationToken,
     graceful: Arc<GracefulShutdown>,
-    handler: H,
-) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<WasiBody>> + Send + 'static,
-{
+    handler: Arc<H>,
+) {
     loop {
         let stream = tokio::select! {
             _ = stop.cancelled() => return,
@@ -148,7 +156,7 @@ async fn accept_loop<H, F>(
         let handler = handler.clone();
         let service = hyper::service::service_fn(move |req| {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler(req).await) }
+            async move { Ok::<_, Infallible>(handler.handle(req).await) }
         });
         let conn = http1::Builder::new()
             .keep_alive(true)

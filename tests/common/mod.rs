@@ -226,6 +226,13 @@ pub async fn get(url: &str) -> (u16, String) {
     (status, resp.text().await.unwrap_or_default())
 }
 
+/// Sends a prepared request, returning status and body text.
+pub async fn send(req: reqwest::RequestBuilder) -> (u16, String) {
+    let resp = req.send().await.expect("request failed");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
 /// Runs `wisp` with `args` to completion (CLI commands, refused inputs).
 pub fn wisp_command(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wisp"))
