@@ -203,3 +203,34 @@ fn cli_without_server_says_how_to_reach_it() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_edits_apply_on_restart_and_admin_deploys_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let with_hello = format!(
+        "{}[[function]]\nname = \"hello\"\ncomponent = \"{}\"\nroute = \"/hello\"\n",
+        manifest(&state),
+        guest("hello").display()
+    );
+    let wisp = Wisp::up(dir.path(), &with_hello);
+    deploy(&wisp, "admin");
+    drop(wisp);
+
+    // Same manifest: nothing changes, the admin deploy is still there.
+    let wisp = Wisp::up(dir.path(), &with_hello);
+    assert_eq!(get(&format!("{}/hello", wisp.url)).await.0, 200);
+    assert_eq!(
+        get(&format!("{}/greet", wisp.url)).await,
+        (200, "admin, world! path=/greet\n".into())
+    );
+    let (ok, out) = cli(&wisp, &["functions", "revisions", "hello"]);
+    assert!(ok && out.lines().count() == 2, "one revision only:\n{out}");
+    drop(wisp);
+
+    // The manifest no longer lists hello: it goes; greet (admin) stays.
+    let wisp = Wisp::up(dir.path(), &manifest(&state));
+    assert_eq!(get(&format!("{}/hello", wisp.url)).await.0, 404);
+    assert_eq!(get(&format!("{}/greet", wisp.url)).await.0, 200);
+    wisp.wait_for_log("no longer in the manifest");
+}

@@ -443,6 +443,22 @@ impl Registry {
         Ok(())
     }
 
+    /// Deletes functions that came from the manifest but are no longer in
+    /// it; functions deployed only through the admin API stay.
+    pub async fn retire_undeclared(&self, declared: &[String]) -> Result<()> {
+        let retired: Vec<String> = self
+            .functions
+            .iter()
+            .filter(|e| e.record.manifest_applied.is_some() && !declared.contains(e.key()))
+            .map(|e| e.key().clone())
+            .collect();
+        for name in retired {
+            tracing::info!(function = %name, "no longer in the manifest; removing it");
+            self.delete(&name).await?;
+        }
+        Ok(())
+    }
+
     /// The fingerprint of a manifest entry last applied to `name`.
     pub fn manifest_applied(&self, name: &str) -> Option<String> {
         self.functions

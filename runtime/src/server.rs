@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,9 @@ use crate::registry::Registry;
 use crate::spec::FunctionSpec;
 use crate::state::StateDir;
 
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Loads `functions` (component paths) and serves them, with the admin API
 /// when `settings.admin` is set, until a shutdown signal.
 pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Result<()> {
@@ -42,6 +45,7 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
     let artifacts = Artifacts::new(engine.engine.clone(), settings.cache_dir().as_deref())?;
     let registry = Registry::new(engine, state, artifacts);
     registry.restore().await?;
+    let declared: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
     for mut spec in functions {
         let name = spec.name.clone();
         let path = std::path::PathBuf::from(&spec.component);
@@ -58,6 +62,7 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
         load.await
             .with_context(|| format!("function `{name}` (`{}`)", path.display()))?;
     }
+    registry.retire_undeclared(&declared).await?;
 
     let listener = bind(settings.listen, "functions").await?;
     let admin_listener = match settings.admin {
@@ -160,6 +165,10 @@ async fn accept_loop<H: Handler>(
         });
         let conn = http1::Builder::new()
             .keep_alive(true)
+            // A client that never finishes its headers must not hold a
+            // connection (and a descriptor) forever.
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
