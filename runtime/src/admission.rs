@@ -15,6 +15,9 @@ pub enum Rejected {
     QueueFull,
     /// Waited `queue_timeout` without an instance coming free.
     QueueTimeout,
+    /// Every instance slot is taken right now (reused instances: the
+    /// gateway retries while the request waits in the queue).
+    AtCapacity,
 }
 
 impl fmt::Display for Rejected {
@@ -24,6 +27,7 @@ impl fmt::Display for Rejected {
             Rejected::QueueTimeout => {
                 "max_instances reached and no instance came free within queue_timeout"
             }
+            Rejected::AtCapacity => "max_instances reached",
         })
     }
 }
@@ -50,26 +54,45 @@ impl Admission {
     }
 
     pub async fn acquire(&self) -> Result<OwnedSemaphorePermit, Rejected> {
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+        if let Ok(permit) = self.try_acquire() {
             return Ok(permit);
         }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(Rejected::QueueFull);
-        }
-        // Decrements even when the waiting request is dropped mid-wait.
-        struct Waiting<'a>(&'a AtomicU32);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        let _waiting = Waiting(&self.waiting);
+        let _waiting = self.enter_queue()?;
         match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             // The semaphore is never closed; treat it like a timeout anyway.
             Ok(Err(_)) | Err(_) => Err(Rejected::QueueTimeout),
         }
+    }
+
+    pub fn try_acquire(&self) -> Result<OwnedSemaphorePermit, Rejected> {
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Rejected::AtCapacity)
+    }
+
+    /// Takes a place in the bounded queue, released when the guard drops
+    /// (also when the waiting request is abandoned).
+    pub fn enter_queue(&self) -> Result<QueuePlace<'_>, Rejected> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Rejected::QueueFull);
+        }
+        Ok(QueuePlace(&self.waiting))
+    }
+
+    pub fn queue_timeout(&self) -> Duration {
+        self.queue_timeout
+    }
+}
+
+/// A place in an [`Admission`] queue.
+pub struct QueuePlace<'a>(&'a AtomicU32);
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -80,7 +80,7 @@ impl Gateway {
             Ok(req) => req,
             Err(resp) => return resp,
         };
-        match live.handler.handle(invocation.clone(), req).await {
+        match run(live, invocation, req).await {
             Ok(mut resp) => {
                 set_invocation_header(&mut resp, invocation.id);
                 resp
@@ -89,6 +89,49 @@ impl Gateway {
         }
     }
 }
+
+/// Hands the request to the revision. When reused instances are all busy
+/// and `max_instances` are live, the request waits in the bounded queue and
+/// is offered again until an instance can take it or `queue_timeout` ends.
+async fn run(
+    live: &Live,
+    invocation: &Arc<Invocation>,
+    mut req: Request<WasiBody>,
+) -> wasmtime::Result<Response<WasiBody>> {
+    let admission = &live.handler.state().maker.admission;
+    let mut queued = None;
+    let mut deadline = None;
+    loop {
+        let error = match live.handler.handle(invocation.clone(), req).await {
+            Ok(resp) => return Ok(resp),
+            Err(error) => error,
+        };
+        let at_capacity = error
+            .downcast_ref::<InstantiationError<Arc<Invocation>>>()
+            .is_some_and(|e| e.error.downcast_ref::<Rejected>() == Some(&Rejected::AtCapacity));
+        if !at_capacity {
+            return Err(error);
+        }
+        let Ok(rejected) = error.downcast::<InstantiationError<Arc<Invocation>>>() else {
+            unreachable!("checked just above");
+        };
+        req = rejected
+            .request
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        if queued.is_none() {
+            queued = Some(admission.enter_queue().map_err(wasmtime::Error::from)?);
+            deadline = Some(Instant::now() + admission.queue_timeout());
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(wasmtime::Error::from(Rejected::QueueTimeout));
+        }
+        tokio::time::sleep(QUEUE_POLL).await;
+    }
+}
+
+/// How often a queued request is offered again to a busy reused instance.
+const QUEUE_POLL: Duration = Duration::from_millis(5);
 
 /// Enforces `max_request_body`. A declared length is checked up front (hyper
 /// then holds the client to it). A chunked body is read up to the limit
@@ -160,18 +203,13 @@ fn failure(live: &Live, invocation: &Invocation, error: &wasmtime::Error) -> Res
                 spec.timeout
             ),
         )
+    } else if let Some(rejected) = error.downcast_ref::<Rejected>() {
+        retry_after = true;
+        too_many(live, id, rejected)
     } else if let Some(e) = error.downcast_ref::<InstantiationError<Arc<Invocation>>>() {
         if let Some(rejected) = e.error.downcast_ref::<Rejected>() {
             retry_after = true;
-            tracing::warn!(
-                %function, invocation = %id,
-                "max_instances reached: {rejected} (max_instances = {}, max_queue = {}, queue_timeout = {})",
-                spec.max_instances, spec.max_queue, spec.queue_timeout
-            );
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many requests: every instance of this function is busy".to_string(),
-            )
+            too_many(live, id, rejected)
         } else if e
             .error
             .downcast_ref::<PoolConcurrencyLimitError>()
@@ -211,6 +249,20 @@ pub fn full(bytes: Bytes) -> WasiBody {
     Full::new(bytes)
         .map_err(|never| match never {})
         .boxed_unsync()
+}
+
+/// The 429 for a function whose instances are all busy, with its log line.
+fn too_many(live: &Live, id: InvocationId, rejected: &Rejected) -> (StatusCode, String) {
+    let spec = &live.spec;
+    tracing::warn!(
+        function = %live.function, invocation = %id,
+        "max_instances reached: {rejected} (max_instances = {}, max_queue = {}, queue_timeout = {})",
+        spec.max_instances, spec.max_queue, spec.queue_timeout
+    );
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many requests: every instance of this function is busy".to_string(),
+    )
 }
 
 pub fn plain(status: StatusCode, body: String) -> Response<WasiBody> {

@@ -1,32 +1,36 @@
 //! How a revision turns requests into instances: the `HandlerState` that
-//! `wasmtime_wasi_http::handler::ProxyHandler` drives. By default every
-//! invocation gets a fresh instance from the revision's `InstancePre`, in a
-//! fresh `Store`, dropped when the response is finished.
+//! `wasmtime_wasi_http::handler::ProxyHandler` drives.
+//!
+//! With `isolation = "invocation"` (the default) every invocation gets a
+//! fresh instance from the revision's `InstancePre`, in a fresh `Store`,
+//! dropped when the response is finished. With `isolation = "instance"`
+//! instances are reused like Cloud Run instances: up to `concurrency`
+//! requests at once (wasi:http@0.3 guests), `max_requests_per_instance` in
+//! all, dropped after `idle_timeout` without work, with `min_instances` kept
+//! ready ahead of traffic ([`crate::warm`]).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::GuestTaskId;
-use wasmtime::{Engine, Store, StoreContextMut};
+use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::handler::{
-    HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
+    HandlerState, Instance, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
 };
 
-use crate::admission::Admission;
-use crate::host::{Host, HostConfig, InvocationId, new_store};
-use crate::telemetry::FunctionMetrics;
+use crate::host::{Host, InvocationId};
+use crate::warm::{LiveGuard, Maker};
 
 /// One request's identity and fate, shared by the gateway and the instance
 /// serving it.
 pub struct Invocation {
     pub id: InvocationId,
-    /// Set by the instance's expiration before it kills the instance, so the
-    /// gateway can answer 504 even though the guest never produced an error.
+    /// Set when the request ran past `timeout`, so the gateway can answer
+    /// 504 even though the guest never produced an error.
     pub timed_out: AtomicBool,
     /// Set when the instance serving it trapped or was killed, so a response
     /// whose headers are already out ends in an error, not a clean EOF.
@@ -43,64 +47,101 @@ impl Invocation {
     }
 }
 
-/// The invocation an instance is serving, seen by its worker and expiration.
-type Current = Arc<Mutex<Option<Arc<Invocation>>>>;
+/// How instances are reused in `isolation = "instance"`.
+#[derive(Clone, Copy, Debug)]
+pub struct Reuse {
+    pub concurrency: usize,
+    pub max_requests: Option<u64>,
+    pub idle_timeout: Duration,
+    pub min_instances: usize,
+}
+
+/// The invocations an instance is serving. The gateway holds each one until
+/// its response body is done, so an entry only the instance still holds is
+/// finished and can be pruned.
+type Current = Arc<Mutex<Vec<Arc<Invocation>>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Marks every still-running invocation of an instance.
+fn mark_in_flight(current: &Current, flag: impl Fn(&Invocation) -> &AtomicBool) {
+    for inv in lock(current).iter().filter(|i| Arc::strong_count(i) > 1) {
+        flag(inv).store(true, Ordering::Relaxed);
+    }
+}
+
+fn any_timed_out(current: &Current) -> bool {
+    lock(current)
+        .iter()
+        .any(|i| i.timed_out.load(Ordering::Relaxed))
+}
 
 /// Everything needed to create instances of one revision.
 pub struct RevisionState {
-    pub engine: Engine,
-    pub pre: ProxyPre<Host>,
-    pub host: HostConfig,
-    pub timeout: Duration,
-    pub admission: Admission,
-    pub metrics: Arc<FunctionMetrics>,
+    pub maker: Arc<Maker>,
+}
+
+impl Drop for RevisionState {
+    /// A replaced or deleted revision lets its ready instances go.
+    fn drop(&mut self) {
+        self.maker.retire();
+    }
 }
 
 impl HandlerState for RevisionState {
     type StoreData = Host;
     type WorkerExpiration = Expiration;
-    type WorkerState = InvocationWorker;
+    type WorkerState = Worker;
 
-    async fn instantiate(&self) -> wasmtime::Result<Instance<Host, Expiration, InvocationWorker>> {
-        let permit = self.admission.acquire().await?;
-        let mut store = new_store(&self.engine, Host::new(&self.host)?);
-        let proxy = self.pre.instantiate_async(&mut store).await?;
-        self.metrics.instance_created();
+    async fn instantiate(&self) -> wasmtime::Result<Instance<Host, Expiration, Worker>> {
+        let maker = &self.maker;
+        let (store, proxy, live) = match maker.take_ready() {
+            Some(ready) => ready,
+            None => maker.make().await?,
+        };
+        maker.replenish();
         let current = Current::default();
         Ok(Instance {
             store,
             proxy,
             view: WasiHttpView::http,
-            expiration: Expiration::new(self.timeout, current.clone()),
-            state: InvocationWorker {
-                _permit: permit,
+            expiration: Expiration {
+                timeout: maker.timeout,
+                idle: maker.reuse.map_or(Duration::ZERO, |r| r.idle_timeout),
+                reused: maker.reuse.is_some(),
+                sleep: Box::pin(tokio::time::sleep(maker.timeout)),
+                current: current.clone(),
+            },
+            state: Worker {
+                live,
                 current,
-                timeout: self.timeout,
-                memory_limit: self.host.memory_limit,
-                metrics: self.metrics.clone(),
+                served: AtomicU64::new(0),
             },
         })
     }
 }
 
-/// One instance's worker: it serves one request, then the instance goes.
-pub struct InvocationWorker {
-    _permit: OwnedSemaphorePermit,
+/// One instance's worker.
+pub struct Worker {
+    /// Counts the instance as live (and holds its `max_instances` permit).
+    live: LiveGuard,
     current: Current,
-    timeout: Duration,
-    memory_limit: u64,
-    metrics: Arc<FunctionMetrics>,
+    served: AtomicU64,
 }
 
-impl WorkerState for InvocationWorker {
+impl WorkerState for Worker {
     type StoreData = Host;
     type RequestData = Arc<Invocation>;
 
-    fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
-        if total >= 1 {
-            ShouldAccept::Never
-        } else {
-            ShouldAccept::Yes
+    fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
+        match self.live.maker().reuse {
+            None if total >= 1 => ShouldAccept::Never,
+            None => ShouldAccept::Yes,
+            Some(r) if r.max_requests.is_some_and(|max| total as u64 >= max) => ShouldAccept::Never,
+            Some(r) if concurrent >= r.concurrency => ShouldAccept::No,
+            Some(_) => ShouldAccept::Yes,
         }
     }
 
@@ -113,8 +154,15 @@ impl WorkerState for InvocationWorker {
         let tag = &store.data().tag;
         tag.set_invocation(invocation.id);
         tracing::debug!(function = %tag.function, invocation = %invocation.id, "instance started");
-        *lock(&self.current) = Some(invocation.clone());
-        let timeout = self.timeout;
+        if self.served.fetch_add(1, Ordering::Relaxed) > 0 {
+            self.live.maker().metrics.instance_reused();
+        }
+        {
+            let mut current = lock(&self.current);
+            current.retain(|i| Arc::strong_count(i) > 1);
+            current.push(invocation.clone());
+        }
+        let timeout = self.live.maker().timeout;
         Box::pin(async move {
             tokio::time::sleep(timeout).await;
             invocation.timed_out.store(true, Ordering::Relaxed);
@@ -123,58 +171,42 @@ impl WorkerState for InvocationWorker {
 
     fn drop(&self, store: Store<Host>, result: wasmtime::Result<()>) {
         let host = store.data();
+        let maker = self.live.maker();
         let (function, invocation) = (&host.tag.function, host.tag.invocation());
         if host.limiter.exceeded {
             tracing::warn!(
                 %function, %invocation,
                 "memory limit reached: the guest asked for more than memory = {} and its allocation failed",
-                crate::units::ByteSize(self.memory_limit)
+                crate::units::ByteSize(maker.host.memory_limit)
             );
         }
-        let current = lock(&self.current).clone();
-        let timed_out = current
-            .as_ref()
-            .is_some_and(|inv| inv.timed_out.load(Ordering::Relaxed));
         if let Err(error) = result {
-            // Before the store (and with it the response body's sender) goes.
-            if let Some(inv) = &current {
-                inv.failed.store(true, Ordering::Relaxed);
-            }
-            if timed_out {
+            // Before the store (and with it the response bodies' senders) goes.
+            mark_in_flight(&self.current, |i| &i.failed);
+            if any_timed_out(&self.current) {
                 tracing::warn!(
                     %function, %invocation,
-                    "timeout reached: the invocation ran longer than timeout = {}; instance killed",
-                    crate::units::Span(self.timeout)
+                    "timeout reached: an invocation ran longer than timeout = {}; instance killed",
+                    crate::units::Span(maker.timeout)
                 );
             } else {
                 tracing::warn!(%function, %invocation, "instance failed: {error:#}");
             }
         }
-        self.metrics.instance_dropped();
         drop(store);
     }
 }
 
-/// Ends an instance whose request outlived `timeout`, from outside the store:
-/// this fires even while the guest is looping between epoch yields.
+/// Ends an instance from outside its store: when a request outlives
+/// `timeout` (this fires even while the guest loops between epoch yields),
+/// or when it has been idle for `idle`.
 pub struct Expiration {
     timeout: Duration,
+    idle: Duration,
+    /// Reused instances let their other requests finish after one times out.
+    reused: bool,
     sleep: Pin<Box<tokio::time::Sleep>>,
     current: Current,
-}
-
-impl Expiration {
-    fn new(timeout: Duration, current: Current) -> Self {
-        Expiration {
-            timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-            current,
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl WorkerExpiration for Expiration {
@@ -184,14 +216,10 @@ impl WorkerExpiration for Expiration {
         status: WorkerStatus,
         start: Instant,
     ) -> Poll<()> {
-        let timed_out = lock(&self.current)
-            .as_ref()
-            .is_some_and(|inv| inv.timed_out.load(Ordering::Relaxed));
         let limit = match status {
-            // An idle invocation-mode instance has served its one request,
-            // and one whose request timed out has nothing left to do.
-            WorkerStatus::Idle => Duration::ZERO,
-            _ if timed_out => Duration::ZERO,
+            WorkerStatus::Idle => self.idle,
+            // A fresh instance whose one request timed out has nothing left to do.
+            _ if !self.reused && any_timed_out(&self.current) => Duration::ZERO,
             WorkerStatus::Requests | WorkerStatus::PostReturn => self.timeout,
         };
         let Some(deadline) = start.checked_add(limit) else {
@@ -202,11 +230,8 @@ impl WorkerExpiration for Expiration {
             self.sleep.as_mut().reset(deadline);
         }
         let fired = self.sleep.as_mut().poll(cx);
-        if fired.is_ready()
-            && status != WorkerStatus::Idle
-            && let Some(inv) = lock(&self.current).as_ref()
-        {
-            inv.timed_out.store(true, Ordering::Relaxed);
+        if fired.is_ready() && status != WorkerStatus::Idle {
+            mark_in_flight(&self.current, |i| &i.timed_out);
         }
         fired
     }

@@ -37,3 +37,4 @@ pub mod spec;
 pub mod state;
 pub mod telemetry;
 pub mod units;
+pub mod warm;

@@ -17,13 +17,14 @@ use crate::artifact::{Artifacts, engine_fingerprint};
 use crate::component;
 use crate::engine::WispEngine;
 use crate::host::HostConfig;
-use crate::invoke::RevisionState;
+use crate::invoke::{Reuse, RevisionState};
 use crate::outbound::AllowedHosts;
 use crate::route::{RouteTable, normalize};
 use crate::snapshot;
-use crate::spec::FunctionSpec;
+use crate::spec::{DEFAULT_IDLE_TIMEOUT, FunctionSpec, Isolation};
 use crate::state::{FunctionRecord, Revision, StateDir};
 use crate::telemetry::{FunctionMetrics, MetricsSnapshot};
+use crate::warm::Maker;
 
 /// A revision that is loaded and can serve requests.
 pub struct Live {
@@ -236,17 +237,33 @@ impl Registry {
             ProxyPre::P2(_) => "wasi:http@0.2",
             ProxyPre::P3(_) => "wasi:http@0.3",
         };
+        if spec.concurrency > 1 && matches!(pre, ProxyPre::P2(_)) {
+            bail!(
+                "concurrency = {} needs a wasi:http@0.3 component, but this one is wasi:http@0.2, \
+                 whose handler serves one request at a time per instance; use concurrency = 1 \
+                 or build it for wasi:http@0.3",
+                spec.concurrency
+            );
+        }
+        let reuse = (spec.isolation == Isolation::Instance).then(|| Reuse {
+            concurrency: spec.concurrency as usize,
+            max_requests: spec.max_requests_per_instance,
+            idle_timeout: spec.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |t| t.0),
+            min_instances: spec.min_instances as usize,
+        });
         let host = host_config(spec)?;
         let function = host.function.clone();
         let metrics = self.metrics.entry(spec.name.clone()).or_default().clone();
-        let state = RevisionState {
-            engine: self.engine.engine.clone(),
+        let maker = Maker::new(
+            self.engine.engine.clone(),
             pre,
             host,
-            timeout: spec.timeout.0,
-            admission: Admission::new(spec.max_instances, spec.max_queue, spec.queue_timeout.0),
-            metrics: metrics.clone(),
-        };
+            spec.timeout.0,
+            Admission::new(spec.max_instances, spec.max_queue, spec.queue_timeout.0),
+            metrics.clone(),
+            reuse,
+        );
+        let state = RevisionState { maker };
         Ok(Arc::new(Live {
             function,
             revision,

@@ -53,6 +53,24 @@ pub struct FunctionSpec {
     /// `{ "/static" = "public" }`. None by default.
     #[serde(default)]
     pub dirs: BTreeMap<String, String>,
+    /// `invocation`: a fresh instance per request. `instance`: instances are
+    /// reused, like Cloud Run instances.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Requests one instance serves at once (`instance` isolation; above 1
+    /// only for wasi:http@0.3 components).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Requests after which a reused instance is replaced [default: no limit].
+    #[serde(default)]
+    pub max_requests_per_instance: Option<u64>,
+    /// How long a reused instance may sit idle before it is dropped
+    /// (scale to zero) [default: 60s].
+    #[serde(default)]
+    pub idle_timeout: Option<Span>,
+    /// Instances kept instantiated ahead of traffic (`instance` isolation).
+    #[serde(default)]
+    pub min_instances: u32,
     /// Pre-initialize at deploy when the component exports
     /// `wizer-initialize`; off runs the component as it is.
     #[serde(default = "default_snapshot")]
@@ -61,6 +79,24 @@ pub struct FunctionSpec {
 
 fn default_snapshot() -> bool {
     true
+}
+
+fn default_concurrency() -> u32 {
+    1
+}
+
+/// Default `idle_timeout` of reused instances.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether requests share instances.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A fresh instance per request, dropped with its response.
+    #[default]
+    Invocation,
+    /// Instances are reused across requests.
+    Instance,
 }
 
 fn default_route() -> String {
@@ -105,6 +141,11 @@ impl FunctionSpec {
             env: BTreeMap::new(),
             allowed_outbound_hosts: Vec::new(),
             dirs: BTreeMap::new(),
+            isolation: Isolation::Invocation,
+            concurrency: default_concurrency(),
+            max_requests_per_instance: None,
+            idle_timeout: None,
+            min_instances: 0,
             snapshot: default_snapshot(),
         }
     }
@@ -132,6 +173,7 @@ impl FunctionSpec {
         if self.max_instances == 0 {
             return Err(("max_instances", "must be at least 1".into()));
         }
+        self.validate_isolation()?;
         for key in self.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(("env", format!("invalid variable name `{key}`")));
@@ -149,6 +191,42 @@ impl FunctionSpec {
         }
         AllowedHosts::parse(&self.allowed_outbound_hosts)
             .map_err(|e| ("allowed_outbound_hosts", e))?;
+        Ok(())
+    }
+}
+
+impl FunctionSpec {
+    fn validate_isolation(&self) -> Result<(), (&'static str, String)> {
+        if self.concurrency == 0 {
+            return Err(("concurrency", "must be at least 1".into()));
+        }
+        if self.isolation == Isolation::Invocation {
+            let only_reused = "applies to isolation = \"instance\" only; with a fresh instance per request there is nothing to";
+            if self.concurrency > 1 {
+                return Err(("concurrency", format!("{only_reused} share")));
+            }
+            if self.min_instances > 0 {
+                return Err(("min_instances", format!("{only_reused} keep warm")));
+            }
+            if self.max_requests_per_instance.is_some() {
+                return Err(("max_requests_per_instance", format!("{only_reused} reuse")));
+            }
+            if self.idle_timeout.is_some() {
+                return Err(("idle_timeout", format!("{only_reused} keep idle")));
+            }
+        }
+        if self.min_instances > self.max_instances {
+            return Err((
+                "min_instances",
+                format!(
+                    "{} is more than max_instances = {}",
+                    self.min_instances, self.max_instances
+                ),
+            ));
+        }
+        if self.max_requests_per_instance == Some(0) {
+            return Err(("max_requests_per_instance", "must be at least 1".into()));
+        }
         Ok(())
     }
 }
@@ -204,5 +282,21 @@ mod tests {
         spec.max_instances = 1;
         spec.allowed_outbound_hosts = vec!["ftp://x".into()];
         assert_eq!(spec.validate().unwrap_err().0, "allowed_outbound_hosts");
+    }
+
+    #[test]
+    fn reuse_settings_need_instance_isolation() {
+        let mut spec = FunctionSpec::new("f", "f.wasm");
+        spec.concurrency = 4;
+        assert_eq!(spec.validate().unwrap_err().0, "concurrency");
+        spec.isolation = Isolation::Instance;
+        spec.validate().unwrap();
+        spec.min_instances = 101;
+        assert_eq!(spec.validate().unwrap_err().0, "min_instances");
+        spec.min_instances = 2;
+        spec.validate().unwrap();
+        spec.isolation = Isolation::Invocation;
+        spec.concurrency = 1;
+        assert_eq!(spec.validate().unwrap_err().0, "min_instances");
     }
 }

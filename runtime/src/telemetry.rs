@@ -27,6 +27,7 @@ pub struct FunctionMetrics {
     responses_5xx: AtomicU64,
     instances_created: AtomicU64,
     instances_live: AtomicU64,
+    instances_reused: AtomicU64,
     in_flight: AtomicU64,
 }
 
@@ -39,6 +40,8 @@ pub struct MetricsSnapshot {
     pub responses_5xx: u64,
     pub instances_created: u64,
     pub instances_live: u64,
+    /// Requests served by an instance that had served one before.
+    pub instances_reused: u64,
     pub in_flight: u64,
 }
 
@@ -50,6 +53,10 @@ impl FunctionMetrics {
 
     pub fn instance_dropped(&self) {
         self.instances_live.fetch_sub(1, Relaxed);
+    }
+
+    pub fn instance_reused(&self) {
+        self.instances_reused.fetch_add(1, Relaxed);
     }
 
     pub fn invocation_started(&self) {
@@ -75,6 +82,7 @@ impl FunctionMetrics {
             responses_5xx: self.responses_5xx.load(Relaxed),
             instances_created: self.instances_created.load(Relaxed),
             instances_live: self.instances_live.load(Relaxed),
+            instances_reused: self.instances_reused.load(Relaxed),
             in_flight: self.in_flight.load(Relaxed),
         }
     }
@@ -85,7 +93,7 @@ pub fn prometheus<'a>(functions: impl IntoIterator<Item = (&'a str, MetricsSnaps
     let rows: Vec<_> = functions.into_iter().collect();
     let mut out = String::new();
     type Series = (&'static str, &'static str, fn(&MetricsSnapshot) -> u64);
-    let series: [Series; 7] = [
+    let series: [Series; 8] = [
         ("wisp_invocations_total", "counter", |m| m.invocations),
         ("wisp_responses_2xx_total", "counter", |m| m.responses_2xx),
         ("wisp_responses_4xx_total", "counter", |m| m.responses_4xx),
@@ -94,6 +102,9 @@ pub fn prometheus<'a>(functions: impl IntoIterator<Item = (&'a str, MetricsSnaps
             m.instances_created
         }),
         ("wisp_instances_live", "gauge", |m| m.instances_live),
+        ("wisp_instances_reused_total", "counter", |m| {
+            m.instances_reused
+        }),
         ("wisp_in_flight", "gauge", |m| m.in_flight),
     ];
     for (name, kind, get) in series {

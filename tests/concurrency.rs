@@ -1,0 +1,210 @@
+//! Instance reuse: `isolation = "instance"`, `concurrency` for wasi:http@0.3
+//! guests, `min_instances`, idle expiry, and the combinations refused.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Wisp, get, guest};
+
+fn app(dir: &std::path::Path, guest_name: &str, settings: &str) -> Wisp {
+    let manifest = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nstate_dir = \"{}\"\n\n[[function]]\nname = \"f\"\ncomponent = \"{}\"\n{settings}\n",
+        dir.join("state").display(),
+        guest(guest_name).display()
+    );
+    Wisp::up(dir, &manifest)
+}
+
+/// The function's counters from the admin API.
+async fn metric(wisp: &Wisp, name: &str) -> u64 {
+    let admin = wisp.admin.as_ref().unwrap();
+    let (status, body) = get(&format!("{admin}/v1/functions/f")).await;
+    assert_eq!(status, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    info["metrics"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no metric {name} in {body}"))
+}
+
+async fn wait_for_metric(wisp: &Wisp, name: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = metric(wisp, name).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} stayed {got}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts `n` GETs of `path`, a few milliseconds apart, and returns them.
+async fn staggered(wisp: &Wisp, path: &str, n: usize) -> Vec<(u16, String)> {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let url = format!("{}{path}", wisp.url);
+        tasks.push(tokio::spawn(async move { get(&url).await }));
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_p3_instance_serves_16_concurrent_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let wisp = app(
+        dir.path(),
+        "p3-slow",
+        "isolation = \"instance\"\nconcurrency = 16",
+    );
+    assert_eq!(
+        get(&format!("{}/?ms=1", wisp.url)).await,
+        (200, "slept 1 ms count=1\n".into())
+    );
+    let results = staggered(&wisp, "/?ms=1000", 16).await;
+    let mut counts: Vec<u64> = results
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            body.trim()
+                .rsplit("count=")
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        (2..=17).collect::<Vec<_>>(),
+        "all requests ran in the warm-up's instance"
+    );
+    assert_eq!(metric(&wisp, "instances_created").await, 1);
+    assert_eq!(metric(&wisp, "instances_reused").await, 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_1_needs_an_instance_per_request_up_to_max_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let wisp = app(
+        dir.path(),
+        "p3-slow",
+        "isolation = \"instance\"\nconcurrency = 1\nmax_instances = 4",
+    );
+    let results = staggered(&wisp, "/?ms=600", 8).await;
+    assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
+    // Four instances ran at once; the other requests queued for them.
+    assert_eq!(metric(&wisp, "instances_created").await, 4);
+    assert_eq!(metric(&wisp, "instances_reused").await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_counter_grows_in_instance_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let wisp = app(dir.path(), "counter", "isolation = \"instance\"");
+    for expected in ["1\n", "2\n", "3\n"] {
+        assert_eq!(
+            get(&format!("{}/", wisp.url)).await,
+            (200, expected.to_string())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_instances_are_ready_before_traffic_and_after_idle_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let wisp = app(
+        dir.path(),
+        "counter",
+        "isolation = \"instance\"\nmin_instances = 2\nidle_timeout = \"1s\"",
+    );
+    wait_for_metric(&wisp, "instances_live", 2).await;
+    assert_eq!(metric(&wisp, "instances_created").await, 2);
+    let results = staggered(&wisp, "/", 4).await;
+    assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
+    // Busy instances were topped up; after the idle timeout, two remain.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for_metric(&wisp, "instances_live", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trap_in_a_shared_instance_fails_its_requests_not_later_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let wisp = app(
+        dir.path(),
+        "p3-slow",
+        "isolation = \"instance\"\nconcurrency = 4",
+    );
+    assert_eq!(get(&format!("{}/?ms=1", wisp.url)).await.0, 200);
+    let url = format!("{}/?ms=1500", wisp.url);
+    let sharing = tokio::spawn(async move { get(&url).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(&format!("{}/?trap=1", wisp.url)).await.0, 500);
+    assert_eq!(
+        sharing.await.unwrap().0,
+        500,
+        "the request sharing the trapped instance fails too"
+    );
+    assert_eq!(
+        get(&format!("{}/?ms=1", wisp.url)).await,
+        (200, "slept 1 ms count=1\n".into())
+    );
+    wisp.wait_for_log("p3-slow: trap requested");
+}
+
+#[test]
+fn invalid_combinations_are_refused_with_their_reason() {
+    let cases = [
+        (
+            "counter",
+            "isolation = \"instance\"\nconcurrency = 4",
+            "concurrency = 4 needs a wasi:http@0.3 component",
+        ),
+        (
+            "p3-slow",
+            "concurrency = 2",
+            "`concurrency`: applies to isolation = \"instance\" only",
+        ),
+        (
+            "counter",
+            "min_instances = 1",
+            "`min_instances`: applies to isolation = \"instance\" only",
+        ),
+        (
+            "counter",
+            "isolation = \"instance\"\nmin_instances = 5\nmax_instances = 2",
+            "5 is more than max_instances = 2",
+        ),
+        (
+            "counter",
+            "idle_timeout = \"5s\"",
+            "`idle_timeout`: applies to isolation = \"instance\" only",
+        ),
+        (
+            "counter",
+            "isolation = \"shared\"",
+            "unknown variant `shared`",
+        ),
+    ];
+    for (guest_name, settings, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[[function]]\nname = \"f\"\ncomponent = \"{}\"\n{settings}\n",
+            guest(guest_name).display()
+        );
+        let logs = match Wisp::up_result(dir.path(), &manifest) {
+            Ok(_) => panic!("accepted: {settings}"),
+            Err(logs) => logs,
+        };
+        assert!(logs.contains(expected), "expected `{expected}` in:\n{logs}");
+    }
+}
