@@ -203,13 +203,14 @@ route = "/hello"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trapping_guest_then_healthy_request() {
     let dir = tempfile::tempdir().unwrap();
+    // A pool of two instances: a slot leaked by any failure would show as 503.
     let manifest = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[function]]\nname = \"boom\"\ncomponent = \"{}\"\nroute = \"/boom\"\n\n[[function]]\nname = \"hello\"\ncomponent = \"{}\"\nroute = \"/\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.pool]\ninstances = 2\n\n[[function]]\nname = \"boom\"\ncomponent = \"{}\"\nroute = \"/boom\"\n\n[[function]]\nname = \"hello\"\ncomponent = \"{}\"\nroute = \"/\"\n",
         guest("panic").display(),
         guest("hello").display()
     );
     let wisp = Wisp::up(dir.path(), &manifest);
-    for _ in 0..3 {
+    for _ in 0..5 {
         assert_eq!(get(&format!("{}/boom", wisp.url)).await.0, 500);
         assert_eq!(
             get(&format!("{}/ok", wisp.url)).await,
