@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine::PoolSettings;
 use crate::manifest::{Manifest, ServerSettings};
-use crate::spec::FunctionSpec;
+use crate::spec::{FunctionSpec, Isolation};
 use crate::units::{ByteSize, Span};
 use crate::{client, server};
 
@@ -100,6 +100,22 @@ pub struct SpecArgs {
     /// (`allowed_outbound_hosts`).
     #[arg(long = "allow-outbound", value_name = "ORIGIN")]
     pub allowed_outbound_hosts: Vec<String>,
+    /// `invocation` (a fresh instance per request) or `instance` (reused)
+    /// (`isolation`) [default: invocation].
+    #[arg(long)]
+    pub isolation: Option<Isolation>,
+    /// Requests one reused instance serves at once (`concurrency`) [default: 1].
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// Requests after which a reused instance is replaced (`max_requests_per_instance`).
+    #[arg(long)]
+    pub max_requests_per_instance: Option<u64>,
+    /// Idle time after which a reused instance is dropped (`idle_timeout`) [default: 60s].
+    #[arg(long)]
+    pub idle_timeout: Option<Span>,
+    /// Reused instances kept ready ahead of traffic (`min_instances`) [default: 0].
+    #[arg(long)]
+    pub min_instances: Option<u32>,
     /// Host directory the guest may read, GUEST_PATH=HOST_DIR, e.g.
     /// /static=./public; repeatable (`dirs`).
     #[arg(long = "dir", value_name = "GUEST_PATH=HOST_DIR")]
@@ -122,8 +138,15 @@ impl SpecArgs {
             max_instances,
             max_queue,
             queue_timeout,
-            max_request_body
+            max_request_body,
+            isolation,
+            concurrency,
+            min_instances
         );
+        spec.max_requests_per_instance = self
+            .max_requests_per_instance
+            .or(spec.max_requests_per_instance);
+        spec.idle_timeout = self.idle_timeout.or(spec.idle_timeout);
         for pair in self.env {
             let (k, v) = pair
                 .split_once('=')

@@ -88,6 +88,20 @@ fn default_concurrency() -> u32 {
 /// Default `idle_timeout` of reused instances.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+impl std::str::FromStr for Isolation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "invocation" => Ok(Isolation::Invocation),
+            "instance" => Ok(Isolation::Instance),
+            _ => Err(format!(
+                "`{s}` is not an isolation mode: use `invocation` or `instance`"
+            )),
+        }
+    }
+}
+
 /// Whether requests share instances.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
