@@ -1,0 +1,35 @@
+"""py-hello: answers every request with a greeting and the request's path.
+
+GREETING (from the function's `env`) replaces "Hello" when it is set.
+
+A Wisp function in Python is a class named IncomingHandler in the module
+given to componentize-py; it gets the request and an out-parameter for the
+response, and writes the body through a wasi:io output stream.
+"""
+
+import os
+
+from componentize_py_types import Ok
+from wit_world import exports
+from wit_world.imports.types import (
+    Fields,
+    IncomingRequest,
+    OutgoingBody,
+    OutgoingResponse,
+    ResponseOutparam,
+)
+
+
+class IncomingHandler(exports.IncomingHandler):
+    def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
+        greeting = os.environ.get("GREETING", "Hello")
+        text = f"{greeting} from Python, world! path={request.path_with_query() or '/'}\n"
+
+        headers = Fields.from_list([("content-type", b"text/plain; charset=utf-8")])
+        response = OutgoingResponse(headers)
+        body = response.body()
+        ResponseOutparam.set(response_out, Ok(response))
+        # One call writes at most 4096 bytes; the greeting is far smaller.
+        with body.write() as stream:
+            stream.blocking_write_and_flush(text.encode())
+        OutgoingBody.finish(body, None)
