@@ -211,10 +211,21 @@ fn invalid_combinations_are_refused_with_their_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_flags_mirror_the_reuse_settings() {
-    let wisp = Wisp::serve(&guest("counter"), &["--isolation", "instance", "--idle-timeout", "30s"]);
+    let wisp = Wisp::serve(
+        &guest("counter"),
+        &["--isolation", "instance", "--idle-timeout", "30s"],
+    );
     for expected in ["1\n", "2\n"] {
-        assert_eq!(get(&format!("{}/", wisp.url)).await, (200, expected.to_string()));
+        assert_eq!(
+            get(&format!("{}/", wisp.url)).await,
+            (200, expected.to_string())
+        );
     }
-    let out = common::wisp_command(&["serve", guest("counter").to_str().unwrap(), "--isolation", "shared"]);
+    let out = common::wisp_command(&[
+        "serve",
+        guest("counter").to_str().unwrap(),
+        "--isolation",
+        "shared",
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("use `invocation` or `instance`"));
 }
