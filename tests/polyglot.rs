@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use common::{Wisp, client, get, guest, send};
@@ -23,13 +24,32 @@ fn serve(name: &str, args: &[&str]) -> Wisp {
     Wisp::serve(&path, args)
 }
 
-/// `wisp up` with `functions` (TOML `[[function]]` tables whose `component`
-/// names an example), taking its turn like `serve`.
-fn up(functions: &str) -> (tempfile::TempDir, Wisp) {
-    let target = guest("js-hello").parent().unwrap().to_path_buf();
-    let manifest = format!("[server]\nlisten = \"127.0.0.1:0\"\n\n{functions}").replace(
-        "component = \"",
-        &format!("component = \"{}/", target.display()),
+/// A `[[function]]` table serving the example `component` at `route`, with
+/// `extra` TOML lines. The component is compiled into the artifact cache
+/// first, on its own, so one `wisp up` never compiles several big ones
+/// before it listens.
+fn function(component: &str, route: &str, extra: &str) -> String {
+    static WARM: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let name = route.trim_start_matches('/');
+    let path = guest(component);
+    let first = WARM
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(component.to_string());
+    if first {
+        drop(serve(component, &[]));
+    }
+    format!(
+        "[[function]]\nname = \"{name}\"\ncomponent = \"{}\"\nroute = \"{route}\"\n{extra}\n",
+        path.display()
+    )
+}
+
+/// `wisp up` with these `[[function]]` tables, taking its turn like `serve`.
+fn up(functions: &[String]) -> (tempfile::TempDir, Wisp) {
+    let manifest = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n{}",
+        functions.concat()
     );
     let dir = tempfile::tempdir().unwrap();
     let _turn = STARTING.lock().unwrap_or_else(|e| e.into_inner());
@@ -48,29 +68,13 @@ async fn still_healthy(url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hello_answers_in_the_same_format() {
-    let (_dir, wisp) = up(r#"
-[[function]]
-name = "js"
-component = "js-hello.wasm"
-route = "/js"
-
-[[function]]
-name = "py"
-component = "py-hello.wasm"
-route = "/py"
-env = { GREETING = "Hi" }
-
-[[function]]
-name = "c"
-component = "c-hello.wasm"
-route = "/c"
-
-[[function]]
-name = "go"
-component = "go-hello.wasm"
-route = "/go"
-env = { GREETING = "Hi" }
-"#);
+    let hi = r#"env = { GREETING = "Hi" }"#;
+    let (_dir, wisp) = up(&[
+        function("js-hello", "/js", ""),
+        function("py-hello", "/py", hi),
+        function("c-hello", "/c", ""),
+        function("go-hello", "/go", hi),
+    ]);
     let u = &wisp.url;
     for (route, greeting, language) in [
         ("js", "Hello", "JS"),
@@ -267,7 +271,8 @@ fn crc32_adler32(data: &[u8]) -> (u32, u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_checksum_streams_any_body_and_survives_an_abort() {
-    let wisp = serve("c-checksum", &[]);
+    // 2Mi of memory, and bodies larger than that: it streams.
+    let wisp = serve("c-checksum", &["--memory", "2Mi"]);
     let u = &wisp.url;
     let checksum = |body: Vec<u8>| client().post(format!("{u}/sum")).body(body);
 
@@ -300,36 +305,18 @@ async fn c_checksum_streams_any_body_and_survives_an_abort() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limits_fit_js_and_python_by_default_and_are_per_function() {
-    let (_dir, wisp) = up(r#"
-[[function]]
-name = "js-default"
-component = "js-hello.wasm"
-route = "/js"
-
-[[function]]
-name = "py-default"
-component = "py-hello.wasm"
-route = "/py"
-
-[[function]]
-name = "js-small"
-component = "js-hello.wasm"
-route = "/js-small"
-memory = "8Mi"
-
-[[function]]
-name = "py-events"
-component = "py-events.wasm"
-route = "/py-events"
-max_request_body = "64Mi"
-
-[[function]]
-name = "py-raised"
-component = "py-events.wasm"
-route = "/py-raised"
-max_request_body = "64Mi"
-memory = "512Mi"
-"#);
+    let big_body = r#"max_request_body = "64Mi""#;
+    let (_dir, wisp) = up(&[
+        function("js-hello", "/js", ""),
+        function("py-hello", "/py", ""),
+        function("js-hello", "/js-small", r#"memory = "8Mi""#),
+        function("py-events", "/py-events", big_body),
+        function(
+            "py-events",
+            "/py-raised",
+            &format!("{big_body}\nmemory = \"512Mi\""),
+        ),
+    ]);
     let u = &wisp.url;
     // The default 128Mi runs both engines.
     assert_eq!(get(&format!("{u}/js")).await.0, 200);
