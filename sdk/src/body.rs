@@ -33,6 +33,14 @@ impl Body {
         Body { buffered: bytes, rest: None, failed: None }
     }
 
+    /// A body that was read whole up front (p3 handlers): `read` says
+    /// whether the stream got to its end, as reading a `from_reader` body
+    /// would.
+    #[cfg(all(feature = "p3", target_arch = "wasm32"))]
+    pub(crate) fn from_read(bytes: Vec<u8>, read: Result<(), String>) -> Self {
+        Body { buffered: bytes, rest: None, failed: read.err() }
+    }
+
     #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
     pub(crate) fn from_reader(reader: impl Read + 'static) -> Self {
         Body { buffered: Vec::new(), rest: Some(Box::new(reader)), failed: None }

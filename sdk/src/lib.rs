@@ -28,6 +28,9 @@
 //!   the platform retries.
 //! - [`env`]: environment variables; [`outbound`]: a small HTTP client over
 //!   `wasi:http/outgoing-handler`.
+//! - `p3` (cargo feature `p3`): `async` HTTP handlers on `wasi:http@0.3`,
+//!   which one instance runs many of at once, with `p3::sleep` and an async
+//!   `p3::outbound` client.
 //!
 //! The request, response and event types also compile for your host target,
 //! so a function's logic can be unit-tested with a plain `cargo test` by
@@ -51,6 +54,8 @@ mod wasm;
 
 pub mod env;
 pub mod outbound;
+#[cfg(feature = "p3")]
+pub mod p3;
 
 pub use body::{Body, BodyError, BodyReader};
 pub use cloudevents::{CloudEvent, EventError, EventOutcome};
@@ -152,10 +157,12 @@ pub use wisp_sdk_macros::event_handler;
 pub mod __private {
     pub use crate::cloudevents::respond_event;
     pub use crate::init::{ensure_initialized, wizer_initialize};
+    #[cfg(feature = "p3")]
+    pub use crate::p3::__private as p3;
     #[cfg(target_arch = "wasm32")]
     pub use crate::wasm::{
         HandlerGuest, IncomingRequest, InitGuest, ResponseOutparam, bindings, export_function,
-        serve,
+        export_init, init_bindings, serve,
     };
     #[cfg(target_arch = "wasm32")]
     pub use wit_bindgen;

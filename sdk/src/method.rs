@@ -80,3 +80,33 @@ impl fmt::Display for Method {
         f.write_str(self.as_str())
     }
 }
+/// `method_from_wasi` and `method_to_wasi` for a wasi `Method` type: the
+/// SDK's `Method` and wasi:http's (0.2 and 0.3 alike) mirror each other
+/// variant for variant.
+#[cfg(target_arch = "wasm32")]
+macro_rules! wasi_method_conversions {
+    ($wasi:ty) => {
+        $crate::method::wasi_method_conversions!(
+            $wasi; Get, Head, Post, Put, Delete, Connect, Options, Trace, Patch
+        );
+    };
+    ($wasi:ty; $($variant:ident),*) => {
+        type WasiMethod = $wasi;
+
+        fn method_from_wasi(method: WasiMethod) -> $crate::Method {
+            match method {
+                $(WasiMethod::$variant => $crate::Method::$variant,)*
+                WasiMethod::Other(other) => $crate::Method::Other(other),
+            }
+        }
+
+        fn method_to_wasi(method: &$crate::Method) -> WasiMethod {
+            match method {
+                $($crate::Method::$variant => WasiMethod::$variant,)*
+                $crate::Method::Other(other) => WasiMethod::Other(other.clone()),
+            }
+        }
+    };
+}
+#[cfg(target_arch = "wasm32")]
+pub(crate) use wasi_method_conversions;

@@ -90,8 +90,7 @@ impl OutboundRequest {
     /// }
     /// ```
     pub fn send(self) -> Result<ClientResponse, ClientError> {
-        self.headers.validate().map_err(ClientError::InvalidRequest)?;
-        let url = crate::url::Url::parse(&self.url).map_err(ClientError::InvalidRequest)?;
+        let url = self.checked_url()?;
         #[cfg(target_arch = "wasm32")]
         return crate::wasm::send(&self, &url);
         #[cfg(not(target_arch = "wasm32"))]
@@ -99,6 +98,15 @@ impl OutboundRequest {
             let _ = url;
             Err(ClientError::Unsupported)
         }
+    }
+
+    /// The URL split into the parts wasi:http wants, once the headers are
+    /// known to be sendable: what every transport checks before sending.
+    pub(crate) fn checked_url(&self) -> Result<crate::url::Url<'_>, ClientError> {
+        self.headers
+            .validate()
+            .map_err(ClientError::InvalidRequest)?;
+        crate::url::Url::parse(&self.url).map_err(ClientError::InvalidRequest)
     }
 }
 
@@ -224,6 +232,13 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// A wasi:http `ErrorCode` (0.2 or 0.3) as its debug text, e.g.
+    /// `ErrorCode::HttpRequestDenied`.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn from_code(code: impl fmt::Debug) -> ClientError {
+        ClientError::Http(format!("{code:?}"))
+    }
+
     /// Whether the host's policy refused the destination.
     ///
     /// ```

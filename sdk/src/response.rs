@@ -19,6 +19,21 @@ pub(crate) enum ResponseBody {
     Stream(StreamFn),
 }
 
+impl ResponseBody {
+    /// The whole body, running a stream to its end: the bytes it produced,
+    /// and whether it got there (a failed stream's bytes are partial).
+    pub(crate) fn into_bytes(self) -> (Vec<u8>, io::Result<()>) {
+        match self {
+            ResponseBody::Bytes(bytes) => (bytes, Ok(())),
+            ResponseBody::Stream(write) => {
+                let mut out = Vec::new();
+                let written = write(&mut out);
+                (out, written)
+            }
+        }
+    }
+}
+
 /// An HTTP response: a status, headers and a body that is either bytes or a
 /// stream written after the headers go out.
 ///
@@ -210,14 +225,16 @@ impl Response {
     /// assert_eq!(wisp_sdk::Response::text("ok").into_body_bytes().unwrap(), b"ok");
     /// ```
     pub fn into_body_bytes(self) -> io::Result<Vec<u8>> {
-        match self.body {
-            ResponseBody::Bytes(bytes) => Ok(bytes),
-            ResponseBody::Stream(write) => {
-                let mut out = Vec::new();
-                write(&mut out)?;
-                Ok(out)
-            }
-        }
+        let (bytes, written) = self.body.into_bytes();
+        written.map(|()| bytes)
+    }
+
+    /// The `500` sent instead of a response the host would reject, naming
+    /// `problem` (also printed to stderr, for the function's logs).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn bad_response(problem: &str) -> Response {
+        eprintln!("wisp-sdk: handler returned a bad response: {problem}");
+        Response::text(format!("bad response from function: {problem}\n")).with_status(500)
     }
 
     /// Status, headers and body, after checking what the host would reject:
@@ -231,9 +248,7 @@ impl Response {
         };
         match problem {
             Some(problem) => {
-                eprintln!("wisp-sdk: handler returned a bad response: {problem}");
-                let fallback = Response::text(format!("bad response from function: {problem}\n"))
-                    .with_status(500);
+                let fallback = Response::bad_response(&problem);
                 (fallback.status, fallback.headers, fallback.body)
             }
             None => (self.status, self.headers, self.body),

@@ -15,11 +15,11 @@ use wasi::io::streams::{InputStream, OutputStream};
 use crate::outbound::{ClientError, ClientResponse, OutboundRequest};
 use crate::response::ResponseBody;
 use crate::url::Url;
-use crate::{Body, Headers, Method, Request, Response, init};
+use crate::{Body, Headers, Request, Response, init};
 
-/// Bindings for the SDK's world (`wit/world.wit`): wasi:http/proxy plus the
-/// `wizer-initialize` export. Every wasi interface maps onto the `wasi`
-/// crate's types instead of being generated twice.
+/// Bindings for the SDK's p2 world (`wit/world.wit`): wasi:http/proxy.
+/// Every wasi interface maps onto the `wasi` crate's types instead of being
+/// generated twice.
 pub mod bindings {
     wit_bindgen::generate!({
         path: "wit",
@@ -44,9 +44,24 @@ pub mod bindings {
     });
 }
 
-pub use bindings::Guest as InitGuest;
-pub use bindings::exports::wasi::http::incoming_handler::Guest as HandlerGuest;
+/// Bindings for the `wizer-initialize` export (world `init`), shared by p2
+/// and p3 handlers. A plain synchronous export, so the wit-bindgen runtime
+/// it uses does not matter next to p3's.
+pub mod init_bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "wisp:sdk/init",
+        pub_export_macro: true,
+        export_macro_name: "export_init",
+        default_bindings_module: "wisp_sdk::__private::init_bindings",
+        runtime_path: "wisp_sdk::__private::wit_bindgen::rt",
+    });
+}
+
 pub use bindings::export_function;
+pub use bindings::exports::wasi::http::incoming_handler::Guest as HandlerGuest;
+pub use init_bindings::Guest as InitGuest;
+pub use init_bindings::export_init;
 
 /// One request, start to finish: init hook (if the snapshot did not already
 /// run it), conversion, the handler, and sending what it returned.
@@ -108,14 +123,9 @@ fn send_response(out: ResponseOutparam, response: Response) {
     let (status, headers, body) = response.into_checked_parts();
     let outgoing = match outgoing_response(status, headers) {
         Ok(outgoing) => outgoing,
-        Err(problem) => {
-            // e.g. a header the host forbids (`connection`, `keep-alive`, …):
-            // say so instead of sending something the handler did not mean.
-            eprintln!("wisp-sdk: handler returned a bad response: {problem}");
-            let fallback = Response::text(format!("bad response from function: {problem}\n"))
-                .with_status(500);
-            return send_response(out, fallback);
-        }
+        // e.g. a header the host forbids (`connection`, `keep-alive`, …):
+        // say so instead of sending something the handler did not mean.
+        Err(problem) => return send_response(out, Response::bad_response(&problem)),
     };
     // A fresh response always yields its body and stream exactly once.
     let outgoing_body = outgoing.body().expect("first call to body()");
@@ -188,7 +198,7 @@ pub(crate) fn send(request: &OutboundRequest, url: &Url<'_>) -> Result<ClientRes
 
     // Hand the request over before writing the body, so a large body flows
     // to the server instead of filling a buffer nobody drains yet.
-    let pending = outgoing_handler::handle(outgoing, None).map_err(http_error)?;
+    let pending = outgoing_handler::handle(outgoing, None).map_err(ClientError::from_code)?;
     let mut stream = body.write().expect("first call to write()");
     let written = stream.write_all(&request.body);
     // A host that refuses the call closes the body stream and reports why
@@ -205,7 +215,7 @@ pub(crate) fn send(request: &OutboundRequest, url: &Url<'_>) -> Result<ClientRes
     };
     let response = match response {
         Ok(Ok(response)) => response,
-        Ok(Err(code)) => return Err(http_error(code)),
+        Ok(Err(code)) => return Err(ClientError::from_code(code)),
         Err(()) => {
             let reason = body_sent.err().map_or("response already taken".to_owned(), |e| e.to_string());
             return Err(ClientError::Http(reason));
@@ -220,28 +230,4 @@ pub(crate) fn send(request: &OutboundRequest, url: &Url<'_>) -> Result<ClientRes
     Ok(ClientResponse::new(status, headers, body))
 }
 
-/// The host's error code as its debug text, e.g. `ErrorCode::HttpRequestDenied`.
-fn http_error(code: wasi_http::ErrorCode) -> ClientError {
-    ClientError::Http(format!("{code:?}"))
-}
-
-/// The SDK's `Method` and wasi's mirror each other variant for variant.
-macro_rules! convert_methods {
-    ($($variant:ident),*) => {
-        fn method_from_wasi(method: wasi_http::Method) -> Method {
-            match method {
-                $(wasi_http::Method::$variant => Method::$variant,)*
-                wasi_http::Method::Other(other) => Method::Other(other),
-            }
-        }
-
-        fn method_to_wasi(method: &Method) -> wasi_http::Method {
-            match method {
-                $(Method::$variant => wasi_http::Method::$variant,)*
-                Method::Other(other) => wasi_http::Method::Other(other.clone()),
-            }
-        }
-    };
-}
-
-convert_methods!(Get, Head, Post, Put, Delete, Connect, Options, Trace, Patch);
+crate::method::wasi_method_conversions!(wasi_http::Method);
