@@ -92,6 +92,38 @@ async fn one_p3_instance_serves_16_concurrent_requests() {
     assert_eq!(metric(&wisp, "instances_reused").await, 16);
 }
 
+/// The same, for a p3 handler written with the SDK (`#[wisp_sdk::p3::http_handler]`,
+/// pre-initialized through its `wizer-initialize` export like p2 SDK functions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_p3_handler_serves_16_concurrent_requests_from_one_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let wisp = app(
+        dir.path(),
+        "p3-hello",
+        "isolation = \"instance\"\nconcurrency = 16",
+    );
+    assert_eq!(
+        get(&format!("{}/a/b?x=1", wisp.url)).await,
+        (200, "Hello, world! path=/a/b?x=1\n".into())
+    );
+    let started = Instant::now();
+    let results = staggered(&wisp, "/?ms=300", 16).await;
+    for (status, body) in &results {
+        assert_eq!(
+            (*status, body.as_str()),
+            (200, "Hello, world! path=/?ms=300\n")
+        );
+    }
+    // Serially, 16 requests of 300 ms would take 4.8 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(metric(&wisp, "instances_created").await, 1);
+    assert_eq!(metric(&wisp, "instances_reused").await, 16);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_1_needs_an_instance_per_request_up_to_max_instances() {
     let dir = tempfile::tempdir().unwrap();
