@@ -1,0 +1,446 @@
+"""The four benchmark sections, each returning raw numbers for report.py.
+
+Everything listens on 127.0.0.1 only, and every wait is bounded: a server
+that does not come up, or a load that never arrives, fails the section with
+the tail of the server's log instead of hanging.
+"""
+
+import asyncio
+import json
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass
+class Context:
+    tools: dict
+    env: dict
+    scratch: Path
+    quick: bool
+    runs: int
+    log: Callable[[str], None]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port, path="/", timeout=2.0):
+    """One HTTP/1.1 GET over a fresh connection; returns (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    return status, body
+
+
+def wait_200(port, proc, log_path, timeout=300.0):
+    """Polls until the server answers 200; returns the perf_counter of that
+    answer. The loop only sleeps 0.2 ms between refused connects, so it
+    resolves a start-up to well under a millisecond without taking a whole
+    core away from the server it is waiting for."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{tail(log_path)}")
+        try:
+            status, _ = get(port)
+            if status == 200:
+                return time.perf_counter()
+        except OSError:
+            pass
+        time.sleep(0.0002)
+    raise RuntimeError(f"no 200 within {timeout:.0f}s:\n{tail(log_path)}")
+
+
+def tail(path, lines=15):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class Server:
+    """A server process on a known port, its stderr kept in a log file."""
+
+    def __init__(self, ctx, name, argv, port):
+        self.name, self.argv, self.port, self.ctx = name, [str(a) for a in argv], port, ctx
+        self.log_path = ctx.scratch / f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}-{port}.log"
+        self.proc = None
+
+    def start(self, timeout=300.0):
+        """Starts the process; returns seconds from spawn to first 200."""
+        log = open(self.log_path, "wb")
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(self.argv, env=self.ctx.env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=log)
+        log.close()
+        try:
+            return wait_200(self.port, self.proc, self.log_path, timeout) - t0
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            # SIGINT is the graceful stop both wisp and wasmtime serve handle.
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def wisp_serve(ctx, port, guest="hello", *extra):
+    return [ctx.tools["wisp"], "serve", ctx.tools["guests"] / f"{guest}.wasm",
+            "--listen", f"127.0.0.1:{port}", *extra]
+
+
+def wasmtime_serve(ctx, port, guest="hello", *extra):
+    # -Scli: Rust std guests import wasi:cli (environment, exit, stdio)
+    # beyond the proxy world; Wisp links all of WASI the same way.
+    return [ctx.tools["wasmtime"], "serve", "-Scli", *extra, "--addr", f"127.0.0.1:{port}",
+            ctx.tools["guests"] / f"{guest}.wasm"]
+
+
+# --- 1. in-process ---------------------------------------------------------------
+
+def inprocess(ctx):
+    """Runs the inprocess binary `runs` times; each run measures every mode."""
+    rows, derived = [], []
+    argv = [str(ctx.tools["inprocess"]), "--guest-dir", str(ctx.tools["guests"])]
+    if ctx.quick:
+        argv += ["--iterations", "300", "--warmup", "30", "--budget-secs", "3"]
+    for run in range(ctx.runs):
+        ctx.log(f"1 in-process: run {run + 1}/{ctx.runs}")
+        out = subprocess.run(argv, env=ctx.env, capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            raise RuntimeError(f"inprocess failed:\n{out.stderr[-3000:]}")
+        for line in out.stdout.splitlines():
+            rec = json.loads(line)
+            (rows if rec["kind"] == "inprocess" else derived).append(rec)
+    return rows, derived
+
+
+# --- 2. HTTP -----------------------------------------------------------------------
+
+UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+def parse_wrk(out):
+    """req/s, p50, p99 (ms) and error count from `wrk --latency` output."""
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+[a-z]+)", out, re.M))
+    if not rps or "50" not in lat or "99" not in lat:
+        raise RuntimeError(f"could not parse wrk output:\n{out}")
+
+    def ms(v):
+        num, unit = re.fullmatch(r"([\d.]+)([a-z]+)", v).groups()
+        return float(num) * UNITS_MS[unit]
+
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(n) for n in m.groups())
+    return {"rps": float(rps.group(1)), "p50_ms": ms(lat["50"]), "p99_ms": ms(lat["99"]), "errors": errors}
+
+
+def wrk(ctx, port, seconds):
+    argv = [str(ctx.tools["wrk"]), "-t2", "-c16", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/"]
+    out = subprocess.run(argv, env=ctx.env, capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed: {out.stderr}")
+    return parse_wrk(out.stdout)
+
+
+# What section 2 serves: per guest, the servers that take turns under the
+# same load. Every Wisp variant but the p3 reuse ones gives each request a
+# fresh instance, as `wasmtime serve` does for wasi:http@0.2 components.
+P3_REUSE = ["--isolation", "instance", "--idle-timeout", "1s"]
+HTTP_GROUPS = {
+    "hello": [
+        ("Wisp", lambda ctx, port: wisp_serve(ctx, port, "hello")),
+        ("wasmtime serve", lambda ctx, port: wasmtime_serve(ctx, port, "hello")),
+        ("native hyper", lambda ctx, port: [ctx.tools["hyper"], f"127.0.0.1:{port}"]),
+    ],
+    "js-hello": [
+        ("Wisp", lambda ctx, port: wisp_serve(ctx, port, "js-hello")),
+        ("wasmtime serve", lambda ctx, port: wasmtime_serve(ctx, port, "js-hello")),
+    ],
+    "py-hello": [
+        ("Wisp", lambda ctx, port: wisp_serve(ctx, port, "py-hello")),
+        ("wasmtime serve", lambda ctx, port: wasmtime_serve(ctx, port, "py-hello")),
+    ],
+    # wasmtime serve reuses p3 instances by default: 16 requests at once,
+    # 128 in all, 1 s idle timeout. Wisp's concurrency = 16 row matches it.
+    "p3-hello": [
+        ("Wisp, invocation", lambda ctx, port: wisp_serve(ctx, port, "p3-hello")),
+        ("Wisp, instance, concurrency 1",
+         lambda ctx, port: wisp_serve(ctx, port, "p3-hello", *P3_REUSE, "--concurrency", "1")),
+        ("Wisp, instance, concurrency 16",
+         lambda ctx, port: wisp_serve(ctx, port, "p3-hello", *P3_REUSE, "--concurrency", "16",
+                                      "--max-requests-per-instance", "128")),
+        ("wasmtime serve", lambda ctx, port: wasmtime_serve(ctx, port, "p3-hello")),
+    ],
+}
+
+
+def http(ctx, guests):
+    """{guest: {server: [runs]}} for every guest in `guests`."""
+    results = {}
+    for guest in guests:
+        missing = ctx.tools["guests"] / f"{guest}.wasm"
+        if not missing.exists():
+            raise RuntimeError(f"{missing} is missing; run scripts/build-guests")
+        results[guest] = http_group(ctx, guest, HTTP_GROUPS[guest])
+    return results
+
+
+def http_group(ctx, guest, variants):
+    """Same guest, same load; the servers take turns so that noise from the
+    rest of the machine hits each of them alike."""
+    seconds, warmup = (3, 1) if ctx.quick else (10, 5)
+    servers = []
+    for name, argv in variants:
+        port = free_port()
+        servers.append(Server(ctx, name, argv(ctx, port), port))
+    results = {s.name: [] for s in servers}
+    try:
+        bodies = {}
+        for s in servers:
+            # JS and Python components take a while to compile the first time.
+            s.start(timeout=900)
+            bodies[s.name] = body_of(get(s.port))
+            ctx.log(f"2 HTTP {guest}: {s.name} up; warm-up {warmup}s")
+            wrk(ctx, s.port, warmup)
+        if len(set(bodies.values())) != 1:
+            ctx.log(f"2 HTTP {guest}: warning: the servers answer differently: {bodies}")
+        for run in range(ctx.runs):
+            for s in servers:
+                r = wrk(ctx, s.port, seconds)
+                ctx.log(f"2 HTTP {guest}: run {run + 1}/{ctx.runs} {s.name}: {r['rps']:,.0f} req/s, "
+                        f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms")
+                results[s.name].append(r)
+    finally:
+        for s in servers:
+            s.stop()
+    return results
+
+
+def body_of(response):
+    """The body of a (status, raw body) answer, de-chunked: servers differ
+    in framing, not in what the client reads."""
+    status, raw = response
+    if not re.match(rb"^[0-9a-fA-F]+\r\n", raw):
+        return status, raw
+    body = b""
+    while True:
+        size, _, rest = raw.partition(b"\r\n")
+        n = int(size.split(b";")[0], 16)
+        if n == 0:
+            return status, body
+        body, raw = body + rest[:n], rest[n + 2:]
+
+
+# --- 3. cold start -----------------------------------------------------------------
+
+def wasmtime_cache_config(ctx, directory):
+    path = ctx.scratch / f"wasmtime-cache-{directory.name}.toml"
+    path.write_text(f'[cache]\ndirectory = "{directory}"\n')
+    return path
+
+
+def cold_start(ctx, runs):
+    """Spawn → first 200, per guest: `runs[guest]` times per variant after
+    one untimed run (which, for the warm-cache variants, fills the cache).
+    Returns {guest: {variant: [ms]}}."""
+    return {guest: cold_start_of(ctx, guest, n) for guest, n in runs.items()}
+
+
+def cold_start_of(ctx, guest, runs):
+    cache_root = ctx.scratch / f"cold-{guest}"
+    cache_root.mkdir()
+
+    def wisp_variant(fresh):
+        def argv(port, i):
+            d = cache_root / (f"wisp-fresh-{i}" if fresh else "wisp-warm")
+            return wisp_serve(ctx, port, guest, "--cache-dir", d)
+        return argv
+
+    def wasmtime_variant(fresh):
+        def argv(port, i):
+            d = cache_root / (f"wasmtime-fresh-{i}" if fresh else "wasmtime-warm")
+            return wasmtime_serve(ctx, port, guest, "-C", f"cache-config={wasmtime_cache_config(ctx, d)}")
+        return argv
+
+    variants = {
+        "Wisp, fresh cache": wisp_variant(True),
+        "Wisp, warm cache": wisp_variant(False),
+        "wasmtime serve, fresh cache": wasmtime_variant(True),
+        "wasmtime serve, warm cache": wasmtime_variant(False),
+    }
+    results = {k: [] for k in variants}
+    # Interleaved like section 2, so a burst of noise does not land on one variant.
+    for i in range(-1, runs):
+        for name, argv in variants.items():
+            port = free_port()
+            with Server(ctx, name, argv(port, i), port) as s:
+                elapsed = s.start(timeout=900)
+            if i >= 0:
+                results[name].append(elapsed * 1e3)
+        for d in cache_root.glob("*-fresh-*"):
+            shutil.rmtree(d, ignore_errors=True)
+        if i >= 0:
+            ctx.log("3 cold start {}: run {}/{}: {}".format(
+                guest, i + 1, runs, ", ".join(f"{k} {v[-1]:.1f} ms" for k, v in results.items())))
+    return results
+
+
+# --- 4. density --------------------------------------------------------------------
+
+# Largest first; a pool wasmtime cannot reserve makes wisp exit at start.
+POOLS = [
+    {"instances": 11000, "core_instances": 60000, "memories": 22000, "tables": 44000},
+    {"instances": 11000, "core_instances": 60000, "memories": 22000, "tables": 44000, "max_memory": "256Mi"},
+    {"instances": 6000, "core_instances": 33000, "memories": 12000, "tables": 24000, "max_memory": "256Mi"},
+    {"instances": 3000, "core_instances": 16500, "memories": 6000, "tables": 12000, "max_memory": "256Mi"},
+]
+
+
+def manifest(ctx, pool, port, admin):
+    keys = "\n".join(f"{k} = {json.dumps(v)}" for k, v in pool.items())
+    text = f"""[server]
+listen = "127.0.0.1:{port}"
+admin = "127.0.0.1:{admin}"
+shutdown_grace = "1s"
+
+[server.pool]
+{keys}
+
+[[function]]
+name = "slow"
+component = "{ctx.tools['guests'] / 'slow.wasm'}"
+route = "/"
+memory = "64Mi"
+timeout = "60s"
+max_instances = 12000
+max_queue = 0
+"""
+    path = ctx.scratch / f"density-{pool['instances']}.toml"
+    path.write_text(text)
+    return path
+
+
+def memory_kib(pid):
+    """VmRSS from status and Pss from smaps_rollup: RSS counts the shared
+    copy-on-write image pages fully, PSS splits them among their sharers."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    pss = int(re.search(r"^Pss:\s+(\d+) kB", rollup, re.M).group(1))
+    return {"rss_kib": rss, "pss_kib": pss}
+
+
+async def in_flight(admin):
+    r, w = await asyncio.open_connection("127.0.0.1", admin)
+    w.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    data = await r.read()
+    w.close()
+    m = re.search(rb'^wisp_in_flight\{function="slow"\} (\d+)', data, re.M)
+    return int(m.group(1)) if m else 0
+
+
+async def hold(ctx, port, admin, pid, n, ms):
+    """Opens n connections, each asking for an ms-long sleep, samples memory
+    once all n are in flight, then waits for every answer."""
+    connecting = asyncio.Semaphore(256)  # a connect burst beyond the backlog only adds SYN retries
+    request = f"GET /?ms={ms} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+
+    async def one():
+        async with connecting:
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            w.write(request)
+            await w.drain()
+        try:
+            status = await r.readline()
+            await r.read()
+            return b" 200 " in status
+        finally:
+            w.close()
+
+    tasks = [asyncio.create_task(one()) for _ in range(n)]
+    t0 = time.monotonic()
+    reached = 0
+    while time.monotonic() - t0 < ms / 1000 * 0.7:
+        reached = await in_flight(admin)
+        if reached >= n:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # let the last instances settle into their sleep
+    sample = memory_kib(pid)
+    sample["in_flight"] = await in_flight(admin)
+    ctx.log(f"4 density: {n:,} requested, {sample['in_flight']:,} in flight after "
+            f"{time.monotonic() - t0:.1f}s: RSS {sample['rss_kib'] / 1024:.0f} MiB, "
+            f"PSS {sample['pss_kib'] / 1024:.0f} MiB")
+    done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), ms / 1000 + 120)
+    sample.update(n=n, ok=sum(1 for d in done if d is True))
+    failures = [d for d in done if isinstance(d, BaseException)]
+    if failures:
+        ctx.log(f"4 density: {len(failures)} connections failed, e.g. {failures[0]!r}")
+    return sample
+
+
+async def density(ctx):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one descriptor per held connection
+    try:
+        for pool in POOLS:
+            if (result := await density_with(ctx, pool)) is not None:
+                return result
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    raise RuntimeError("wisp refused every pool size tried; see the log lines above")
+
+
+async def density_with(ctx, pool):
+    """Measures with one pool size; None if wisp cannot reserve that pool."""
+    counts = [100, 1000] if ctx.quick else [1000, 10000]
+    port, admin = free_port(), free_port()
+    argv = [ctx.tools["wisp"], "up", "-f", manifest(ctx, pool, port, admin)]
+    with Server(ctx, f"density-{pool['instances']}", argv, port) as server:
+        try:
+            server.start()
+        except RuntimeError as e:
+            ctx.log(f"4 density: pool {pool} refused: {str(e).splitlines()[-1]}")
+            return None
+        pid = server.proc.pid
+        idle = memory_kib(pid)
+        steps = []
+        for n in counts:
+            if n > pool["instances"]:
+                ctx.log(f"4 density: skipping {n:,}: the pool holds {pool['instances']:,}")
+                continue
+            # Long enough that every connection is open before the first answers.
+            ms = 8000 if n <= 1000 else 20000
+            steps.append(await hold(ctx, port, admin, pid, n, ms))
+    note = "" if pool is POOLS[0] else "the pool asked for (instances = 11000) was refused; the largest that worked"
+    return {"pool": ", ".join(f"{k} = {v}" for k, v in pool.items()), "idle": idle, "steps": steps, "note": note}
