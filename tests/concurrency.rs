@@ -57,23 +57,44 @@ async fn staggered(wisp: &Wisp, path: &str, n: usize) -> Vec<(u16, String)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_p3_instance_serves_16_concurrent_requests() {
+/// Starts `guest_name` with `concurrency = 16` and `max_instances = 1`,
+/// checks one warm-up request (path, body), sends 16 staggered slow `path`
+/// requests, checks that the warm-up's instance served them all, and
+/// returns their answers.
+///
+/// max_instances = 1 keeps the count exact: ProxyHandler starts another
+/// instance when a request lands while the busy one is still running guest
+/// code (likely on a loaded machine). `queue_timeout` is shorter than the 16
+/// slow requests served one at a time, so their success shows concurrency.
+async fn sixteen_on_one_instance(
+    guest_name: &str,
+    warm_up: (&str, &str),
+    path: &str,
+    queue_timeout: &str,
+) -> Vec<(u16, String)> {
     let dir = tempfile::tempdir().unwrap();
     let wisp = app(
         dir.path(),
-        "p3-slow",
-        // max_instances = 1 keeps the count exact: ProxyHandler starts another
-        // instance when a request lands while the busy one is still running
-        // guest code (likely on a loaded machine). Served one at a time, the
-        // 16 requests of 1 s would outlast the 10 s queue_timeout and fail.
-        "isolation = \"instance\"\nconcurrency = 16\nmax_instances = 1",
+        guest_name,
+        &format!(
+            "isolation = \"instance\"\nconcurrency = 16\nmax_instances = 1\nqueue_timeout = \"{queue_timeout}\""
+        ),
     );
     assert_eq!(
-        get(&format!("{}/?ms=1", wisp.url)).await,
-        (200, "slept 1 ms count=1\n".into())
+        get(&format!("{}{}", wisp.url, warm_up.0)).await,
+        (200, warm_up.1.into())
     );
-    let results = staggered(&wisp, "/?ms=1000", 16).await;
+    let results = staggered(&wisp, path, 16).await;
+    assert_eq!(metric(&wisp, "instances_created").await, 1);
+    assert_eq!(metric(&wisp, "instances_reused").await, 16);
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_p3_instance_serves_16_concurrent_requests() {
+    // One at a time, 16 requests of 1 s would take 16 s.
+    let warm_up = ("/?ms=1", "slept 1 ms count=1\n");
+    let results = sixteen_on_one_instance("p3-slow", warm_up, "/?ms=1000", "10s").await;
     let mut counts: Vec<u64> = results
         .iter()
         .map(|(status, body)| {
@@ -92,35 +113,20 @@ async fn one_p3_instance_serves_16_concurrent_requests() {
         (2..=17).collect::<Vec<_>>(),
         "all requests ran in the warm-up's instance"
     );
-    assert_eq!(metric(&wisp, "instances_created").await, 1);
-    assert_eq!(metric(&wisp, "instances_reused").await, 16);
 }
 
 /// The same, for a p3 handler written with the SDK (`#[wisp_sdk::p3::http_handler]`,
 /// pre-initialized through its `wizer-initialize` export like p2 SDK functions).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_p3_handler_serves_16_concurrent_requests_from_one_instance() {
-    let dir = tempfile::tempdir().unwrap();
-    let wisp = app(
-        dir.path(),
-        "p3-hello",
-        // As above: one instance at most, and one at a time the 16 requests
-        // of 300 ms would outlast the queue_timeout.
-        "isolation = \"instance\"\nconcurrency = 16\nmax_instances = 1\nqueue_timeout = \"2s\"",
-    );
-    assert_eq!(
-        get(&format!("{}/a/b?x=1", wisp.url)).await,
-        (200, "Hello, world! path=/a/b?x=1\n".into())
-    );
-    let results = staggered(&wisp, "/?ms=300", 16).await;
-    for (status, body) in &results {
+    // One at a time, 16 requests of 300 ms would take 4.8 s.
+    let warm_up = ("/a/b?x=1", "Hello, world! path=/a/b?x=1\n");
+    for (status, body) in sixteen_on_one_instance("p3-hello", warm_up, "/?ms=300", "2s").await {
         assert_eq!(
-            (*status, body.as_str()),
+            (status, body.as_str()),
             (200, "Hello, world! path=/?ms=300\n")
         );
     }
-    assert_eq!(metric(&wisp, "instances_created").await, 1);
-    assert_eq!(metric(&wisp, "instances_reused").await, 16);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
