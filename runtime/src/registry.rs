@@ -162,7 +162,7 @@ impl Registry {
         let bytes: Arc<[u8]> = bytes.into();
         let compiled = self
             .artifacts
-            .compile(bytes.clone(), &short(&digest))
+            .compile(bytes.clone(), &digest, &short(&digest))
             .await?;
         component::prepare(&self.engine, &compiled)?;
         if let Some(state) = &self.state {
@@ -192,7 +192,7 @@ impl Registry {
         let bytes = self.bytes(digest)?;
         let original = self
             .artifacts
-            .compile(bytes.clone(), &short(digest))
+            .compile(bytes.clone(), digest, &short(digest))
             .await?;
         if !spec.snapshot || !snapshot::wants_init(&original) {
             return Ok((original, false));
@@ -215,7 +215,11 @@ impl Registry {
             }
         };
         let label = format!("{} (snapshot)", short(digest));
-        Ok((self.artifacts.compile(snap, &label).await?, true))
+        let snap_digest = component::digest(&snap);
+        Ok((
+            self.artifacts.compile(snap, &snap_digest, &label).await?,
+            true,
+        ))
     }
 
     fn load(
