@@ -208,9 +208,9 @@ def http(ctx, guests):
     """{guest: {server: [runs]}} for every guest in `guests`."""
     results = {}
     for guest in guests:
-        missing = ctx.tools["guests"] / f"{guest}.wasm"
-        if not missing.exists():
-            raise RuntimeError(f"{missing} is missing; run scripts/build-guests")
+        wasm = ctx.tools["guests"] / f"{guest}.wasm"
+        if not wasm.exists():
+            raise RuntimeError(f"{wasm} is missing; run scripts/build-guests")
         results[guest] = http_group(ctx, guest, HTTP_GROUPS[guest])
     return results
 
