@@ -5,36 +5,26 @@
 //! copy-on-write allocator, inside a `Store` with a memory limit, an epoch
 //! deadline that yields, and a wall-clock timeout enforced from outside.
 //!
-//! The path of a request: [`server`] accepts → [`gateway`] routes
-//! ([`route`]) to the function's current revision ([`registry`]) →
-//! [`admission`] (`max_instances`, queue, 429) → [`invoke`] (fresh store and
-//! instance, [`host`] context) → response streamed back, access log and
-//! [`telemetry`] counters.
+//! The map, one folder per subsystem, in the order a request travels:
 //!
-//! The path of a deployment: bytes → [`component`] checks → [`artifact`]
-//! cache (compiled code by content hash and engine fingerprint) →
-//! [`snapshot`] (pre-initialization, cached likewise) → `InstancePre` →
-//! the function's current revision is swapped ([`registry`]).
+//! - [`cli`]: the `wisp` command line and its admin API client.
+//! - [`config`]: what users write: function settings, `wisp.toml`, units.
+//! - [`http`]: listeners, the gateway (route → invoke → status), access log,
+//!   admin API.
+//! - [`invoke`]: the invocation core every trigger uses: admission, instance
+//!   factory, workers, and the typed ways an invocation fails.
+//! - [`sandbox`]: where guest code runs: engine, store state, guest logs,
+//!   outbound policy.
+//! - [`deploy`]: component checks, artifact cache, snapshots, the registry of
+//!   live revisions and routes.
+//! - [`store`]: the state directory (components, revision histories).
+//! - [`telemetry`]: ids and trigger kinds, logging, metrics.
 
-pub mod admin;
-pub mod admission;
-pub mod artifact;
 pub mod cli;
-pub mod client;
-pub mod component;
-pub mod engine;
-pub mod gateway;
-pub mod guestlog;
-pub mod host;
+pub mod config;
+pub mod deploy;
+pub mod http;
 pub mod invoke;
-pub mod manifest;
-pub mod outbound;
-pub mod registry;
-pub mod route;
-pub mod server;
-pub mod snapshot;
-pub mod spec;
-pub mod state;
+pub mod sandbox;
+pub mod store;
 pub mod telemetry;
-pub mod units;
-pub mod warm;

@@ -5,7 +5,7 @@ use wisp::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    wisp::telemetry::init_logging();
+    wisp::telemetry::logging::init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -14,8 +14,8 @@
 //!   instances; the difference to `fresh-snapshot` is the price of
 //!   per-request isolation.
 //!
-//! Every mode drives Wisp's own `RevisionState` through wasmtime's
-//! `ProxyHandler`, the exact code the gateway runs.
+//! Every mode drives Wisp's own invocation core (`wisp::invoke::invoke` on a
+//! `LiveRevision`), the exact code the gateway runs.
 //!
 //! It runs on a current-thread runtime: the number wanted is CPU cost per
 //! invocation, and on a shared 2-core machine cross-thread wake-ups would
@@ -34,14 +34,14 @@ use clap::Parser;
 use http_body_util::{BodyExt, Empty};
 use serde_json::json;
 use wasmtime::component::Component;
-use wasmtime_wasi_http::handler::ProxyHandler;
-use wisp::admission::Admission;
-use wisp::engine::{PoolSettings, WispEngine};
-use wisp::host::{HostConfig, InvocationId};
-use wisp::invoke::{Invocation, Reuse, RevisionState};
-use wisp::outbound::AllowedHosts;
-use wisp::telemetry::FunctionMetrics;
-use wisp::warm::Maker;
+use wisp::config::{AllowedHosts, FunctionSpec, Isolation, PoolSettings, Span};
+use wisp::deploy::{component, snapshot};
+use wisp::invoke::revision::Loaded;
+use wisp::invoke::{self, LiveRevision};
+use wisp::sandbox::engine::WispEngine;
+use wisp::sandbox::host::HostConfig;
+use wisp::telemetry::ids::Trigger;
+use wisp::telemetry::metrics::FunctionMetrics;
 use wisp_benches::Summary;
 
 #[derive(Parser)]
@@ -134,35 +134,41 @@ async fn sample(args: &Args, mut one: impl AsyncFnMut() -> Result<Bytes>) -> Res
     Ok(samples)
 }
 
-/// Invocations through Wisp's own `RevisionState`, the code the gateway
-/// runs: `reuse` `None` is `isolation = "invocation"` (a fresh instance
-/// each time), `Some` is `isolation = "instance"` with one request at a time.
+/// Invocations through Wisp's own invocation core, the code the gateway
+/// runs: `reuse` false is `isolation = "invocation"` (a fresh instance each
+/// time), true is `isolation = "instance"` with one request at a time.
 async fn measure(
     args: &Args,
     engine: &WispEngine,
     component: &Component,
-    reuse: Option<Reuse>,
+    reuse: bool,
 ) -> Result<(Vec<Duration>, u64)> {
     let metrics = Arc::new(FunctionMetrics::default());
-    let maker = Maker::new(
-        engine.engine.clone(),
-        wisp::component::prepare(engine, component)?,
-        host_config(),
-        Duration::from_secs(60),
-        Admission::new(1, 0, Duration::from_secs(10)),
-        metrics.clone(),
-        reuse,
-    );
-    let handler = ProxyHandler::new(RevisionState { maker });
-    let mut next = 0;
+    let mut spec = FunctionSpec::new("bench", "bench.wasm");
+    spec.max_instances = 1;
+    if reuse {
+        spec.isolation = Isolation::Instance;
+        // It goes after a second without work, like `wasmtime serve`'s
+        // default idle timeout.
+        spec.idle_timeout = Some(Span(Duration::from_secs(1)));
+    }
+    let loaded = Loaded {
+        engine: engine.engine.clone(),
+        pre: component::prepare(engine, component)?,
+        host: host_config(),
+        snapshotted: false,
+    };
+    let live = LiveRevision::new(spec, 1, loaded, metrics.clone())?;
     let samples = sample(args, async || {
-        next += 1;
-        let invocation = Invocation::new(InvocationId(next));
-        let resp = handler.handle(invocation, request()?).await?;
+        let invocation = invoke::start(Trigger::Http);
+        let (resp, running) = invoke::invoke(&live, invocation, request()?)
+            .await
+            .map_err(|f| anyhow::anyhow!("{f}"))?;
         let body = consume(resp).await?;
+        running.finish();
         // A fresh instance is dropped by its worker task once the response
         // is done; that is part of its cost, so wait for it.
-        while reuse.is_none() && metrics.snapshot().instances_live != 0 {
+        while !reuse && metrics.snapshot().instances_live != 0 {
             tokio::task::yield_now().await;
         }
         Ok(body)
@@ -176,19 +182,10 @@ async fn measure(
     Ok((samples, metrics.snapshot().instances_created))
 }
 
-/// One instance serving one request after the other; it goes after a
-/// second without work, like `wasmtime serve`'s default idle timeout.
-const WARM: Reuse = Reuse {
-    concurrency: 1,
-    max_requests: None,
-    idle_timeout: Duration::from_secs(1),
-    min_instances: 0,
-};
-
 /// The pre-initialized form of `bytes`, made the way Wisp makes it at deploy
 /// (`None` if the guest has no `wizer-initialize` export).
 async fn snapshot_of(engine: &WispEngine, bytes: &[u8]) -> Result<Option<Vec<u8>>> {
-    wisp::snapshot::preinitialize(engine, bytes, &[]).await
+    snapshot::preinitialize(engine, bytes, &[]).await
 }
 
 fn report(guest: &str, mode: &str, samples: &[Duration], instances: u64) -> Option<Summary> {
@@ -213,7 +210,7 @@ async fn run_guest(args: &Args, engine: &WispEngine, guest: &str) -> Result<()> 
             path.display()
         )
     })?;
-    let compile = |bytes: &[u8]| wisp::component::compile(&engine.engine, bytes);
+    let compile = |bytes: &[u8]| component::compile(&engine.engine, bytes);
     let plain = compile(&bytes)?;
     let started = Instant::now();
     let snapshot = match snapshot_of(engine, &bytes).await? {
@@ -232,14 +229,9 @@ async fn run_guest(args: &Args, engine: &WispEngine, guest: &str) -> Result<()> 
         let (samples, n) = measure(args, engine, component, reuse).await?;
         Ok(report(guest, mode, &samples, n))
     };
-    let cold = run("fresh", Some(&plain), None).await?;
-    let snap = run("fresh-snapshot", snapshot.as_ref(), None).await?;
-    let warm_s = run(
-        "warm",
-        Some(snapshot.as_ref().unwrap_or(&plain)),
-        Some(WARM),
-    )
-    .await?;
+    let cold = run("fresh", Some(&plain), false).await?;
+    let snap = run("fresh-snapshot", snapshot.as_ref(), false).await?;
+    let warm_s = run("warm", Some(snapshot.as_ref().unwrap_or(&plain)), true).await?;
     let ratio = |a: Option<Summary>, b: Option<Summary>| Some(a?.p50_us / b?.p50_us);
     let diff = |a: Option<Summary>, b: Option<Summary>| Some(a?.p50_us - b?.p50_us);
     println!(

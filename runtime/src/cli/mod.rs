@@ -6,11 +6,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow};
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::PoolSettings;
-use crate::manifest::{Manifest, ServerSettings};
-use crate::spec::{FunctionSpec, Isolation};
-use crate::units::{ByteSize, Span};
-use crate::{client, server};
+use http::Method;
+use serde_json::Value;
+
+use crate::config::{
+    ByteSize, FunctionSpec, Isolation, Manifest, PoolSettings, ServerSettings, Span,
+};
+use crate::http::server;
+
+mod client;
 
 /// Wisp: serve WebAssembly HTTP functions, each request in a fresh instance.
 #[derive(Parser)]
@@ -167,6 +171,7 @@ impl SpecArgs {
             spec.snapshot = false;
         }
         spec.validate()
+            .map(drop)
             .map_err(|(key, msg)| anyhow!("--{}: {msg}", key.replace('_', "-")))
     }
 }
@@ -275,7 +280,80 @@ impl Cli {
                 args.spec.apply(&mut spec)?;
                 client::deploy(&args.admin.admin, spec).await
             }
-            Command::Functions(args) => client::functions(&args.admin.admin, args.command).await,
+            Command::Functions(args) => functions(&args.admin.admin, args.command).await,
         }
     }
+}
+
+/// `wisp functions …`: the admin API's answers, printed for people.
+async fn functions(admin: &str, command: FunctionsCommand) -> Result<()> {
+    match command {
+        FunctionsCommand::List => {
+            let list = client::call(admin, Method::GET, "/v1/functions", Vec::new()).await?;
+            println!("{:<24} {:>8}  {:<16} ROUTE", "NAME", "REVISION", "WORLD");
+            for f in list.as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:>8}  {:<16} {}",
+                    f["name"].as_str().unwrap_or(""),
+                    f["current_revision"],
+                    f["world"].as_str().unwrap_or(""),
+                    f["spec"]["route"].as_str().unwrap_or("")
+                );
+            }
+        }
+        FunctionsCommand::Get { name } => print_json(
+            &client::call(
+                admin,
+                Method::GET,
+                &format!("/v1/functions/{name}"),
+                Vec::new(),
+            )
+            .await?,
+        )?,
+        FunctionsCommand::Revisions { name } => {
+            let revs = client::call(
+                admin,
+                Method::GET,
+                &format!("/v1/functions/{name}/revisions"),
+                Vec::new(),
+            )
+            .await?;
+            println!("{:>8}  {:<12} COMPONENT", "REVISION", "CREATED");
+            for r in revs.as_array().into_iter().flatten() {
+                println!(
+                    "{:>8}  {:<12} {}",
+                    r["number"],
+                    r["created"],
+                    r["spec"]["component"].as_str().unwrap_or("")
+                );
+            }
+        }
+        FunctionsCommand::Rollback { name, to } => {
+            let body = serde_json::to_vec(&serde_json::json!({ "revision": to }))?;
+            let rev = client::call(
+                admin,
+                Method::POST,
+                &format!("/v1/functions/{name}/rollback"),
+                body,
+            )
+            .await?;
+            println!("{name} now serves revision {}", rev["number"]);
+        }
+        FunctionsCommand::Delete { name } => {
+            client::call(
+                admin,
+                Method::DELETE,
+                &format!("/v1/functions/{name}"),
+                Vec::new(),
+            )
+            .await?;
+            println!("deleted {name}");
+        }
+    }
+    Ok(())
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::spec::FunctionSpec;
+use crate::config::FunctionSpec;
 
 /// One immutable deployment of a function.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -21,9 +21,9 @@ pub struct Revision {
     pub created: u64,
 }
 
-/// A function's history and which revision serves traffic.
+/// A function's revisions and which of them serves traffic.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct FunctionRecord {
+pub struct History {
     pub name: String,
     pub current: u64,
     pub revisions: Vec<Revision>,
@@ -33,7 +33,7 @@ pub struct FunctionRecord {
     pub manifest_applied: Option<String>,
 }
 
-impl FunctionRecord {
+impl History {
     pub fn revision(&self, number: u64) -> Option<&Revision> {
         self.revisions.iter().find(|r| r.number == number)
     }
@@ -87,7 +87,7 @@ impl StateDir {
         self.root.join("functions").join(format!("{name}.json"))
     }
 
-    pub fn save(&self, record: &FunctionRecord) -> Result<()> {
+    pub fn save(&self, record: &History) -> Result<()> {
         let json = serde_json::to_vec_pretty(record)?;
         write_atomic(&self.record_path(&record.name), &json)
     }
@@ -103,7 +103,7 @@ impl StateDir {
 
     /// Every stored function record; unreadable ones are reported, not fatal,
     /// so one damaged file does not take the others down.
-    pub fn load_all(&self) -> Result<Vec<FunctionRecord>> {
+    pub fn load_all(&self) -> Result<Vec<History>> {
         let dir = self.root.join("functions");
         let mut records = Vec::new();
         for entry in
@@ -124,7 +124,7 @@ impl StateDir {
                 ),
             }
         }
-        records.sort_by(|a: &FunctionRecord, b| a.name.cmp(&b.name));
+        records.sort_by(|a: &History, b| a.name.cmp(&b.name));
         Ok(records)
     }
 }
@@ -149,7 +149,7 @@ mod tests {
     fn records_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::open(dir.path()).unwrap();
-        let record = FunctionRecord {
+        let record = History {
             name: "hello".into(),
             current: 1,
             revisions: vec![Revision {

@@ -10,10 +10,12 @@ use anyhow::{Result, bail};
 use wasmtime::component::Component;
 use wasmtime_wizer::Wizer;
 
-use crate::engine::WispEngine;
-use crate::host::{Host, HostConfig, new_store};
-use crate::outbound::AllowedHosts;
-use crate::spec::FunctionSpec;
+use crate::config::{AllowedHosts, FunctionSpec};
+use crate::deploy::component;
+use crate::sandbox::engine::WispEngine;
+use crate::sandbox::host::{Host, HostConfig, new_store};
+use crate::sandbox::tag::InstanceTag;
+use crate::telemetry::ids::InstanceId;
 
 /// The export Wizer calls, as the SDK's init hook and `wasmtime wizer` name it.
 pub const INIT_EXPORT: &str = "wizer-initialize";
@@ -39,7 +41,7 @@ pub fn snapshot_key(
         "dirs": spec.dirs,
         "engine": engine_fingerprint,
     });
-    crate::component::digest(observed.to_string().as_bytes())
+    component::digest(observed.to_string().as_bytes())
 }
 
 /// Pre-initializes `bytes` with `env` and default limits; `None` when the
@@ -56,8 +58,8 @@ pub async fn preinitialize(
         memory_limit: engine.pool.max_memory.bytes(),
         dirs: Vec::new(),
     };
-    let component = crate::component::compile(&engine.engine, bytes)?;
-    if !wants_init(&component) {
+    let compiled = component::compile(&engine.engine, bytes)?;
+    if !wants_init(&compiled) {
         return Ok(None);
     }
     run_init(engine, bytes, &host, Duration::from_secs(60))
@@ -74,7 +76,9 @@ pub async fn run_init(
     timeout: Duration,
 ) -> Result<Vec<u8>> {
     let output = Arc::new(Mutex::new(String::new()));
-    let mut store = new_store(&engine.engine, Host::capturing(host, output.clone())?);
+    // Init runs outside any invocation; its output goes to the deploy error.
+    let tag = InstanceTag::new(host.function.clone(), InstanceId(0), false);
+    let mut store = new_store(&engine.engine, Host::capturing(host, tag, output.clone())?);
     let mut wizer = Wizer::new();
     wizer.init_func(INIT_EXPORT).keep_init_func(true);
     let linker = &engine.linker;
@@ -94,7 +98,7 @@ pub async fn run_init(
         Ok(Err(e)) => bail!("its `{INIT_EXPORT}` failed: {e:#}\nguest output:\n{shown}"),
         Err(_) => bail!(
             "its `{INIT_EXPORT}` did not finish within the function's timeout of {}\nguest output:\n{shown}",
-            crate::units::Span(timeout)
+            crate::config::Span(timeout)
         ),
     }
 }

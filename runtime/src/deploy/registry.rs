@@ -10,33 +10,18 @@ use anyhow::{Context, Result, anyhow, bail};
 use dashmap::DashMap;
 use serde::Serialize;
 use wasmtime::component::Component;
-use wasmtime_wasi_http::handler::{ProxyHandler, ProxyPre};
 
-use crate::admission::Admission;
-use crate::artifact::{Artifacts, engine_fingerprint};
-use crate::component;
-use crate::engine::WispEngine;
-use crate::host::HostConfig;
-use crate::invoke::{Reuse, RevisionState};
-use crate::outbound::AllowedHosts;
-use crate::route::{RouteTable, normalize};
-use crate::snapshot;
-use crate::spec::{DEFAULT_IDLE_TIMEOUT, FunctionSpec, Isolation};
-use crate::state::{FunctionRecord, Revision, StateDir};
-use crate::telemetry::{FunctionMetrics, MetricsSnapshot};
-use crate::warm::Maker;
-
-/// A revision that is loaded and can serve requests.
-pub struct Live {
-    pub function: Arc<str>,
-    pub revision: u64,
-    pub spec: FunctionSpec,
-    pub handler: ProxyHandler<RevisionState>,
-    pub metrics: Arc<FunctionMetrics>,
-    pub world: &'static str,
-    /// Instances start from a pre-initialized snapshot.
-    pub snapshotted: bool,
-}
+use crate::config::{AllowedHosts, FunctionSpec, normalize_route};
+use crate::deploy::artifact::{Artifacts, engine_fingerprint};
+use crate::deploy::component;
+use crate::deploy::routes::RouteTable;
+use crate::deploy::snapshot;
+use crate::invoke::LiveRevision;
+use crate::invoke::revision::Loaded;
+use crate::sandbox::engine::WispEngine;
+use crate::sandbox::host::HostConfig;
+use crate::store::{History, Revision, StateDir};
+use crate::telemetry::metrics::{FunctionMetrics, MetricsSnapshot};
 
 /// A refusal the admin API reports as 404 rather than 400.
 #[derive(Debug)]
@@ -62,21 +47,22 @@ pub struct FunctionInfo {
     pub metrics: MetricsSnapshot,
 }
 
-struct Entry {
-    record: FunctionRecord,
-    live: Arc<Live>,
+/// A deployed function: its history and the revision serving it.
+struct Function {
+    history: History,
+    live: Arc<LiveRevision>,
 }
 
 pub struct Registry {
     engine: Arc<WispEngine>,
     state: Option<StateDir>,
-    functions: DashMap<String, Entry>,
+    functions: DashMap<String, Function>,
     /// Kept across revisions and deletes so counters never go backwards.
     metrics: DashMap<String, Arc<FunctionMetrics>>,
     /// Uploaded components by digest (also in the state dir when there is one).
     components: DashMap<String, Arc<[u8]>>,
     artifacts: Artifacts,
-    routes: RwLock<Arc<RouteTable<Live>>>,
+    routes: RwLock<Arc<RouteTable<LiveRevision>>>,
     /// Serializes changes so route checks and swaps see a consistent set.
     changes: tokio::sync::Mutex<()>,
 }
@@ -88,9 +74,12 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// What instances of `spec` are given.
+/// Checks `spec` and resolves what its instances are given, once per
+/// deploy; init and every instance use the result.
 fn host_config(spec: &FunctionSpec) -> Result<HostConfig> {
-    let allowed = AllowedHosts::parse(&spec.allowed_outbound_hosts).map_err(|e| anyhow!(e))?;
+    let allowed: AllowedHosts = spec
+        .validate()
+        .map_err(|(key, msg)| anyhow!("`{key}`: {msg}"))?;
     Ok(HostConfig {
         function: spec.name.as_str().into(),
         env: spec
@@ -149,9 +138,15 @@ impl Registry {
 
     /// The revision serving `path`, if any. The hot path: one read lock and
     /// one `Arc` clone.
-    pub fn route(&self, path: &str) -> Option<Arc<Live>> {
+    pub fn route(&self, path: &str) -> Option<Arc<LiveRevision>> {
         let table = self.routes.read().unwrap_or_else(|e| e.into_inner());
         table.lookup(path).cloned()
+    }
+
+    /// The revision of function `name` serving now, if it is deployed: what
+    /// every trigger other than an HTTP route invokes.
+    pub fn live(&self, name: &str) -> Option<Arc<LiveRevision>> {
+        self.functions.get(name).map(|f| f.live.clone())
     }
 
     /// Validates, compiles and stores a component; returns its `sha256:`
@@ -187,7 +182,7 @@ impl Registry {
     /// What the function's instances are made from: the pre-initialized
     /// snapshot when the component has an init export (and `snapshot` is
     /// on), else the component itself. Both come from the artifact cache.
-    async fn runnable(&self, spec: &FunctionSpec) -> Result<(Component, bool)> {
+    async fn runnable(&self, spec: &FunctionSpec, host: &HostConfig) -> Result<(Component, bool)> {
         let digest = digest_of(&spec.component)?;
         let bytes = self.bytes(digest)?;
         let original = self
@@ -205,10 +200,9 @@ impl Registry {
             }
             None => {
                 let started = std::time::Instant::now();
-                let snap =
-                    snapshot::run_init(&self.engine, &bytes, &host_config(spec)?, spec.timeout.0)
-                        .await
-                        .map_err(|e| anyhow!("pre-initialization refused the deploy: {e:#}"))?;
+                let snap = snapshot::run_init(&self.engine, &bytes, host, spec.timeout.0)
+                    .await
+                    .map_err(|e| anyhow!("pre-initialization refused the deploy: {e:#}"))?;
                 tracing::info!(function = %spec.name, ms = started.elapsed().as_millis() as u64, "pre-initialized");
                 self.artifacts.put_snapshot(&key, &snap);
                 snap.into()
@@ -222,12 +216,10 @@ impl Registry {
         ))
     }
 
-    fn load(
-        &self,
-        spec: &FunctionSpec,
-        revision: u64,
-        (component, snapshotted): &(Component, bool),
-    ) -> Result<Arc<Live>> {
+    /// Checks `spec`, then compiles (or loads from the cache), pre-initializes
+    /// and links its component: the slow part of a deploy, done before the
+    /// change lock is taken.
+    async fn prepare(&self, spec: &FunctionSpec) -> Result<Loaded> {
         let max = self.engine.pool.max_memory;
         if spec.memory > max {
             bail!(
@@ -236,53 +228,30 @@ impl Registry {
                 spec.memory
             );
         }
-        let pre = component::prepare(&self.engine, component)?;
-        let world = match pre {
-            ProxyPre::P2(_) => "wasi:http@0.2",
-            ProxyPre::P3(_) => "wasi:http@0.3",
-        };
-        if spec.concurrency > 1 && matches!(pre, ProxyPre::P2(_)) {
-            bail!(
-                "concurrency = {} needs a wasi:http@0.3 component, but this one is wasi:http@0.2, \
-                 whose handler serves one request at a time per instance; use concurrency = 1 \
-                 or build it for wasi:http@0.3",
-                spec.concurrency
-            );
-        }
-        let reuse = (spec.isolation == Isolation::Instance).then(|| Reuse {
-            concurrency: spec.concurrency as usize,
-            max_requests: spec.max_requests_per_instance,
-            idle_timeout: spec.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |t| t.0),
-            min_instances: spec.min_instances as usize,
-        });
         let host = host_config(spec)?;
-        let function = host.function.clone();
-        let metrics = self.metrics.entry(spec.name.clone()).or_default().clone();
-        let maker = Maker::new(
-            self.engine.engine.clone(),
-            pre,
+        let (component, snapshotted) = self.runnable(spec, &host).await?;
+        Ok(Loaded {
+            engine: self.engine.engine.clone(),
+            pre: component::prepare(&self.engine, &component)?,
             host,
-            spec.timeout.0,
-            Admission::new(spec.max_instances, spec.max_queue, spec.queue_timeout.0),
-            metrics.clone(),
-            reuse,
-        );
-        let state = RevisionState { maker };
-        Ok(Arc::new(Live {
-            function,
-            revision,
-            spec: spec.clone(),
-            handler: ProxyHandler::new(state),
-            metrics,
-            world,
-            snapshotted: *snapshotted,
-        }))
+            snapshotted,
+        })
+    }
+
+    fn live_revision(
+        &self,
+        spec: &FunctionSpec,
+        number: u64,
+        loaded: Loaded,
+    ) -> Result<Arc<LiveRevision>> {
+        let metrics = self.metrics.entry(spec.name.clone()).or_default().clone();
+        LiveRevision::new(spec.clone(), number, loaded, metrics)
     }
 
     fn check_route_free(&self, spec: &FunctionSpec) -> Result<()> {
-        let route = normalize(&spec.route);
+        let route = normalize_route(&spec.route);
         for other in self.functions.iter() {
-            if other.key() != &spec.name && normalize(&other.live.spec.route) == route {
+            if other.key() != &spec.name && normalize_route(&other.live.spec.route) == route {
                 bail!(
                     "route `{route}` is already served by function `{}`",
                     other.key()
@@ -296,18 +265,24 @@ impl Registry {
         let table = RouteTable::new(
             self.functions
                 .iter()
-                .map(|e| (e.live.spec.route.clone(), e.live.clone())),
+                .map(|f| (f.live.spec.route.clone(), f.live.clone())),
         );
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
     }
 
-    fn commit(&self, record: FunctionRecord, live: Arc<Live>) -> Result<()> {
+    /// Saves `history` and makes `live` serve; the revision it replaces is
+    /// retired (its requests in flight finish on it).
+    fn commit(&self, history: History, live: Arc<LiveRevision>) -> Result<()> {
         if let Some(state) = &self.state {
-            state.save(&record)?;
+            state.save(&history)?;
         }
-        self.functions
-            .insert(record.name.clone(), Entry { record, live });
+        let replaced = self
+            .functions
+            .insert(history.name.clone(), Function { history, live });
         self.publish_routes();
+        if let Some(old) = replaced {
+            old.live.retire();
+        }
         Ok(())
     }
 
@@ -318,14 +293,12 @@ impl Registry {
         spec: FunctionSpec,
         manifest_applied: Option<String>,
     ) -> Result<Revision> {
-        spec.validate()
-            .map_err(|(key, msg)| anyhow!("`{key}`: {msg}"))?;
-        let component = self.runnable(&spec).await?;
+        let loaded = self.prepare(&spec).await?;
         let _changes = self.changes.lock().await;
         self.check_route_free(&spec)?;
         let mut record = match self.functions.get(&spec.name) {
-            Some(e) => e.record.clone(),
-            None => FunctionRecord {
+            Some(f) => f.history.clone(),
+            None => History {
                 name: spec.name.clone(),
                 current: 0,
                 revisions: Vec::new(),
@@ -333,7 +306,7 @@ impl Registry {
             },
         };
         let number = record.revisions.iter().map(|r| r.number).max().unwrap_or(0) + 1;
-        let live = self.load(&spec, number, &component)?;
+        let live = self.live_revision(&spec, number, loaded)?;
         let revision = Revision {
             number,
             spec,
@@ -372,8 +345,8 @@ impl Registry {
         }
         .clone();
         self.check_route_free(&target.spec)?;
-        let component = self.runnable(&target.spec).await?;
-        let live = self.load(&target.spec, target.number, &component)?;
+        let loaded = self.prepare(&target.spec).await?;
+        let live = self.live_revision(&target.spec, target.number, loaded)?;
         record.current = target.number;
         self.commit(record, live)?;
         tracing::info!(function = %name, revision = target.number, "rolled back");
@@ -386,16 +359,19 @@ impl Registry {
         if let Some(state) = &self.state {
             state.remove(name)?;
         }
-        self.functions.remove(name);
+        let removed = self.functions.remove(name);
         self.publish_routes();
+        if let Some((_, old)) = removed {
+            old.live.retire();
+        }
         tracing::info!(function = %name, "deleted");
         Ok(())
     }
 
-    fn record(&self, name: &str) -> Result<FunctionRecord> {
+    fn record(&self, name: &str) -> Result<History> {
         self.functions
             .get(name)
-            .map(|e| e.record.clone())
+            .map(|f| f.history.clone())
             .ok_or_else(|| NotFound(format!("no function named `{name}`")).into())
     }
 
@@ -404,18 +380,19 @@ impl Registry {
     }
 
     pub fn info(&self, name: &str) -> Result<FunctionInfo> {
-        let entry = self
+        let function = self
             .functions
             .get(name)
             .ok_or_else(|| NotFound(format!("no function named `{name}`")))?;
+        let live = &function.live;
         Ok(FunctionInfo {
             name: name.to_string(),
-            current_revision: entry.live.revision,
-            world: entry.live.world,
-            snapshotted: entry.live.snapshotted,
-            spec: entry.live.spec.clone(),
-            revisions: entry.record.revisions.len(),
-            metrics: entry.live.metrics.snapshot(),
+            current_revision: live.number,
+            world: live.world,
+            snapshotted: live.snapshotted,
+            spec: live.spec.clone(),
+            revisions: function.history.revisions.len(),
+            metrics: live.metrics.snapshot(),
         })
     }
 
@@ -425,11 +402,12 @@ impl Registry {
         names.iter().filter_map(|n| self.info(n).ok()).collect()
     }
 
-    pub fn metrics(&self) -> Vec<(String, MetricsSnapshot)> {
+    /// Every function's counters, deleted ones included, by name.
+    pub fn metrics(&self) -> Vec<(String, Arc<FunctionMetrics>)> {
         let mut all: Vec<_> = self
             .metrics
             .iter()
-            .map(|e| (e.key().clone(), e.value().snapshot()))
+            .map(|e| (e.key().clone(), e.value().clone()))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
@@ -446,16 +424,21 @@ impl Registry {
                 let rev = record
                     .current_revision()
                     .with_context(|| format!("current revision {} is missing", record.current))?;
-                let component = self.runnable(&rev.spec).await?;
                 self.check_route_free(&rev.spec)?;
-                self.load(&rev.spec, rev.number, &component)
+                let loaded = self.prepare(&rev.spec).await?;
+                self.live_revision(&rev.spec, rev.number, loaded)
             }
             .await;
             match loaded {
                 Ok(live) => {
                     tracing::info!(function = %record.name, revision = record.current, "restored");
-                    self.functions
-                        .insert(record.name.clone(), Entry { record, live });
+                    self.functions.insert(
+                        record.name.clone(),
+                        Function {
+                            history: record,
+                            live,
+                        },
+                    );
                 }
                 Err(e) => tracing::error!(function = %record.name, "could not restore: {e:#}"),
             }
@@ -470,7 +453,7 @@ impl Registry {
         let retired: Vec<String> = self
             .functions
             .iter()
-            .filter(|e| e.record.manifest_applied.is_some() && !declared.contains(e.key()))
+            .filter(|f| f.history.manifest_applied.is_some() && !declared.contains(f.key()))
             .map(|e| e.key().clone())
             .collect();
         for name in retired {
@@ -484,6 +467,6 @@ impl Registry {
     pub fn manifest_applied(&self, name: &str) -> Option<String> {
         self.functions
             .get(name)
-            .and_then(|e| e.record.manifest_applied.clone())
+            .and_then(|f| f.history.manifest_applied.clone())
     }
 }

@@ -9,10 +9,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use crate::engine::PoolSettings;
-use crate::route::normalize;
-use crate::spec::FunctionSpec;
-use crate::units::Span;
+use crate::config::{FunctionSpec, PoolSettings, Span, normalize_route};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,7 +189,7 @@ impl Manifest {
                     &format!("duplicate name; function #{} already uses it", first + 1),
                 ));
             }
-            let route = normalize(&spec.route).to_string();
+            let route = normalize_route(&spec.route).to_string();
             if let Some(first) = routes.insert(route.clone(), spec.name.clone()) {
                 return Err(src.error(
                     i,

@@ -1,5 +1,5 @@
 //! Guest stdout/stderr become host log records, one per line, tagged with the
-//! function and invocation. Nothing a guest prints reaches the host's own
+//! function, instance and invocation ([`InstanceTag`]). Nothing a guest prints reaches the host's own
 //! stdout, and no line can grow the host's memory without bound.
 
 use std::io;
@@ -12,7 +12,7 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use crate::host::InstanceTag;
+use crate::sandbox::tag::{InstanceTag, InvocationField};
 
 /// Longest line kept; the rest of an overlong line is dropped and the kept
 /// part is marked as truncated.
@@ -98,7 +98,8 @@ impl LineBuffer {
         tracing::info!(
             target: "wisp::guest",
             function = %self.tag.function,
-            invocation = %self.tag.invocation(),
+            invocation = %InvocationField(self.tag.invocation()),
+            instance = %self.tag.instance,
             stream = self.stream.name(),
             truncated = state.truncated,
             "{line}"

@@ -18,15 +18,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use wasmtime_wasi_http::WasiBody;
 
-use crate::admin::Admin;
-use crate::artifact::Artifacts;
-use crate::component;
-use crate::engine::WispEngine;
-use crate::gateway::Gateway;
-use crate::manifest::ServerSettings;
-use crate::registry::Registry;
-use crate::spec::FunctionSpec;
-use crate::state::StateDir;
+use crate::config::{FunctionSpec, ServerSettings};
+use crate::deploy::artifact::Artifacts;
+use crate::deploy::component;
+use crate::deploy::registry::Registry;
+use crate::http::admin::Admin;
+use crate::http::gateway::Gateway;
+use crate::sandbox::engine::WispEngine;
+use crate::store::StateDir;
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);

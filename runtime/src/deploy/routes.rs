@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::config::normalize_route;
+
 /// An immutable routing snapshot; deploys build a new one and swap it in,
 /// so a request sees either the old table or the new one, never a mix.
 pub struct RouteTable<T> {
@@ -18,14 +20,6 @@ impl<T> Default for RouteTable<T> {
     }
 }
 
-/// `/api/` and `/api` are the same route.
-pub fn normalize(route: &str) -> &str {
-    match route.trim_end_matches('/') {
-        "" => "/",
-        r => r,
-    }
-}
-
 fn matches(route: &str, path: &str) -> bool {
     route == "/"
         || path
@@ -37,7 +31,7 @@ impl<T> RouteTable<T> {
     pub fn new(routes: impl IntoIterator<Item = (String, Arc<T>)>) -> Self {
         let mut entries: Vec<_> = routes
             .into_iter()
-            .map(|(r, t)| (normalize(&r).to_string(), t))
+            .map(|(r, t)| (normalize_route(&r).to_string(), t))
             .collect();
         entries.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         RouteTable { entries }

@@ -5,16 +5,16 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use wasmtime_wasi_http::WasiBody;
 
-use crate::gateway::{full, plain};
-use crate::registry::{NotFound, Registry};
-use crate::spec::FunctionSpec;
-use crate::telemetry;
+use crate::config::FunctionSpec;
+use crate::deploy::registry::{NotFound, Registry};
+use crate::http::respond::{empty, json, plain};
+use crate::telemetry::metrics::prometheus;
 
 /// Largest component upload; JS and Python components are 13-18 MB.
 const MAX_UPLOAD: usize = 256 << 20;
@@ -53,16 +53,16 @@ impl Admin {
                 let metrics = self.registry.metrics();
                 Ok(plain(
                     StatusCode::OK,
-                    telemetry::prometheus(metrics.iter().map(|(n, m)| (n.as_str(), *m))),
+                    prometheus(metrics.iter().map(|(n, m)| (n.as_str(), &**m))),
                 ))
             }
             (&Method::POST, ["v1", "components"]) => self.upload(req).await,
-            (&Method::GET, ["v1", "functions"]) => json(StatusCode::OK, &self.registry.list()),
+            (&Method::GET, ["v1", "functions"]) => Ok(json(StatusCode::OK, &self.registry.list())),
             (&Method::GET, ["v1", "functions", name]) => self
                 .registry
                 .info(name)
-                .map_err(refusal)
-                .and_then(|i| json(StatusCode::OK, &i)),
+                .map(|i| json(StatusCode::OK, &i))
+                .map_err(refusal),
             (&Method::PUT, ["v1", "functions", name]) => {
                 let name = name.to_string();
                 self.deploy(&name, req).await
@@ -76,8 +76,8 @@ impl Admin {
             (&Method::GET, ["v1", "functions", name, "revisions"]) => self
                 .registry
                 .revisions(name)
-                .map_err(refusal)
-                .and_then(|r| json(StatusCode::OK, &r)),
+                .map(|r| json(StatusCode::OK, &r))
+                .map_err(refusal),
             (&Method::POST, ["v1", "functions", name, "rollback"]) => {
                 let name = name.to_string();
                 self.rollback(&name, req).await
@@ -89,7 +89,6 @@ impl Admin {
         };
         let resp = reply.unwrap_or_else(|(status, message)| {
             json(status, &serde_json::json!({ "error": message }))
-                .unwrap_or_else(|(s, m)| plain(s, m))
         });
         tracing::info!(target: "wisp::admin", %method, %path, status = resp.status().as_u16());
         resp
@@ -102,7 +101,7 @@ impl Admin {
             .add_component(bytes.to_vec())
             .await
             .map_err(refusal)?;
-        json(StatusCode::CREATED, &Uploaded { component })
+        Ok(json(StatusCode::CREATED, &Uploaded { component }))
     }
 
     async fn deploy(&self, name: &str, req: Request<Incoming>) -> Reply {
@@ -125,7 +124,7 @@ impl Admin {
             ));
         }
         let revision = self.registry.deploy(spec, None).await.map_err(refusal)?;
-        json(StatusCode::OK, &revision)
+        Ok(json(StatusCode::OK, &revision))
     }
 
     async fn rollback(&self, name: &str, req: Request<Incoming>) -> Reply {
@@ -145,7 +144,7 @@ impl Admin {
             .rollback(name, target.revision)
             .await
             .map_err(refusal)?;
-        json(StatusCode::OK, &revision)
+        Ok(json(StatusCode::OK, &revision))
     }
 }
 
@@ -169,22 +168,4 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, (Statu
                 format!("could not read the request body (limit {limit} bytes): {e}"),
             )
         })
-}
-
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
-    let body = serde_json::to_vec_pretty(value)
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut resp = Response::new(full(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    Ok(resp)
-}
-
-fn empty(status: StatusCode) -> Response<WasiBody> {
-    let mut resp = Response::new(full(Bytes::new()));
-    *resp.status_mut() = status;
-    resp
 }

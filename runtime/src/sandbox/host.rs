@@ -1,8 +1,6 @@
 //! What a `Store` carries for one instance: its WASI and wasi:http contexts,
 //! its resource table, its memory limiter, and where its stdout/stderr go.
 
-use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::ResourceTable;
@@ -10,47 +8,15 @@ use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::guestlog::{GuestLog, Stream};
-use crate::outbound::{AllowedHosts, OutboundHooks};
+use crate::config::AllowedHosts;
+use crate::sandbox::guestlog::{GuestLog, Stream};
+use crate::sandbox::outbound::OutboundHooks;
+use crate::sandbox::tag::InstanceTag;
 
 /// Resources (streams, fields, pollables, …) one instance may hold at once.
 /// Far above what a request needs; low enough that a guest leaking handles
 /// in a loop hits a trap instead of the host's memory.
 pub const MAX_RESOURCES: usize = 10_000;
-
-/// Identifies one invocation in logs, metrics and the response header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InvocationId(pub u64);
-
-impl fmt::Display for InvocationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
-/// Which function and invocation an instance is serving right now; guest
-/// output is tagged with it. Set when a request starts on the instance.
-pub struct InstanceTag {
-    pub function: Arc<str>,
-    invocation: AtomicU64,
-}
-
-impl InstanceTag {
-    pub fn new(function: Arc<str>) -> Arc<Self> {
-        Arc::new(InstanceTag {
-            function,
-            invocation: AtomicU64::new(0),
-        })
-    }
-
-    pub fn set_invocation(&self, id: InvocationId) {
-        self.invocation.store(id.0, Ordering::Relaxed);
-    }
-
-    pub fn invocation(&self) -> InvocationId {
-        InvocationId(self.invocation.load(Ordering::Relaxed))
-    }
-}
 
 /// Caps the sum of an instance's linear memories. Growth past the cap fails
 /// inside the guest (`memory.grow` returns -1), which Rust and C guests turn
@@ -58,16 +24,17 @@ impl InstanceTag {
 pub struct MemoryLimiter {
     limit: usize,
     used: usize,
-    /// Set when a growth was refused, so the failure can be named in the log.
-    pub exceeded: bool,
+    /// Told when a growth is refused, so the failure can be named (the
+    /// guest's own trap that follows says only `unreachable`).
+    tag: Arc<InstanceTag>,
 }
 
 impl MemoryLimiter {
-    pub fn new(limit: u64) -> Self {
+    pub fn new(limit: u64, tag: Arc<InstanceTag>) -> Self {
         MemoryLimiter {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             used: 0,
-            exceeded: false,
+            tag,
         }
     }
 }
@@ -81,7 +48,7 @@ impl ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         let after = self.used - current.min(self.used) + desired;
         if after > self.limit {
-            self.exceeded = true;
+            self.tag.set_memory_exceeded();
             return Ok(false);
         }
         self.used = after;
@@ -104,7 +71,7 @@ pub struct Host {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: OutboundHooks,
-    pub limiter: MemoryLimiter,
+    limiter: MemoryLimiter,
     pub tag: Arc<InstanceTag>,
 }
 
@@ -135,18 +102,25 @@ pub fn new_store(engine: &Engine, host: Host) -> Store<Host> {
 }
 
 impl Host {
-    pub fn new(config: &HostConfig) -> wasmtime::Result<Self> {
-        Self::build(config, None)
+    pub fn new(config: &HostConfig, tag: Arc<InstanceTag>) -> wasmtime::Result<Self> {
+        Self::build(config, tag, None)
     }
 
     /// Like [`Host::new`], also copying guest output into `sink` (for init
     /// runs, whose output belongs in the deploy error).
-    pub fn capturing(config: &HostConfig, sink: Arc<Mutex<String>>) -> wasmtime::Result<Self> {
-        Self::build(config, Some(sink))
+    pub fn capturing(
+        config: &HostConfig,
+        tag: Arc<InstanceTag>,
+        sink: Arc<Mutex<String>>,
+    ) -> wasmtime::Result<Self> {
+        Self::build(config, tag, Some(sink))
     }
 
-    fn build(config: &HostConfig, sink: Option<Arc<Mutex<String>>>) -> wasmtime::Result<Self> {
-        let tag = InstanceTag::new(config.function.clone());
+    fn build(
+        config: &HostConfig,
+        tag: Arc<InstanceTag>,
+        sink: Option<Arc<Mutex<String>>>,
+    ) -> wasmtime::Result<Self> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&config.env)
             .stdout(GuestLog::new(tag.clone(), Stream::Stdout, sink.clone()))
@@ -169,7 +143,7 @@ impl Host {
                 allowed: config.allowed.clone(),
                 function: config.function.clone(),
             },
-            limiter: MemoryLimiter::new(config.memory_limit),
+            limiter: MemoryLimiter::new(config.memory_limit, tag.clone()),
             tag,
         })
     }
@@ -200,17 +174,13 @@ mod tests {
 
     #[test]
     fn limiter_sums_memories_and_flags_refusals() {
-        let mut l = MemoryLimiter::new(100);
+        let tag = InstanceTag::new("f".into(), crate::telemetry::ids::InstanceId(1), false);
+        let mut l = MemoryLimiter::new(100, tag.clone());
         assert!(l.memory_growing(0, 60, None).unwrap());
         assert!(l.memory_growing(0, 30, None).unwrap());
-        assert!(!l.exceeded);
+        assert!(!tag.memory_exceeded());
         assert!(!l.memory_growing(60, 80, None).unwrap());
-        assert!(l.exceeded);
+        assert!(tag.memory_exceeded());
         assert!(l.memory_growing(30, 40, None).unwrap());
-    }
-
-    #[test]
-    fn invocation_ids_are_fixed_width_hex() {
-        assert_eq!(InvocationId(255).to_string(), "00000000000000ff");
     }
 }

@@ -3,7 +3,7 @@
 //! and engine fingerprint, so a restart neither recompiles nor re-runs init.
 //!
 //! `Component::deserialize` trusts its input (it maps machine code), so every
-//! entry carries a SHA-256 of its payload that is checked before loading;
+//! entry carries a CRC-32 of its payload that is checked before loading;
 //! entries are written through a temp file and renamed into place; a corrupt
 //! or stale entry is logged, removed and rebuilt, never loaded.
 
@@ -17,8 +17,8 @@ use dashmap::DashMap;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::component;
-use crate::state::write_atomic;
+use crate::deploy::component;
+use crate::store::write_atomic;
 
 /// Marks our entry format; bump it when the layout changes.
 const MAGIC: &[u8; 8] = b"WISPART2";

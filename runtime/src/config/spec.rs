@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::outbound::AllowedHosts;
-use crate::units::{ByteSize, Span};
+use crate::config::{AllowedHosts, ByteSize, Span};
 
 /// One function's name, component and limits. Field names are the manifest
 /// keys; every limit has a default chosen to match what Cloud Run users expect.
@@ -164,9 +163,10 @@ impl FunctionSpec {
         }
     }
 
-    /// Checks what can be checked without the engine; each problem is
-    /// reported as `(key, message)` so callers can point at the right line.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// Checks what can be checked without the engine and returns the parsed
+    /// allow list, so a deploy parses it once; each problem is reported as
+    /// `(key, message)` so callers can point at the right line.
+    pub fn validate(&self) -> Result<AllowedHosts, (&'static str, String)> {
         validate_name(&self.name).map_err(|e| ("name", e))?;
         if self.component.is_empty() {
             return Err((
@@ -203,9 +203,7 @@ impl FunctionSpec {
                 ));
             }
         }
-        AllowedHosts::parse(&self.allowed_outbound_hosts)
-            .map_err(|e| ("allowed_outbound_hosts", e))?;
-        Ok(())
+        AllowedHosts::parse(&self.allowed_outbound_hosts).map_err(|e| ("allowed_outbound_hosts", e))
     }
 }
 
@@ -260,6 +258,14 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `/api/` and `/api` are the same route.
+pub fn normalize_route(route: &str) -> &str {
+    match route.trim_end_matches('/') {
+        "" => "/",
+        r => r,
+    }
 }
 
 fn validate_route(route: &str) -> Result<(), String> {

@@ -7,8 +7,8 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime_wasi_http::handler::ProxyPre;
 
-use crate::engine::WispEngine;
-use crate::host::Host;
+use crate::sandbox::engine::WispEngine;
+use crate::sandbox::host::Host;
 
 /// Content address of a component: lowercase hex SHA-256.
 pub fn digest(bytes: &[u8]) -> String {
@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn refuses_component_without_handler() {
-        let engine = WispEngine::new(&crate::engine::PoolSettings {
+        let engine = WispEngine::new(&crate::config::PoolSettings {
             instances: 4,
             core_instances: 8,
             memories: 4,

@@ -1,0 +1,9 @@
+//! The path of a deployment: component checks, the artifact cache (compiled
+//! code and snapshots by content hash), pre-initialization, and the registry
+//! that swaps a function's live revision and routes requests to it.
+
+pub mod artifact;
+pub mod component;
+pub mod registry;
+pub mod routes;
+pub mod snapshot;

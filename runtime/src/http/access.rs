@@ -1,0 +1,190 @@
+//! One access-log line and one count per HTTP invocation, written when its
+//! response body ends — or when the client goes away first (status 499, as
+//! nginx logs it), which also cancels the invocation.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+
+use crate::invoke::{Invocation, LiveRevision, Running};
+
+/// Status logged when the client closed the connection before the response
+/// was complete.
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// How a response ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Complete,
+    /// The instance died after the head was sent.
+    Failed,
+    /// The client went away first.
+    ClientGone,
+}
+
+/// An invocation being served; counted in flight from creation, and logged
+/// exactly once, at the latest when dropped.
+pub struct AccessRecord {
+    live: Arc<LiveRevision>,
+    invocation: Arc<Invocation>,
+    method: Method,
+    uri: Uri,
+    started: Instant,
+    status: u16,
+    logged: bool,
+}
+
+impl AccessRecord {
+    pub fn start(
+        live: Arc<LiveRevision>,
+        invocation: Arc<Invocation>,
+        method: Method,
+        uri: Uri,
+    ) -> Self {
+        live.metrics.invocation_started(invocation.trigger);
+        AccessRecord {
+            live,
+            invocation,
+            method,
+            uri,
+            started: Instant::now(),
+            status: CLIENT_CLOSED,
+            logged: false,
+        }
+    }
+
+    /// Hands `resp` out with a body that logs this record when it ends;
+    /// `running` (absent for Wisp's own refusals) lives as long as the body.
+    pub fn attach(
+        mut self,
+        resp: Response<WasiBody>,
+        running: Option<Running>,
+    ) -> Response<WasiBody> {
+        self.status = resp.status().as_u16();
+        // These responses have no body for hyper to read to its end.
+        let bodiless = self.method == Method::HEAD || matches!(self.status, 204 | 304);
+        resp.map(|inner| {
+            LoggedBody {
+                inner,
+                record: Some(self),
+                running,
+                complete: bodiless,
+            }
+            .boxed_unsync()
+        })
+    }
+
+    fn finish(&mut self, ended: Ended) {
+        if std::mem::replace(&mut self.logged, true) {
+            return;
+        }
+        if ended == Ended::ClientGone {
+            self.status = CLIENT_CLOSED;
+        }
+        let duration = self.started.elapsed();
+        let trigger = self.invocation.trigger;
+        self.live.metrics.invocation_finished(trigger, self.status);
+        tracing::info!(
+            target: "wisp::access",
+            function = %self.live.function,
+            revision = self.live.number,
+            invocation = %self.invocation.id,
+            %trigger,
+            method = %self.method,
+            path = %self.uri.path(),
+            status = self.status,
+            duration_ms = duration_ms(duration),
+            complete = ended == Ended::Complete,
+            "{} {} {}",
+            self.method, self.uri.path(), self.status,
+        );
+    }
+}
+
+impl Drop for AccessRecord {
+    /// Dropped before a response was attached: the client went away while
+    /// the invocation was queued or running.
+    fn drop(&mut self) {
+        self.finish(Ended::ClientGone);
+    }
+}
+
+fn duration_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+struct LoggedBody {
+    inner: WasiBody,
+    record: Option<AccessRecord>,
+    running: Option<Running>,
+    complete: bool,
+}
+
+impl LoggedBody {
+    fn end(&mut self, ended: Ended) {
+        if let Some(mut record) = self.record.take() {
+            record.finish(ended);
+        }
+        if ended != Ended::ClientGone
+            && let Some(running) = self.running.take()
+        {
+            running.finish();
+        }
+        // Otherwise `running` drops with the body and cancels the invocation.
+    }
+
+    fn instance_failed(&self) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|r| r.invocation().failed())
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if frame.is_none() {
+            if self.instance_failed() {
+                // The instance died mid-body: make the client see a broken
+                // response rather than a short one that looks complete.
+                self.end(Ended::Failed);
+                return Poll::Ready(Some(Err(HttpError::HttpResponseIncomplete)));
+            }
+            self.complete = true;
+            self.end(Ended::Complete);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        let ended = if self.complete || self.inner.is_end_stream() {
+            Ended::Complete
+        } else {
+            Ended::ClientGone
+        };
+        self.end(ended);
+    }
+}

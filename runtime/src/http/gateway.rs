@@ -1,0 +1,113 @@
+//! The public HTTP side: route a request to its function's live revision,
+//! run it through the invocation core, and map every way an invocation can
+//! end to the status a user expects — the one place that does — with the
+//! invocation id on every response.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+
+use crate::deploy::registry::Registry;
+use crate::http::access::AccessRecord;
+use crate::http::respond::{plain, set_invocation_header};
+use crate::invoke::admission::Rejected;
+use crate::invoke::{self, Failure, LiveRevision};
+use crate::telemetry::ids::{InvocationId, Trigger};
+
+pub struct Gateway {
+    registry: Arc<Registry>,
+}
+
+impl Gateway {
+    pub fn new(registry: Arc<Registry>) -> Arc<Self> {
+        Arc::new(Gateway { registry })
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<WasiBody> {
+        let invocation = invoke::start(Trigger::Http);
+        let id = invocation.id;
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        let Some(live) = self.registry.route(uri.path()) else {
+            let mut resp = plain(
+                StatusCode::NOT_FOUND,
+                format!("no function is routed at `{}`\n", uri.path()),
+            );
+            set_invocation_header(&mut resp, id);
+            tracing::info!(target: "wisp::access", invocation = %id, trigger = %Trigger::Http, %method, path = %uri.path(), status = 404, "no route");
+            return resp;
+        };
+        // From here on the request is logged exactly once, also if the
+        // client goes away before the response (status 499).
+        let record = AccessRecord::start(live.clone(), invocation.clone(), method, uri);
+        let req = req.map(|body| body.map_err(HttpError::from).boxed_unsync());
+        match invoke::invoke(&live, invocation, req).await {
+            Ok((mut resp, running)) => {
+                set_invocation_header(&mut resp, id);
+                record.attach(resp, Some(running))
+            }
+            Err(failure) => record.attach(failure_response(&live, &failure, id), None),
+        }
+    }
+}
+
+/// The status and text for each way an invocation fails.
+fn failure_response(
+    live: &LiveRevision,
+    failure: &Failure,
+    id: InvocationId,
+) -> Response<WasiBody> {
+    let spec = &live.spec;
+    let busy = "too many requests: every instance of this function is busy".to_string();
+    let (status, message) = match failure {
+        Failure::NotFound => (
+            StatusCode::NOT_FOUND,
+            format!("function `{}` is not deployed", live.function),
+        ),
+        Failure::AtCapacity(Rejected::QueueFull | Rejected::QueueTimeout) => {
+            (StatusCode::TOO_MANY_REQUESTS, busy)
+        }
+        Failure::PoolExhausted => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is at capacity".to_string(),
+        ),
+        Failure::BodyTooLarge(limit) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than this function's limit of {limit}"),
+        ),
+        Failure::BadBody(e) => (
+            StatusCode::BAD_REQUEST,
+            format!("could not read the request body: {e}"),
+        ),
+        Failure::StartFailed(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the function could not be started".to_string(),
+        ),
+        Failure::TimedOut(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the function did not respond within its timeout of {}",
+                spec.timeout
+            ),
+        ),
+        Failure::MemoryLimit(_) | Failure::Trapped(_) | Failure::NoResponse => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the function failed (trap, panic or no response)".to_string(),
+        ),
+        // Nobody reads this one; the access log says 499.
+        Failure::Cancelled => (
+            StatusCode::from_u16(crate::http::access::CLIENT_CLOSED)
+                .unwrap_or(StatusCode::BAD_REQUEST),
+            "cancelled".to_string(),
+        ),
+    };
+    let mut resp = plain(status, format!("{message}; invocation id {id}\n"));
+    set_invocation_header(&mut resp, id);
+    if matches!(failure, Failure::AtCapacity(_) | Failure::PoolExhausted) {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}

@@ -1,0 +1,118 @@
+//! Every way an invocation can end without a response, named once. The
+//! HTTP gateway maps these to statuses; other triggers map them to their own
+//! notion of retry or failure.
+
+use std::fmt;
+use std::sync::Arc;
+
+use wasmtime::{PoolConcurrencyLimitError, Trap};
+use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPanicError};
+
+use crate::config::{ByteSize, Span};
+use crate::invoke::admission::Rejected;
+use crate::invoke::invocation::Invocation;
+use crate::invoke::revision::LiveRevision;
+
+/// Why an invocation produced no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No function of that name (or at that route).
+    NotFound,
+    /// Every instance was busy: the queue was full, or the wait ran out.
+    AtCapacity(Rejected),
+    /// The server-wide instance pool (`[server.pool]`) is exhausted.
+    PoolExhausted,
+    /// The request body is larger than `max_request_body`.
+    BodyTooLarge(ByteSize),
+    /// The request body could not be read.
+    BadBody(String),
+    /// No instance could be made for another reason.
+    StartFailed(String),
+    /// No response within `timeout`.
+    TimedOut(Span),
+    /// The guest asked for more memory than `memory` and failed.
+    MemoryLimit(ByteSize),
+    /// The guest trapped (a panic, an abort, a stack overflow …).
+    Trapped(String),
+    /// The guest's handler returned without producing a response.
+    NoResponse,
+    /// Whoever waited for the response went away first.
+    Cancelled,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::NotFound => f.write_str("no such function"),
+            Failure::AtCapacity(rejected) => write!(f, "max_instances reached: {rejected}"),
+            Failure::PoolExhausted => f.write_str(
+                "instance pool exhausted: every [server.pool] instance is in use; raise [server.pool] limits",
+            ),
+            Failure::BodyTooLarge(limit) => write!(
+                f,
+                "request body limit reached: larger than max_request_body = {limit}"
+            ),
+            Failure::BadBody(e) => write!(f, "could not read the request body: {e}"),
+            Failure::StartFailed(e) => write!(f, "instantiation failed: {e}"),
+            Failure::TimedOut(timeout) => {
+                write!(f, "timeout reached: no response within timeout = {timeout}")
+            }
+            Failure::MemoryLimit(limit) => write!(
+                f,
+                "function failed: memory limit reached (memory = {limit}); the guest's allocation failed"
+            ),
+            Failure::Trapped(message) => write!(f, "function failed: {message}"),
+            Failure::NoResponse => {
+                f.write_str("function failed: the handler returned without a response")
+            }
+            Failure::Cancelled => f.write_str("cancelled: nobody waits for the response any more"),
+        }
+    }
+}
+
+/// The request came back from `ProxyHandler` unserved because every
+/// instance slot was taken: offer it again once capacity changes.
+pub fn handed_back(
+    error: wasmtime::Error,
+) -> Result<wasmtime_wasi_http::handler::Request, wasmtime::Error> {
+    let refused = error
+        .downcast_ref::<InstantiationError<Arc<Invocation>>>()
+        .is_some_and(|e| e.error.is::<crate::invoke::admission::AtCapacity>());
+    if !refused {
+        return Err(error);
+    }
+    let e = error.downcast::<InstantiationError<Arc<Invocation>>>()?;
+    Ok(e.request.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Names how `invocation` ended, from what `ProxyHandler` returned and what
+/// its instance recorded.
+pub fn classify(live: &LiveRevision, invocation: &Invocation, error: &wasmtime::Error) -> Failure {
+    if invocation.cancelled() {
+        return Failure::Cancelled;
+    }
+    if invocation.timed_out() || error.is::<ExpirationError>() {
+        return Failure::TimedOut(live.spec.timeout);
+    }
+    if let Some(e) = error.downcast_ref::<InstantiationError<Arc<Invocation>>>() {
+        return if e.error.is::<PoolConcurrencyLimitError>() {
+            Failure::PoolExhausted
+        } else {
+            Failure::StartFailed(format!("{:#}", e.error))
+        };
+    }
+    if invocation.memory_exceeded() {
+        return Failure::MemoryLimit(live.spec.memory);
+    }
+    if error.is::<Trap>() {
+        return Failure::Trapped(format!("{error:#}"));
+    }
+    if error.is::<TrapOrPanicError>() {
+        return Failure::Trapped("the instance serving it failed (see its log line)".into());
+    }
+    let message = format!("{error:#}");
+    if message.contains("never invoked `response-outparam::set`") {
+        return Failure::NoResponse;
+    }
+    Failure::Trapped(message)
+}

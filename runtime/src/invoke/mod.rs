@@ -1,0 +1,186 @@
+//! The invocation core, the same for every trigger: [`invoke`] runs one
+//! request against a function's live revision, with the function's own
+//! limits, and returns the response or a typed [`Failure`].
+//!
+//! On the way: the request body limit, [`admission`] (one fair wait with a
+//! deadline), an instance from [`instances`] (fresh, stashed or reused),
+//! the [`worker`] that runs it, and [`failure`] to name how it ended.
+
+pub mod admission;
+pub mod failure;
+pub mod instances;
+pub mod invocation;
+pub mod revision;
+pub mod worker;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use wasmtime_wasi_http::WasiBody;
+
+pub use failure::Failure;
+pub use invocation::Invocation;
+pub use revision::LiveRevision;
+
+use crate::telemetry::ids::{InvocationId, Trigger, random_seed};
+
+/// A new invocation of `trigger` with a process-unique id.
+pub fn start(trigger: Trigger) -> Arc<Invocation> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    if NEXT.load(Ordering::Relaxed) == 0 {
+        let _ = NEXT.compare_exchange(0, random_seed() | 1, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    Invocation::new(InvocationId(NEXT.fetch_add(1, Ordering::Relaxed)), trigger)
+}
+
+/// A response, and what must live as long as its body is being read: the
+/// request's place among those in flight (reused instances; a fresh
+/// instance's invocation holds its own), and the invocation, cancelled if
+/// this is dropped before [`Running::finish`] (the reader went away).
+pub struct Running {
+    invocation: Arc<Invocation>,
+    _place: Option<OwnedSemaphorePermit>,
+    finished: bool,
+}
+
+impl Running {
+    pub fn invocation(&self) -> &Arc<Invocation> {
+        &self.invocation
+    }
+
+    /// The response was delivered (or failed) in full: nothing to cancel.
+    pub fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.invocation.cancel();
+        }
+    }
+}
+
+/// Cancels the invocation if the call is dropped before it returns.
+struct CancelOnDrop<'a>(Option<&'a Invocation>);
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(invocation) = self.0 {
+            invocation.cancel();
+        }
+    }
+}
+
+/// Runs `request` as `invocation` on `live`. Dropping the future (or the
+/// returned [`Running`] before the body is read) cancels the invocation:
+/// its instance is dropped and its place freed.
+pub async fn invoke(
+    live: &LiveRevision,
+    invocation: Arc<Invocation>,
+    request: Request<WasiBody>,
+) -> Result<(Response<WasiBody>, Running), Failure> {
+    let result = run(live, &invocation, request).await;
+    if let Err(failure) = &result {
+        tracing::warn!(
+            function = %live.function, invocation = %invocation.id, trigger = %invocation.trigger,
+            "{failure}"
+        );
+    }
+    result
+}
+
+async fn run(
+    live: &LiveRevision,
+    invocation: &Arc<Invocation>,
+    request: Request<WasiBody>,
+) -> Result<(Response<WasiBody>, Running), Failure> {
+    let arrived = Instant::now();
+    let mut cancel = CancelOnDrop(Some(invocation));
+    let mut request = limit_body(live, request).await?;
+    let admission = &live.instances().admission;
+    let deadline = arrived + admission.queue_timeout();
+    let mut place = Some(
+        admission
+            .admit(deadline)
+            .await
+            .map_err(Failure::AtCapacity)?,
+    );
+    if live.instances().reuse.is_none()
+        && let Some(place) = place.take()
+    {
+        invocation.hold(place);
+    }
+    loop {
+        let since = admission.generation();
+        match live.handler.handle(invocation.clone(), request).await {
+            Ok(response) => {
+                cancel.0 = None;
+                let running = Running {
+                    invocation: invocation.clone(),
+                    _place: place,
+                    finished: false,
+                };
+                return Ok((response, running));
+            }
+            Err(error) => match failure::handed_back(error) {
+                Ok(back) => {
+                    request = back;
+                    admission
+                        .wait_for_capacity(since, deadline)
+                        .await
+                        .map_err(Failure::AtCapacity)?;
+                }
+                Err(error) => {
+                    cancel.0 = None;
+                    return Err(failure::classify(live, invocation, &error));
+                }
+            },
+        }
+    }
+}
+
+/// Enforces `max_request_body`. A declared length is checked up front (the
+/// HTTP server then holds the client to it). A body of unknown length is
+/// read up to the limit before the guest starts, as nginx does, so an
+/// oversized one still gets a clean refusal instead of a guest failing
+/// halfway through a response.
+async fn limit_body(
+    live: &LiveRevision,
+    request: Request<WasiBody>,
+) -> Result<Request<WasiBody>, Failure> {
+    let limit = live.spec.max_request_body;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let (parts, body) = request.into_parts();
+    let body = match declared {
+        Some(n) if n > limit.bytes() => return Err(Failure::BodyTooLarge(limit)),
+        Some(_) => body,
+        None if body.is_end_stream() => body,
+        None => match Limited::new(body, usize::try_from(limit.bytes()).unwrap_or(usize::MAX))
+            .collect()
+            .await
+        {
+            Ok(collected) => full(collected.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => return Err(Failure::BodyTooLarge(limit)),
+            Err(e) => return Err(Failure::BadBody(e.to_string())),
+        },
+    };
+    Ok(Request::from_parts(parts, body))
+}
+
+/// A complete in-memory body in the type every response here uses.
+pub fn full(bytes: Bytes) -> WasiBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}

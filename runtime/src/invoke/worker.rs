@@ -1,0 +1,265 @@
+//! How a revision's instances serve requests: the state that
+//! `wasmtime_wasi_http::handler::ProxyHandler` drives for each worker (one
+//! worker per instance).
+//!
+//! With `isolation = "invocation"` (the default) a worker serves one request
+//! on a fresh instance and ends. With `isolation = "instance"` it serves up
+//! to `concurrency` requests at once (wasi:http@0.3 guests) and
+//! `max_requests_per_instance` in all, and ends after `idle_timeout`
+//! without work or when its revision is retired.
+//!
+//! A worker ends its instance from outside the store (see [`Expiration`]):
+//! when a request outlives `timeout`, even while the guest loops between
+//! epoch yields, and when every request it was serving was cancelled.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::WaitForCancellationFutureOwned;
+use wasmtime::component::GuestTaskId;
+use wasmtime::{Store, StoreContextMut};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::handler::{
+    HandlerState, Instance, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
+};
+
+use crate::config::{ByteSize, Span};
+use crate::invoke::instances::{Instances, LiveGuard, Ready};
+use crate::invoke::invocation::Invocation;
+use crate::sandbox::host::Host;
+use crate::sandbox::tag::{InstanceTag, InvocationField};
+
+/// The invocations an instance has served. The invoker holds each one until
+/// its response is done, so an entry only the instance still holds is no
+/// longer awaited by anyone; those are pruned as new requests start.
+#[derive(Clone, Default)]
+struct Current(Arc<Mutex<Vec<Arc<Invocation>>>>);
+
+impl Current {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Invocation>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, invocation: Arc<Invocation>) {
+        let mut current = self.lock();
+        current.retain(|i| Arc::strong_count(i) > 1);
+        current.push(invocation);
+    }
+
+    /// Marks every invocation still awaited.
+    fn mark_awaited(&self, mark: impl Fn(&Invocation)) {
+        for inv in self.lock().iter().filter(|i| Arc::strong_count(i) > 1) {
+            mark(inv);
+        }
+    }
+
+    fn any_timed_out(&self) -> bool {
+        self.lock().iter().any(|i| i.timed_out())
+    }
+
+    /// Nobody awaits any of its requests any more, and at least one was
+    /// cancelled (rather than answered): the instance works for nobody.
+    /// Registers `cx` to be woken by a later cancellation.
+    fn abandoned(&self, cx: &Context<'_>) -> bool {
+        let (mut cancelled, mut awaited) = (false, false);
+        for inv in self.lock().iter() {
+            // A cancelled invocation may still be referenced for a moment
+            // by the caller that is going away; it is not awaited.
+            if inv.cancelled() {
+                cancelled = true;
+            } else if Arc::strong_count(inv) > 1 {
+                inv.register(cx.waker());
+                awaited = true;
+            }
+        }
+        cancelled && !awaited
+    }
+}
+
+/// A revision's `ProxyHandler` state: makes one worker per instance.
+pub struct Workers {
+    pub instances: Arc<Instances>,
+}
+
+impl HandlerState for Workers {
+    type StoreData = Host;
+    type WorkerExpiration = Expiration;
+    type WorkerState = Worker;
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance<Host, Expiration, Worker>> {
+        let instances = &self.instances;
+        let Ready { store, proxy, live } = instances.take().await?;
+        let current = Current::default();
+        let rearm = Arc::new(AtomicBool::new(false));
+        Ok(Instance {
+            store,
+            proxy,
+            view: WasiHttpView::http,
+            expiration: Expiration {
+                instances: instances.clone(),
+                timeout: instances.timeout,
+                idle: instances.reuse.map_or(Duration::ZERO, |r| r.idle_timeout),
+                reused: instances.reuse.is_some(),
+                sleep: Box::pin(tokio::time::sleep(instances.timeout)),
+                retired: Box::pin(instances.retired()),
+                current: current.clone(),
+                rearm: rearm.clone(),
+            },
+            state: Worker {
+                live,
+                current,
+                served: AtomicU64::new(0),
+                rearm,
+            },
+        })
+    }
+}
+
+/// One instance's worker.
+pub struct Worker {
+    /// Counts the instance as live (and holds its instance slot).
+    live: LiveGuard,
+    current: Current,
+    served: AtomicU64,
+    /// Asks [`Expiration`] for one more poll; see there.
+    rearm: Arc<AtomicBool>,
+}
+
+impl WorkerState for Worker {
+    type StoreData = Host;
+    type RequestData = Arc<Invocation>;
+
+    fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
+        let instances = self.live.instances();
+        match instances.reuse {
+            None if total >= 1 => ShouldAccept::Never,
+            None => ShouldAccept::Yes,
+            Some(_) if instances.is_retired() => ShouldAccept::Never,
+            Some(r) if r.max_requests.is_some_and(|max| total as u64 >= max) => ShouldAccept::Never,
+            Some(r) if concurrent >= r.concurrency => ShouldAccept::No,
+            Some(_) => ShouldAccept::Yes,
+        }
+    }
+
+    fn on_request_start(
+        &self,
+        store: StoreContextMut<'_, Host>,
+        invocation: Arc<Invocation>,
+        _task: GuestTaskId,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>> {
+        let tag = &store.data().tag;
+        tag.set_invocation(invocation.id);
+        invocation.started_on(tag);
+        tracing::debug!(
+            function = %tag.function, invocation = %invocation.id, instance = %tag.instance,
+            trigger = %invocation.trigger, "instance started"
+        );
+        let instances = self.live.instances();
+        if self.served.fetch_add(1, Ordering::Relaxed) > 0 {
+            instances.metrics.instance_reused();
+        }
+        if instances.reuse.is_some_and(|r| r.concurrency > 1) {
+            self.rearm.store(true, Ordering::Relaxed);
+        }
+        self.current.push(invocation.clone());
+        let timeout = instances.timeout;
+        Box::pin(async move {
+            tokio::time::sleep(timeout).await;
+            invocation.set_timed_out();
+        })
+    }
+
+    fn drop(&self, store: Store<Host>, result: wasmtime::Result<()>) {
+        let tag: &InstanceTag = &store.data().tag;
+        let instances = self.live.instances();
+        let (function, invocation) = (&tag.function, InvocationField(tag.invocation()));
+        let instance = tag.instance;
+        if tag.memory_exceeded() {
+            tracing::warn!(
+                %function, %invocation, %instance,
+                "memory limit reached: the guest asked for more than memory = {} and its allocation failed",
+                ByteSize(instances.host.memory_limit)
+            );
+        }
+        if let Err(error) = result {
+            // Before the store (and with it the response bodies' senders) goes.
+            self.current.mark_awaited(Invocation::set_failed);
+            if self.current.any_timed_out() {
+                tracing::warn!(
+                    %function, %invocation, %instance,
+                    "timeout reached: an invocation ran longer than timeout = {}; instance killed",
+                    Span(instances.timeout)
+                );
+            } else if self.current.lock().iter().any(|i| i.cancelled()) {
+                tracing::info!(
+                    %function, %invocation, %instance,
+                    "cancelled: nobody waits for the response any more (client went away); instance dropped"
+                );
+            } else {
+                tracing::warn!(%function, %invocation, %instance, "instance failed: {error:#}");
+            }
+        }
+        drop(store);
+    }
+}
+
+/// Decides, from outside the store, when a worker's instance ends.
+pub struct Expiration {
+    instances: Arc<Instances>,
+    timeout: Duration,
+    idle: Duration,
+    /// Reused instances let their other requests finish after one times out.
+    reused: bool,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    retired: Pin<Box<WaitForCancellationFutureOwned>>,
+    current: Current,
+    /// Set when a request starts on an instance with `concurrency > 1`.
+    /// `ProxyHandler` polls this right *before* the poll in which such a
+    /// worker turns ready for more requests; one extra poll afterwards
+    /// lets the capacity change below reach requests waiting for it.
+    rearm: Arc<AtomicBool>,
+}
+
+impl WorkerExpiration for Expiration {
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        status: WorkerStatus,
+        start: Instant,
+    ) -> Poll<()> {
+        // Called after each turn of the worker, once it may have become
+        // ready for another request: tell requests waiting for capacity.
+        self.instances.admission.capacity_changed();
+        if self.rearm.swap(false, Ordering::Relaxed) {
+            cx.waker().wake_by_ref();
+        }
+        if status == WorkerStatus::Idle {
+            if self.retired.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        } else if self.current.abandoned(cx) {
+            return Poll::Ready(());
+        }
+        let limit = match status {
+            WorkerStatus::Idle => self.idle,
+            // A fresh instance whose one request timed out has nothing left to do.
+            _ if !self.reused && self.current.any_timed_out() => Duration::ZERO,
+            WorkerStatus::Requests | WorkerStatus::PostReturn => self.timeout,
+        };
+        let Some(deadline) = start.checked_add(limit) else {
+            return Poll::Pending;
+        };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        if self.sleep.deadline() != deadline {
+            self.sleep.as_mut().reset(deadline);
+        }
+        let fired = self.sleep.as_mut().poll(cx);
+        if fired.is_ready() && status != WorkerStatus::Idle {
+            self.current.mark_awaited(Invocation::set_timed_out);
+        }
+        fired
+    }
+}

@@ -1,0 +1,10 @@
+//! Where guest code runs: the one wasmtime engine of the process (pooling,
+//! copy-on-write, epoch ticker, the shared linker), what each `Store` carries
+//! (WASI context, limits, tags), where guest output goes, and the outbound
+//! HTTP policy.
+
+pub mod engine;
+pub mod guestlog;
+pub mod host;
+pub mod outbound;
+pub mod tag;

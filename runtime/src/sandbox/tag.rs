@@ -1,0 +1,95 @@
+//! What identifies a running instance in logs: its function, its own id and
+//! the invocation it serves. Guest output and limit reports are tagged with
+//! it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::telemetry::ids::{InstanceId, InvocationId};
+
+/// Which function, instance and invocation an instance is serving; set when
+/// a request starts on it.
+pub struct InstanceTag {
+    pub function: Arc<str>,
+    pub instance: InstanceId,
+    /// The instance serves several requests at once (`concurrency > 1`), so
+    /// its output cannot be attributed to one invocation: it is tagged with
+    /// the instance id alone.
+    pub shared: bool,
+    invocation: AtomicU64,
+    /// A memory growth was refused: the guest hit its `memory` limit.
+    memory_exceeded: AtomicBool,
+    /// The guest was stopped at its `cpu_time` limit.
+    cpu_exceeded: AtomicBool,
+}
+
+impl InstanceTag {
+    pub fn new(function: Arc<str>, instance: InstanceId, shared: bool) -> Arc<Self> {
+        Arc::new(InstanceTag {
+            function,
+            instance,
+            shared,
+            invocation: AtomicU64::new(0),
+            memory_exceeded: AtomicBool::new(false),
+            cpu_exceeded: AtomicBool::new(false),
+        })
+    }
+
+    pub fn set_invocation(&self, id: InvocationId) {
+        self.invocation.store(id.0, Ordering::Relaxed);
+    }
+
+    /// The invocation its output belongs to; `None` while the instance is
+    /// shared by concurrent requests.
+    pub fn invocation(&self) -> Option<InvocationId> {
+        (!self.shared).then(|| InvocationId(self.invocation.load(Ordering::Relaxed)))
+    }
+
+    pub fn set_memory_exceeded(&self) {
+        self.memory_exceeded.store(true, Ordering::Relaxed);
+    }
+
+    pub fn memory_exceeded(&self) -> bool {
+        self.memory_exceeded.load(Ordering::Relaxed)
+    }
+
+    pub fn set_cpu_exceeded(&self) {
+        self.cpu_exceeded.store(true, Ordering::Relaxed);
+    }
+
+    pub fn cpu_exceeded(&self) -> bool {
+        self.cpu_exceeded.load(Ordering::Relaxed)
+    }
+}
+
+/// The invocation field of a log line: the invocation id, or `-` when the
+/// line belongs to a shared instance (its `instance` field says which).
+pub struct InvocationField(pub Option<InvocationId>);
+
+impl fmt::Display for InvocationField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(id) => id.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_instances_name_no_invocation() {
+        let tag = InstanceTag::new("f".into(), InstanceId(1), true);
+        tag.set_invocation(InvocationId(7));
+        assert_eq!(InvocationField(tag.invocation()).to_string(), "-");
+        let tag = InstanceTag::new("f".into(), InstanceId(1), false);
+        tag.set_invocation(InvocationId(7));
+        assert_eq!(
+            InvocationField(tag.invocation()).to_string(),
+            "0000000000000007"
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! The ids and kinds every log line and metric of an invocation carries.
+
+use std::fmt;
+
+/// Identifies one invocation in logs, metrics and the response header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvocationId(pub u64);
+
+impl fmt::Display for InvocationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Identifies one instance (one `Store`) for as long as it lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstanceId(pub u64);
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// A random start keeps ids from repeating across restarts.
+pub fn random_seed() -> u64 {
+    std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8)
+}
+
+/// What caused an invocation. Only HTTP exists so far; events, schedules,
+/// task queues and jobs will add their kinds here, and every log line and
+/// metric of an invocation names its trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Trigger {
+    Http,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 1] = [Trigger::Http];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Http => "http",
+        }
+    }
+
+    /// Position in [`Trigger::ALL`], for per-trigger counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_fixed_width_hex() {
+        assert_eq!(InvocationId(255).to_string(), "00000000000000ff");
+    }
+
+    #[test]
+    fn triggers_index_their_table() {
+        for (i, t) in Trigger::ALL.iter().enumerate() {
+            assert_eq!(t.index(), i);
+        }
+    }
+}
