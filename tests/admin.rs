@@ -5,9 +5,9 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::{Wisp, client, get, guest, send, wisp_command};
+use common::{Wisp, client, eventually, get, guest, send, wisp_command};
 
 fn manifest(state: &Path) -> String {
     format!(
@@ -60,34 +60,55 @@ async fn deploy_swap_rollback_restart_delete() {
 
     // Redeploy under concurrent load: no request fails, and once the deploy
     // has returned every new request sees the new revision.
+    let v1 = "v1, world! path=/greet\n";
+    let v2 = "v2, world! path=/greet\n";
     let stop = Arc::new(AtomicBool::new(false));
+    let deployed = Arc::new(AtomicBool::new(false));
+    // Requests answered in all, and those sent after the deploy returned.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let answered_after = Arc::new(AtomicUsize::new(0));
     let load: Vec<_> = (0..8)
         .map(|_| {
-            let (url, stop) = (url.clone(), stop.clone());
+            let (url, stop, deployed) = (url.clone(), stop.clone(), deployed.clone());
+            let (answered, answered_after) = (answered.clone(), answered_after.clone());
             tokio::spawn(async move {
                 let mut seen = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    seen.push(get(&url).await);
+                while !stop.load(Ordering::SeqCst) {
+                    let after_deploy = deployed.load(Ordering::SeqCst);
+                    let answer = get(&url).await;
+                    answered.fetch_add(1, Ordering::SeqCst);
+                    if after_deploy {
+                        answered_after.fetch_add(1, Ordering::SeqCst);
+                    }
+                    seen.push((after_deploy, answer));
                 }
                 seen
             })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    eventually("the load is running", || {
+        answered.load(Ordering::SeqCst) >= 8
+    })
+    .await;
     let wisp_ref = &wisp;
     tokio::task::block_in_place(|| deploy(wisp_ref, "v2"));
-    assert_eq!(get(&url).await, (200, "v2, world! path=/greet\n".into()));
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    stop.store(true, Ordering::Relaxed);
+    deployed.store(true, Ordering::SeqCst);
+    assert_eq!(get(&url).await, (200, v2.into()));
+    eventually("the load ran on after the deploy", || {
+        answered_after.load(Ordering::SeqCst) >= 8
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
     let mut total = 0;
     for task in load {
-        for (status, body) in task.await.unwrap() {
+        for (after_deploy, (status, body)) in task.await.unwrap() {
             total += 1;
             assert_eq!(status, 200, "{body}");
-            assert!(
-                body == "v1, world! path=/greet\n" || body == "v2, world! path=/greet\n",
-                "{body}"
-            );
+            if after_deploy {
+                assert_eq!(body, v2, "sent after the deploy returned");
+            } else {
+                assert!(body == v1 || body == v2, "{body}");
+            }
         }
     }
     assert!(

@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Wisp, get, guest};
+use common::{Wisp, counter, get, guest};
 
 fn app(dir: &std::path::Path, guest_name: &str, settings: &str) -> Wisp {
     let manifest = format!(
@@ -16,30 +16,16 @@ fn app(dir: &std::path::Path, guest_name: &str, settings: &str) -> Wisp {
     Wisp::up(dir, &manifest)
 }
 
-/// The function's counters from the admin API.
+/// One of the function's counters from the admin API.
 async fn metric(wisp: &Wisp, name: &str) -> u64 {
-    let admin = wisp.admin.as_ref().unwrap();
-    let (status, body) = get(&format!("{admin}/v1/functions/f")).await;
-    assert_eq!(status, 200, "{body}");
-    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
-    info["metrics"][name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no metric {name} in {body}"))
+    counter(&wisp.metrics("f").await, name)
 }
 
 async fn wait_for_metric(wisp: &Wisp, name: &str, want: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = metric(wisp, name).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} stayed {got}, expected {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wisp.wait_for_metrics("f", &format!("{name} = {want}"), |m| {
+        counter(m, name) == want
+    })
+    .await;
 }
 
 /// Starts `n` GETs of `path`, a few milliseconds apart, and returns them.
@@ -161,30 +147,70 @@ async fn min_instances_are_ready_before_traffic_and_after_idle_expiry() {
     let dir = tempfile::tempdir().unwrap();
     let wisp = app(
         dir.path(),
-        "counter",
-        "isolation = \"instance\"\nmin_instances = 2\nidle_timeout = \"1s\"",
+        "p3-slow",
+        "isolation = \"instance\"\nconcurrency = 1\nmin_instances = 2\nidle_timeout = \"1s\"",
     );
     wait_for_metric(&wisp, "instances_live", 2).await;
     assert_eq!(metric(&wisp, "instances_created").await, 2);
-    let results = staggered(&wisp, "/", 4).await;
-    assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
-    // Busy instances were topped up; after the idle timeout, two remain.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    wait_for_metric(&wisp, "instances_live", 2).await;
+
+    // A burst of four slow requests: with concurrency = 1 each needs an
+    // instance of its own, two more than min_instances keeps ready.
+    let burst: Vec<_> = (0..4)
+        .map(|_| {
+            let url = format!("{}/?ms=1500", wisp.url);
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    // The burst's instances stay live while they serve and for idle_timeout
+    // after: this sees them however slowly the requests arrive.
+    let busy = wisp
+        .wait_for_metrics("f", "4 instances live for the burst", |m| {
+            counter(m, "instances_live") >= 4
+        })
+        .await;
+    let created_for_burst = counter(&busy, "instances_created");
+    assert!(created_for_burst >= 4, "{busy}");
+    for request in burst {
+        assert_eq!(
+            request.await.unwrap(),
+            (200, "slept 1500 ms count=1\n".into()),
+            "each request had an instance of its own"
+        );
+    }
+
+    // Every instance that served the burst (the two ready ones included)
+    // expires after its idle timeout; only a top-up brings live back to two,
+    // with two instances made after the burst's. Without expiry live stays
+    // at four; without the top-up it falls to zero and nothing is created.
+    wisp.wait_for_metrics(
+        "f",
+        "back to min_instances = 2 after idle expiry, topped up with new instances",
+        |m| {
+            counter(m, "instances_live") == 2
+                && counter(m, "in_flight") == 0
+                && counter(m, "instances_created") >= created_for_burst + 2
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trap_in_a_shared_instance_fails_its_requests_not_later_ones() {
     let dir = tempfile::tempdir().unwrap();
+    // max_instances = 1: the trap request can only go to the instance the
+    // slow request is running in (it waits in the queue if that one is busy).
     let wisp = app(
         dir.path(),
         "p3-slow",
-        "isolation = \"instance\"\nconcurrency = 4",
+        "isolation = \"instance\"\nconcurrency = 4\nmax_instances = 1",
     );
     assert_eq!(get(&format!("{}/?ms=1", wisp.url)).await.0, 200);
-    let url = format!("{}/?ms=1500", wisp.url);
+    // Long enough never to finish on its own before the trap ends it.
+    let url = format!("{}/?ms=10000", wisp.url);
     let sharing = tokio::spawn(async move { get(&url).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The slow request has started in the warm-up's instance.
+    wait_for_metric(&wisp, "instances_reused", 1).await;
+    assert_eq!(metric(&wisp, "instances_created").await, 1);
     assert_eq!(get(&format!("{}/?trap=1", wisp.url)).await.0, 500);
     assert_eq!(
         sharing.await.unwrap().0,

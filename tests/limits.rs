@@ -5,17 +5,41 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Wisp, client, get, guest, send};
+use common::{Wisp, access_lines, client, counter, get, guest, send};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_bomb_fails_inside_the_guest() {
-    let wisp = Wisp::serve(&guest("memory-bomb"), &["--memory", "32Mi"]);
-    let (status, body) = get(&format!("{}/", wisp.url)).await;
-    assert_eq!(status, 500);
-    assert!(body.contains("invocation id"), "{body}");
-    wisp.wait_for_log("memory limit reached");
-    // The pool slot came back: the next invocation runs (and fails) the same way.
-    assert_eq!(get(&format!("{}/", wisp.url)).await.0, 500);
+    // A pool of one instance: a slot kept by a failed invocation would turn
+    // every later request into a 503.
+    let wisp = Wisp::serve(
+        &guest("memory-bomb"),
+        &[
+            "--memory",
+            "32Mi",
+            "--pool-instances",
+            "1",
+            "--name",
+            "bomb",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    for attempt in 1..=5 {
+        let (status, body) = get(&format!("{}/", wisp.url)).await;
+        assert_eq!(
+            status, 500,
+            "attempt {attempt} (503: the pool slot was not returned): {body}"
+        );
+        assert!(body.contains("invocation id"), "{body}");
+        // The 500 can reach the client just before the failed instance is
+        // dropped; once it is no longer live its slot is back in the pool.
+        wisp.wait_for_metrics("bomb", "the failed instance dropped", |m| {
+            counter(m, "instances_live") == 0
+        })
+        .await;
+    }
+    // Each attempt ran into the limit inside the guest.
+    wisp.wait_for_log_count("memory limit reached", 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,19 +77,50 @@ async fn huge_response_streams_completely() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trap_after_headers_aborts_the_body() {
-    let wisp = Wisp::serve(&guest("trap-after-headers"), &[]);
-    for _ in 0..3 {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[function]]\nname = \"trap\"\ncomponent = \"{}\"\nroute = \"/trap\"\n\n[[function]]\nname = \"hello\"\ncomponent = \"{}\"\nroute = \"/hello\"\n",
+        guest("trap-after-headers").display(),
+        guest("hello").display()
+    );
+    let wisp = Wisp::up(dir.path(), &manifest);
+    let (mut head_lost, mut body_broken) = (0, 0);
+    for attempt in 1..=3 {
         // Either the head never made it out, or it did and the body breaks
         // off: never a response that looks complete.
-        if let Ok(resp) = client().get(format!("{}/", wisp.url)).send().await {
-            assert_eq!(resp.status(), 200);
-            assert!(
-                resp.bytes().await.is_err(),
-                "the body must not look complete"
-            );
+        match client().get(format!("{}/trap", wisp.url)).send().await {
+            Err(e) => {
+                assert!(
+                    !e.is_connect() && !e.is_timeout(),
+                    "attempt {attempt}: wisp did not take the request: {e}"
+                );
+                head_lost += 1;
+            }
+            Ok(resp) => {
+                assert_eq!(resp.status(), 200, "attempt {attempt}");
+                assert!(
+                    resp.bytes().await.is_err(),
+                    "attempt {attempt}: the body must not look complete"
+                );
+                body_broken += 1;
+            }
         }
     }
-    wisp.wait_for_log("trap after headers, on purpose");
+    // Every attempt ran the guest into its trap, and wisp, whose response
+    // had started as a 200, logged each as incomplete.
+    wisp.wait_for_log_count("trap after headers, on purpose", 3);
+    let logs = wisp.wait_for_access_log("GET /trap 200", 3);
+    for line in access_lines(&logs, "GET /trap 200") {
+        assert!(
+            line.contains("complete=false"),
+            "logged as complete ({head_lost} heads lost, {body_broken} bodies broken): {line}"
+        );
+    }
+    // And the server goes on serving.
+    assert_eq!(
+        get(&format!("{}/hello", wisp.url)).await,
+        (200, "Hello, world! path=/hello\n".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,8 +27,13 @@ async fn hello_answers_with_path_and_invocation_id() {
         "Hello, world! path=/some/path?x=1\n"
     );
     // One access-log line per invocation, carrying the same id.
-    let logs = wisp.wait_for_log(&format!("invocation={id}"));
-    assert!(logs.contains("status=200"), "{logs}");
+    let logs = wisp.wait_for_access_log("GET /some/path 200", 1);
+    let lines = common::access_lines(&logs, "GET /some/path 200");
+    assert_eq!(lines.len(), 1, "{logs}");
+    assert!(
+        lines[0].contains(&format!("invocation={id}")) && lines[0].contains("status=200"),
+        "{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,5 +168,7 @@ async fn graceful_shutdown_finishes_in_flight_request() {
     assert_eq!(in_flight.await.unwrap(), (200, "slept 1500 ms\n".into()));
     let status = tokio::task::block_in_place(|| wisp.wait_exit(std::time::Duration::from_secs(30)));
     assert!(status.success(), "{status:?}");
-    assert!(wisp.logs().contains("SIGTERM"));
+    // wait_exit read the log to its end.
+    let logs = wisp.logs();
+    assert!(logs.contains("SIGTERM"), "{logs}");
 }

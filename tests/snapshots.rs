@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::{Wisp, get, guest, wisp_command};
 
@@ -25,20 +24,10 @@ async fn init_runs_once_at_deploy_and_printing_works_per_request() {
     for _ in 0..3 {
         assert_eq!(get(&format!("{}/", wisp.url)).await, (200, "ok\n".into()));
     }
-    let logs = wisp.wait_for_log("pre-initialized");
-    wisp.wait_for_log("status=200");
-    let logs = {
-        // All three requests' output has been logged once the third access line is there.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut logs = logs;
-        while count(&logs, "init-prints: handling request") < 3
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(50));
-            logs = wisp.logs();
-        }
-        logs
-    };
+    // Everything up to the third response is logged: the deploy's output
+    // and all three requests' (each prints before it answers).
+    let logs = wisp.wait_for_access_log("GET / 200", 3);
+    assert!(logs.contains("pre-initialized"), "{logs}");
     assert_eq!(
         count(&logs, "init-prints: init ran"),
         1,
@@ -54,12 +43,10 @@ async fn without_snapshot_init_runs_lazily_per_instance() {
     for _ in 0..3 {
         assert_eq!(get(&format!("{}/", wisp.url)).await, (200, "ok\n".into()));
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while count(&wisp.logs(), "init-prints: init ran") < 3 {
-        assert!(std::time::Instant::now() < deadline, "{}", wisp.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!wisp.logs().contains("pre-initialized"));
+    // Start-up and all three requests are logged once their access lines are.
+    let logs = wisp.wait_for_access_log("GET / 200", 3);
+    assert_eq!(count(&logs, "init-prints: init ran"), 3, "{logs}");
+    assert!(!logs.contains("pre-initialized"), "{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +70,7 @@ async fn warm_restart_compiles_nothing_and_corrupt_entries_are_rebuilt() {
     {
         let wisp = serve_cached("init-prints", cache.path(), &[]);
         assert_eq!(get(&format!("{}/", wisp.url)).await.0, 200);
-        let logs = wisp.logs();
+        let logs = wisp.wait_for_access_log("GET / 200", 1);
         assert!(
             logs.contains("compiling") && logs.contains("pre-initialized"),
             "{logs}"
@@ -92,7 +79,8 @@ async fn warm_restart_compiles_nothing_and_corrupt_entries_are_rebuilt() {
     {
         let wisp = serve_cached("init-prints", cache.path(), &[]);
         assert_eq!(get(&format!("{}/", wisp.url)).await, (200, "ok\n".into()));
-        let logs = wisp.logs();
+        // Start-up is logged in full once the request's access line is.
+        let logs = wisp.wait_for_access_log("GET / 200", 1);
         assert!(
             !logs.contains("compiling"),
             "warm cache must not compile:\n{logs}"
@@ -123,7 +111,7 @@ async fn warm_restart_compiles_nothing_and_corrupt_entries_are_rebuilt() {
     );
     let wisp = serve_cached("init-prints", cache.path(), &[]);
     assert_eq!(get(&format!("{}/", wisp.url)).await, (200, "ok\n".into()));
-    let logs = wisp.logs();
+    let logs = wisp.wait_for_access_log("GET / 200", 1);
     assert!(
         logs.contains("corrupt artifact")
             && logs.contains("compiling")
@@ -151,8 +139,14 @@ async fn snapshots_are_keyed_by_environment() {
     for (env, fresh) in [("MODE=a", true), ("MODE=a", false), ("MODE=b", true)] {
         let wisp = serve_cached("init-prints", cache.path(), &["--env", env]);
         assert_eq!(get(&format!("{}/", wisp.url)).await.0, 200);
-        let logs = wisp.logs();
+        // Start-up is logged in full once the request's access line is.
+        let logs = wisp.wait_for_access_log("GET / 200", 1);
         assert_eq!(logs.contains("pre-initialized"), fresh, "{env}:\n{logs}");
+        assert_eq!(
+            logs.contains("loaded snapshot from the artifact cache"),
+            !fresh,
+            "{env}:\n{logs}"
+        );
     }
 }
 

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub fn repo() -> PathBuf {
@@ -48,6 +49,8 @@ pub struct Wisp {
     pub url: String,
     pub admin: Option<String>,
     logs: Arc<Mutex<String>>,
+    /// Copies the process's stderr into `logs`; finishes at end of stream.
+    stderr_reader: JoinHandle<()>,
 }
 
 impl Wisp {
@@ -82,7 +85,7 @@ impl Wisp {
         let logs = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut logs = sink.lock().unwrap();
                 logs.push_str(&line);
@@ -115,13 +118,13 @@ impl Wisp {
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if let Ok(Some(_)) = child.try_wait() {
-                        std::thread::sleep(Duration::from_millis(200));
+                        wait_for_eof(&stderr_reader);
                         return Err(logs.lock().unwrap().clone());
                     }
                 }
                 Err(_) => {
                     let _ = child.wait();
-                    std::thread::sleep(Duration::from_millis(200));
+                    wait_for_eof(&stderr_reader);
                     return Err(logs.lock().unwrap().clone());
                 }
             }
@@ -139,6 +142,7 @@ impl Wisp {
             url,
             admin,
             logs,
+            stderr_reader,
         })
     }
 
@@ -162,6 +166,76 @@ impl Wisp {
         }
     }
 
+    /// Waits until at least `n` lines of the logs satisfy `matches` (`what`
+    /// names them in the failure message), and returns the logs.
+    pub fn wait_for_lines(&self, what: &str, n: usize, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let logs = self.logs();
+            let found = logs.lines().filter(|&line| matches(line)).count();
+            if found >= n {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the log had {found} of {n} {what} lines:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until at least `n` log lines contain `needle`.
+    pub fn wait_for_log_count(&self, needle: &str, n: usize) -> String {
+        self.wait_for_lines(&format!("`{needle}`"), n, |line| line.contains(needle))
+    }
+
+    /// Waits for `n` access-log lines of `request` — `"GET /path STATUS"`,
+    /// the line wisp writes when a response is done — and returns the logs.
+    ///
+    /// Wisp logs in order on one stream, so the returned logs hold everything
+    /// it logged before those responses finished, start-up included: only
+    /// then does a check that something was *not* logged mean anything.
+    pub fn wait_for_access_log(&self, request: &str, n: usize) -> String {
+        self.wait_for_lines(&format!("access `{request}`"), n, |line| {
+            is_access_line(line, request)
+        })
+    }
+
+    /// The counters of `function` from the admin API (`metrics` of
+    /// `GET /v1/functions/NAME`); needs the admin API.
+    pub async fn metrics(&self, function: &str) -> serde_json::Value {
+        let admin = self.admin.as_ref().expect("metrics need the admin API");
+        let (status, body) = get(&format!("{admin}/v1/functions/{function}")).await;
+        assert_eq!(status, 200, "{body}");
+        let info: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        info["metrics"].clone()
+    }
+
+    /// Polls the counters of `function` until `done` holds for them (`what`
+    /// describes that in the failure message), for up to 20 s, and returns
+    /// the counters that satisfied it.
+    pub async fn wait_for_metrics(
+        &self,
+        function: &str,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let metrics = self.metrics(function).await;
+            if done(&metrics) {
+                return metrics;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {what}; metrics: {metrics}\nlogs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args(["-s", signal, &self.child.id().to_string()])
@@ -170,10 +244,12 @@ impl Wisp {
         assert!(status.success());
     }
 
+    /// Waits for the process to exit; the logs then hold all it wrote.
     pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                wait_for_eof(&self.stderr_reader);
                 return status;
             }
             assert!(
@@ -183,6 +259,49 @@ impl Wisp {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Waits (up to 10 s) until the stderr reader of an exited process has read
+/// to the end of the stream, so the logs hold everything the process wrote.
+fn wait_for_eof(reader: &JoinHandle<()>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `line` is wisp's access-log line of `request` (`"GET /path STATUS"`).
+pub fn is_access_line(line: &str, request: &str) -> bool {
+    line.contains("wisp::access") && line.contains(request)
+}
+
+/// The access-log lines of `request` (`"GET /path STATUS"`) in `logs`.
+pub fn access_lines<'a>(logs: &'a str, request: &str) -> Vec<&'a str> {
+    logs.lines()
+        .filter(|line| is_access_line(line, request))
+        .collect()
+}
+
+/// Counts the log lines containing `needle`.
+pub fn count_lines(logs: &str, needle: &str) -> usize {
+    logs.lines().filter(|line| line.contains(needle)).count()
+}
+
+/// The value of counter `name` in `metrics` (from [`Wisp::metrics`]).
+pub fn counter(metrics: &serde_json::Value, name: &str) -> u64 {
+    metrics[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no metric {name} in {metrics}"))
+}
+
+/// Polls `done` every 10 ms until it holds, for up to 30 s (`what` describes
+/// it in the failure message).
+pub async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
