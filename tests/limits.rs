@@ -273,3 +273,50 @@ async fn trapping_guest_then_healthy_request() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_time_stops_a_spinning_guest_with_its_own_status() {
+    // The wall-clock timeout is far away: only the CPU limit can end it.
+    let wisp = Wisp::serve(
+        &guest("loop"),
+        &[
+            "--cpu-time",
+            "100ms",
+            "--timeout",
+            "60s",
+            "--admin",
+            "127.0.0.1:0",
+            "--name",
+            "spin",
+        ],
+    );
+    let (status, body) = get(&format!("{}/", wisp.url)).await;
+    assert_eq!(status, 508, "{body}");
+    assert!(body.contains("cpu_time limit of 100ms"), "{body}");
+    wisp.wait_for_log("cpu time limit reached");
+    // Counted when the instance is dropped, which may follow the response.
+    let metrics = wisp
+        .wait_for_metrics("spin", "counted the cpu limit", |m| {
+            common::counter(m, "cpu_limit_reached") == 1
+        })
+        .await;
+    // At least the limit was charged before it was stopped.
+    assert!(common::counter(&metrics, "cpu_time_ms") >= 100, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_is_not_cpu_time() {
+    // Sleeping ten times the CPU limit is fine: wall time is not CPU time.
+    let wisp = Wisp::serve(&guest("slow"), &["--cpu-time", "20ms"]);
+    assert_eq!(
+        get(&format!("{}/?ms=300", wisp.url)).await,
+        (200, "slept 300 ms\n".into())
+    );
+    // Computing within the limit is fine too; past it is not.
+    let wisp = Wisp::serve(&guest("burn"), &["--cpu-time", "1s"]);
+    let (status, body) = get(&format!("{}/?ms=30", wisp.url)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("burned 30 ms"), "{body}");
+    let (status, body) = get(&format!("{}/?ms=3000", wisp.url)).await;
+    assert_eq!(status, 508, "{body}");
+}

@@ -96,13 +96,16 @@ async fn consume(resp: wasmtime_wasi_http::handler::Response) -> Result<Bytes> {
     Ok(body)
 }
 
-fn host_config() -> HostConfig {
+fn host_config(engine: &WispEngine) -> HostConfig {
     HostConfig {
         function: "bench".into(),
         env: Vec::new(),
         allowed: Arc::new(AllowedHosts::default()),
         memory_limit: 128 << 20,
         dirs: Vec::new(),
+        cpu_time: None,
+        cpu_weight: 1,
+        lanes: engine.lanes.clone(),
     }
 }
 
@@ -155,7 +158,7 @@ async fn measure(
     let loaded = Loaded {
         engine: engine.engine.clone(),
         pre: component::prepare(engine, component)?,
-        host: host_config(),
+        host: host_config(engine),
         snapshotted: false,
     };
     let live = LiveRevision::new(spec, 1, loaded, metrics.clone())?;

@@ -128,6 +128,14 @@ pub struct SpecArgs {
     /// (`snapshot = false`).
     #[arg(long)]
     pub no_snapshot: bool,
+    /// CPU time one invocation may use, e.g. 100ms (`cpu_time`) [default:
+    /// no limit beyond the timeout].
+    #[arg(long)]
+    pub cpu_time: Option<Span>,
+    /// Share of the cores when functions compute at once, 1-100
+    /// (`cpu_weight`) [default: 1].
+    #[arg(long)]
+    pub cpu_weight: Option<u32>,
 }
 
 impl SpecArgs {
@@ -145,8 +153,10 @@ impl SpecArgs {
             max_request_body,
             isolation,
             concurrency,
-            min_instances
+            min_instances,
+            cpu_weight
         );
+        spec.cpu_time = self.cpu_time.or(spec.cpu_time);
         spec.max_requests_per_instance = self
             .max_requests_per_instance
             .or(spec.max_requests_per_instance);

@@ -11,5 +11,7 @@ mod units;
 pub use manifest::{Manifest, ServerSettings};
 pub use origins::AllowedHosts;
 pub use pool::PoolSettings;
-pub use spec::{DEFAULT_IDLE_TIMEOUT, FunctionSpec, Isolation, normalize_route, validate_name};
+pub use spec::{
+    CPU_TICK, DEFAULT_IDLE_TIMEOUT, FunctionSpec, Isolation, normalize_route, validate_name,
+};
 pub use units::{ByteSize, Span};

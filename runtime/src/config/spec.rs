@@ -74,7 +74,22 @@ pub struct FunctionSpec {
     /// `wizer-initialize`; off runs the component as it is.
     #[serde(default = "default_snapshot")]
     pub snapshot: bool,
+    /// CPU time one invocation may use (measured, not wall time); past it
+    /// the invocation is stopped [default: no limit beyond `timeout`].
+    #[serde(default)]
+    pub cpu_time: Option<Span>,
+    /// Share of the cores among functions computing for long at once: a
+    /// function with weight 2 gets two turns for every one of weight 1.
+    #[serde(default = "default_cpu_weight")]
+    pub cpu_weight: u32,
 }
+
+fn default_cpu_weight() -> u32 {
+    1
+}
+
+/// The unit CPU time is measured in; see `sandbox::cpu`.
+pub const CPU_TICK: Duration = Duration::from_millis(10);
 
 fn default_snapshot() -> bool {
     true
@@ -160,6 +175,8 @@ impl FunctionSpec {
             idle_timeout: None,
             min_instances: 0,
             snapshot: default_snapshot(),
+            cpu_time: None,
+            cpu_weight: default_cpu_weight(),
         }
     }
 
@@ -188,6 +205,20 @@ impl FunctionSpec {
             return Err(("max_instances", "must be at least 1".into()));
         }
         self.validate_isolation()?;
+        if let Some(cpu) = self.cpu_time
+            && cpu.0 < CPU_TICK
+        {
+            return Err((
+                "cpu_time",
+                format!("{cpu} is below 10ms, the tick CPU time is measured in"),
+            ));
+        }
+        if !(1..=100).contains(&self.cpu_weight) {
+            return Err((
+                "cpu_weight",
+                format!("{} is not between 1 and 100", self.cpu_weight),
+            ));
+        }
         for key in self.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(("env", format!("invalid variable name `{key}`")));
@@ -302,6 +333,12 @@ mod tests {
         spec.max_instances = 1;
         spec.allowed_outbound_hosts = vec!["ftp://x".into()];
         assert_eq!(spec.validate().unwrap_err().0, "allowed_outbound_hosts");
+        spec.allowed_outbound_hosts.clear();
+        spec.cpu_time = Some(Span(Duration::from_millis(5)));
+        assert_eq!(spec.validate().unwrap_err().0, "cpu_time");
+        spec.cpu_time = Some(Span(Duration::from_millis(100)));
+        spec.cpu_weight = 0;
+        assert_eq!(spec.validate().unwrap_err().0, "cpu_weight");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::deploy::routes::RouteTable;
 use crate::deploy::snapshot;
 use crate::invoke::LiveRevision;
 use crate::invoke::revision::Loaded;
+use crate::sandbox::cpu::CpuLanes;
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::host::HostConfig;
 use crate::store::{History, Revision, StateDir};
@@ -76,7 +77,7 @@ fn now() -> u64 {
 
 /// Checks `spec` and resolves what its instances are given, once per
 /// deploy; init and every instance use the result.
-fn host_config(spec: &FunctionSpec) -> Result<HostConfig> {
+fn host_config(spec: &FunctionSpec, lanes: &Arc<CpuLanes>) -> Result<HostConfig> {
     let allowed: AllowedHosts = spec
         .validate()
         .map_err(|(key, msg)| anyhow!("`{key}`: {msg}"))?;
@@ -103,6 +104,9 @@ fn host_config(spec: &FunctionSpec) -> Result<HostConfig> {
                 }
             })
             .collect::<Result<_>>()?,
+        cpu_time: spec.cpu_time.map(|t| t.0),
+        cpu_weight: spec.cpu_weight,
+        lanes: lanes.clone(),
     })
 }
 
@@ -228,7 +232,7 @@ impl Registry {
                 spec.memory
             );
         }
-        let host = host_config(spec)?;
+        let host = host_config(spec, &self.engine.lanes)?;
         let (component, snapshotted) = self.runnable(spec, &host).await?;
         Ok(Loaded {
             engine: self.engine.engine.clone(),

@@ -57,6 +57,9 @@ pub async fn preinitialize(
         allowed: Arc::new(AllowedHosts::default()),
         memory_limit: engine.pool.max_memory.bytes(),
         dirs: Vec::new(),
+        cpu_time: None,
+        cpu_weight: 1,
+        lanes: engine.lanes.clone(),
     };
     let compiled = component::compile(&engine.engine, bytes)?;
     if !wants_init(&compiled) {

@@ -92,6 +92,12 @@ fn failure_response(
                 spec.timeout
             ),
         ),
+        // Distinct from a timeout (504), a full server (503) and a failing
+        // guest (500): the request computed too long; retrying won't help.
+        Failure::CpuLimit(limit) => (
+            StatusCode::LOOP_DETECTED,
+            format!("the function used more than its cpu_time limit of {limit}"),
+        ),
         Failure::MemoryLimit(_) | Failure::Trapped(_) | Failure::NoResponse => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "the function failed (trap, panic or no response)".to_string(),

@@ -30,6 +30,8 @@ pub enum Failure {
     StartFailed(String),
     /// No response within `timeout`.
     TimedOut(Span),
+    /// The guest computed for longer than `cpu_time`.
+    CpuLimit(Span),
     /// The guest asked for more memory than `memory` and failed.
     MemoryLimit(ByteSize),
     /// The guest trapped (a panic, an abort, a stack overflow …).
@@ -57,6 +59,10 @@ impl fmt::Display for Failure {
             Failure::TimedOut(timeout) => {
                 write!(f, "timeout reached: no response within timeout = {timeout}")
             }
+            Failure::CpuLimit(limit) => write!(
+                f,
+                "cpu time limit reached: the guest computed for more than cpu_time = {limit}"
+            ),
             Failure::MemoryLimit(limit) => write!(
                 f,
                 "function failed: memory limit reached (memory = {limit}); the guest's allocation failed"
@@ -90,6 +96,9 @@ pub fn handed_back(
 pub fn classify(live: &LiveRevision, invocation: &Invocation, error: &wasmtime::Error) -> Failure {
     if invocation.cancelled() {
         return Failure::Cancelled;
+    }
+    if invocation.cpu_exceeded() {
+        return Failure::CpuLimit(live.spec.cpu_time.unwrap_or(live.spec.timeout));
     }
     if invocation.timed_out() || error.is::<ExpirationError>() {
         return Failure::TimedOut(live.spec.timeout);

@@ -91,4 +91,9 @@ impl Invocation {
     pub fn memory_exceeded(&self) -> bool {
         self.instance.get().is_some_and(|t| t.memory_exceeded())
     }
+
+    /// Whether its instance was stopped at the `cpu_time` limit.
+    pub fn cpu_exceeded(&self) -> bool {
+        self.instance.get().is_some_and(|t| t.cpu_exceeded())
+    }
 }

@@ -56,6 +56,12 @@ impl Current {
         }
     }
 
+    fn any_awaited(&self) -> bool {
+        self.lock()
+            .iter()
+            .any(|i| Arc::strong_count(i) > 1 && !i.cancelled())
+    }
+
     fn any_timed_out(&self) -> bool {
         self.lock().iter().any(|i| i.timed_out())
     }
@@ -146,10 +152,15 @@ impl WorkerState for Worker {
 
     fn on_request_start(
         &self,
-        store: StoreContextMut<'_, Host>,
+        mut store: StoreContextMut<'_, Host>,
         invocation: Arc<Invocation>,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>> {
+        // `cpu_time` counts from the start of the work: this request's, or
+        // for a shared instance, since it last had nothing to do.
+        if !self.current.any_awaited() {
+            store.data_mut().cpu.reset();
+        }
         let tag = &store.data().tag;
         tag.set_invocation(invocation.id);
         invocation.started_on(tag);
@@ -177,6 +188,15 @@ impl WorkerState for Worker {
         let instances = self.live.instances();
         let (function, invocation) = (&tag.function, InvocationField(tag.invocation()));
         let instance = tag.instance;
+        instances.metrics.cpu_used(store.data().cpu.total());
+        if tag.cpu_exceeded() {
+            instances.metrics.cpu_limit_reached();
+            tracing::warn!(
+                %function, %invocation, %instance,
+                "cpu time limit reached: the guest computed for more than cpu_time = {}; instance killed",
+                instances.host.cpu_time.map_or_else(|| "-".to_string(), |t| Span(t).to_string())
+            );
+        }
         if tag.memory_exceeded() {
             tracing::warn!(
                 %function, %invocation, %instance,
@@ -187,7 +207,9 @@ impl WorkerState for Worker {
         if let Err(error) = result {
             // Before the store (and with it the response bodies' senders) goes.
             self.current.mark_awaited(Invocation::set_failed);
-            if self.current.any_timed_out() {
+            if tag.cpu_exceeded() {
+                // Said above.
+            } else if self.current.any_timed_out() {
                 tracing::warn!(
                     %function, %invocation, %instance,
                     "timeout reached: an invocation ran longer than timeout = {}; instance killed",

@@ -4,19 +4,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::config::PoolSettings;
+use crate::sandbox::cpu::{CpuLanes, EPOCH_TICK};
 use crate::sandbox::host::Host;
-
-/// How often the epoch advances. A guest in a busy loop yields back to tokio
-/// at most this long after it started running, so one looping guest can
-/// never hold a worker thread; the cost is one atomic increment per tick.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Slots returned to the pool per batch of `madvise` calls.
 const DECOMMIT_BATCH: usize = 16;
@@ -26,6 +21,8 @@ pub struct WispEngine {
     pub engine: Engine,
     pub linker: Linker<Host>,
     pub pool: PoolSettings,
+    /// Turns for guests that compute for long, shared by every function.
+    pub lanes: Arc<CpuLanes>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -81,10 +78,12 @@ impl WispEngine {
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Arc::new(WispEngine {
             engine,
             linker,
             pool: pool.clone(),
+            lanes: CpuLanes::new(cores),
             ticker_stop,
         }))
     }

@@ -9,6 +9,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::config::AllowedHosts;
+use crate::sandbox::cpu::{CpuLanes, CpuMeter};
 use crate::sandbox::guestlog::{GuestLog, Stream};
 use crate::sandbox::outbound::OutboundHooks;
 use crate::sandbox::tag::InstanceTag;
@@ -72,6 +73,8 @@ pub struct Host {
     http: WasiHttpCtx,
     hooks: OutboundHooks,
     limiter: MemoryLimiter,
+    /// CPU time charged and the instance's turns on the cores.
+    pub cpu: CpuMeter,
     pub tag: Arc<InstanceTag>,
 }
 
@@ -84,6 +87,10 @@ pub struct HostConfig {
     pub memory_limit: u64,
     /// `(host directory, guest path)` pairs, preopened read-only.
     pub dirs: Vec<(std::path::PathBuf, String)>,
+    /// `cpu_time`: CPU one invocation may use.
+    pub cpu_time: Option<std::time::Duration>,
+    pub cpu_weight: u32,
+    pub lanes: Arc<CpuLanes>,
 }
 
 /// Component handles (resources, futures, streams) one instance may hold.
@@ -93,10 +100,11 @@ const MAX_COMPONENT_HANDLES: usize = 10_000;
 pub fn new_store(engine: &Engine, host: Host) -> Store<Host> {
     let mut store = Store::new(engine, host);
     store.limiter(|host| &mut host.limiter);
-    // Yield to tokio at every epoch tick: a busy guest never pins a worker
-    // thread, and timeouts outside the store get their chance to fire.
+    // At every epoch tick a running guest is charged CPU time and yields
+    // to tokio (a busy guest never pins a worker thread, and timeouts
+    // outside the store get their chance to fire); see `sandbox::cpu`.
     store.set_epoch_deadline(1);
-    store.epoch_deadline_async_yield_and_update(1);
+    store.epoch_deadline_callback(|mut store| store.data_mut().cpu.on_tick());
     store.set_max_component_handles(MAX_COMPONENT_HANDLES);
     store
 }
@@ -144,6 +152,12 @@ impl Host {
                 function: config.function.clone(),
             },
             limiter: MemoryLimiter::new(config.memory_limit, tag.clone()),
+            cpu: CpuMeter::new(
+                config.lanes.clone(),
+                tag.clone(),
+                config.cpu_time,
+                config.cpu_weight,
+            ),
             tag,
         })
     }

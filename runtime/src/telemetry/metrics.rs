@@ -26,6 +26,8 @@ pub struct FunctionMetrics {
     instances_created: AtomicU64,
     instances_live: AtomicU64,
     instances_reused: AtomicU64,
+    cpu_ms: AtomicU64,
+    cpu_limit_reached: AtomicU64,
 }
 
 /// A point-in-time copy of [`FunctionMetrics`], summed over triggers.
@@ -40,6 +42,10 @@ pub struct MetricsSnapshot {
     /// Requests served by an instance that had served one before.
     pub instances_reused: u64,
     pub in_flight: u64,
+    /// Guest CPU time charged, in milliseconds (sampled at 10 ms ticks).
+    pub cpu_time_ms: u64,
+    /// Invocations stopped at their `cpu_time` limit.
+    pub cpu_limit_reached: u64,
 }
 
 impl FunctionMetrics {
@@ -54,6 +60,15 @@ impl FunctionMetrics {
 
     pub fn instance_reused(&self) {
         self.instances_reused.fetch_add(1, Relaxed);
+    }
+
+    pub fn cpu_used(&self, cpu: std::time::Duration) {
+        let ms = u64::try_from(cpu.as_millis()).unwrap_or(u64::MAX);
+        self.cpu_ms.fetch_add(ms, Relaxed);
+    }
+
+    pub fn cpu_limit_reached(&self) {
+        self.cpu_limit_reached.fetch_add(1, Relaxed);
     }
 
     pub fn invocation_started(&self, trigger: Trigger) {
@@ -91,6 +106,8 @@ impl FunctionMetrics {
             instances_created: self.instances_created.load(Relaxed),
             instances_live: self.instances_live.load(Relaxed),
             instances_reused: self.instances_reused.load(Relaxed),
+            cpu_time_ms: self.cpu_ms.load(Relaxed),
+            cpu_limit_reached: self.cpu_limit_reached.load(Relaxed),
             ..MetricsSnapshot::default()
         }
     }
@@ -123,13 +140,19 @@ const PER_TRIGGER: [Series; 5] = [
 ];
 
 /// Instance series, labelled with function.
-const PER_FUNCTION: [Series; 3] = [
+const PER_FUNCTION: [Series; 5] = [
     ("wisp_instances_created_total", "counter", |m| {
         m.instances_created
     }),
     ("wisp_instances_live", "gauge", |m| m.instances_live),
     ("wisp_instances_reused_total", "counter", |m| {
         m.instances_reused
+    }),
+    ("wisp_guest_cpu_milliseconds_total", "counter", |m| {
+        m.cpu_time_ms
+    }),
+    ("wisp_cpu_limit_reached_total", "counter", |m| {
+        m.cpu_limit_reached
     }),
 ];
 

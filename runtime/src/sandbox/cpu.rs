@@ -1,0 +1,359 @@
+//! CPU time: what each invocation uses, its `cpu_time` limit, and a fair
+//! share of the cores for functions that compute for long.
+//!
+//! **Measuring.** The epoch ticker advances every [`EPOCH_TICK`]; a guest
+//! that is *executing* when a tick passes enters the store's epoch callback
+//! (a guest waiting on a timer or I/O is not executing and never does).
+//! Each callback charges one tick: CPU time is sampled at the tick, like a
+//! profiler samples. A guest computing without pause is charged to within
+//! one tick (10 ms); short bursts are charged a tick with the probability
+//! that a tick falls inside them, so the sum over many is unbiased.
+//!
+//! **Sharing.** Short requests never notice any of this. An invocation
+//! charged [`HEAVY_AFTER`] ticks is *heavy*: from then on, at every tick it
+//! gives its core back and waits for a turn in the [`CpuLanes`] — at most
+//! `slots` heavy invocations run at once (one core fewer than the machine
+//! has, at least one), and turns go round-robin between *functions*, each
+//! taking `cpu_weight` turns in a row. So a function with many spinning
+//! invocations gets the same share as a function with one heavy request,
+//! and at least one core is always left for short requests and for
+//! accepting connections.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use wasmtime::UpdateDeadline;
+
+use crate::sandbox::tag::InstanceTag;
+
+/// How often the epoch advances: the unit of CPU accounting, and the
+/// longest a guest runs before it yields to the async runtime, so one
+/// looping guest never holds a worker thread. The ticker costs one atomic
+/// increment per tick.
+pub const EPOCH_TICK: Duration = crate::config::CPU_TICK;
+
+/// Ticks an invocation may be charged before it counts as heavy: ~20 ms of
+/// computation, far above a typical request (0.1–5 ms), so a short request
+/// that happens to see one tick is never held back.
+pub const HEAVY_AFTER: u32 = 2;
+
+/// The guest used more than its `cpu_time`.
+#[derive(Debug)]
+pub struct CpuLimitReached;
+
+impl std::fmt::Display for CpuLimitReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cpu time limit reached")
+    }
+}
+
+impl std::error::Error for CpuLimitReached {}
+
+/// Turns to run heavy invocations, shared fairly between functions.
+pub struct CpuLanes {
+    slots: usize,
+    state: Mutex<Lanes>,
+}
+
+#[derive(Default)]
+struct Lanes {
+    running: usize,
+    /// Functions with waiting invocations, in round-robin order.
+    order: VecDeque<Arc<str>>,
+    waiting: HashMap<Arc<str>, Waiting>,
+}
+
+struct Waiting {
+    weight: u32,
+    /// Turns the function at the head of `order` has left this round.
+    turns: u32,
+    queue: VecDeque<oneshot::Sender<Turn>>,
+}
+
+/// The right to run heavy guest code until the next tick; dropping it hands
+/// the turn on.
+pub struct Turn {
+    /// `None` once handed on.
+    lanes: Option<Arc<CpuLanes>>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(lanes) = self.lanes.take() {
+            lanes.hand_on();
+        }
+    }
+}
+
+impl CpuLanes {
+    /// Lanes for `cores` cores: one fewer heavy slot, at least one.
+    pub fn new(cores: usize) -> Arc<Self> {
+        Arc::new(CpuLanes {
+            slots: cores.saturating_sub(1).max(1),
+            state: Mutex::default(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lanes> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for a turn for one of `function`'s invocations.
+    pub async fn turn(self: &Arc<Self>, function: &Arc<str>, weight: u32) -> Turn {
+        let rx = {
+            let mut lanes = self.lock();
+            if lanes.running < self.slots && lanes.order.is_empty() {
+                lanes.running += 1;
+                return Turn {
+                    lanes: Some(self.clone()),
+                };
+            }
+            let (tx, rx) = oneshot::channel();
+            let lanes = &mut *lanes;
+            let waiting = lanes.waiting.entry(function.clone()).or_insert_with(|| {
+                lanes.order.push_back(function.clone());
+                Waiting {
+                    weight: weight.max(1),
+                    turns: weight.max(1),
+                    queue: VecDeque::new(),
+                }
+            });
+            waiting.queue.push_back(tx);
+            rx
+        };
+        match rx.await {
+            Ok(turn) => turn,
+            // The lanes never drop a waiter without a turn; if they did,
+            // running without one is the safe side.
+            Err(_) => {
+                self.lock().running += 1;
+                Turn {
+                    lanes: Some(self.clone()),
+                }
+            }
+        }
+    }
+
+    /// A turn ended: give it to the next waiting function's oldest
+    /// invocation, or free the slot.
+    fn hand_on(self: &Arc<Self>) {
+        let mut lanes = self.lock();
+        loop {
+            let Some(function) = lanes.order.front().cloned() else {
+                lanes.running -= 1;
+                return;
+            };
+            let Some(waiting) = lanes.waiting.get_mut(&function) else {
+                lanes.order.pop_front();
+                continue;
+            };
+            let Some(tx) = waiting.queue.pop_front() else {
+                lanes.waiting.remove(&function);
+                lanes.order.pop_front();
+                continue;
+            };
+            waiting.turns -= 1;
+            if waiting.queue.is_empty() {
+                lanes.waiting.remove(&function);
+                lanes.order.pop_front();
+            } else if waiting.turns == 0 {
+                waiting.turns = waiting.weight;
+                lanes.order.rotate_left(1);
+            }
+            let turn = Turn {
+                lanes: Some(self.clone()),
+            };
+            match tx.send(turn) {
+                Ok(()) => return,
+                // The waiter went away (its instance was dropped): take the
+                // turn back without handing it on from `Drop` (this lock is
+                // held) and try the next waiter.
+                Err(mut turn) => turn.lanes = None,
+            }
+        }
+    }
+}
+
+/// One instance's CPU account and its place in the lanes.
+pub struct CpuMeter {
+    function: Arc<str>,
+    weight: u32,
+    /// `cpu_time` in ticks (rounded up); `None` for no limit.
+    limit: Option<u32>,
+    /// Ticks charged since the current work started.
+    ticks: u32,
+    /// Ticks charged over the instance's life.
+    total: u64,
+    lanes: Arc<CpuLanes>,
+    /// The turn held until the next tick (heavy invocations only).
+    turn: Arc<Mutex<Option<Turn>>>,
+    tag: Arc<InstanceTag>,
+}
+
+impl CpuMeter {
+    pub fn new(
+        lanes: Arc<CpuLanes>,
+        tag: Arc<InstanceTag>,
+        cpu_time: Option<Duration>,
+        weight: u32,
+    ) -> Self {
+        let limit = cpu_time.map(|t| {
+            let ticks = t.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+            u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
+        });
+        CpuMeter {
+            function: tag.function.clone(),
+            weight,
+            limit,
+            ticks: 0,
+            total: 0,
+            lanes,
+            turn: Arc::default(),
+            tag,
+        }
+    }
+
+    /// New work starts on the instance: its charge starts from zero.
+    pub fn reset(&mut self) {
+        self.ticks = 0;
+    }
+
+    /// CPU time charged since the current work started.
+    pub fn used(&self) -> Duration {
+        EPOCH_TICK * self.ticks
+    }
+
+    /// CPU time charged over the instance's life.
+    pub fn total(&self) -> Duration {
+        EPOCH_TICK * u32::try_from(self.total).unwrap_or(u32::MAX)
+    }
+
+    /// The epoch callback: charge a tick, stop the guest past its limit,
+    /// and make a heavy guest wait for its next turn.
+    pub fn on_tick(&mut self) -> wasmtime::Result<UpdateDeadline> {
+        self.ticks = self.ticks.saturating_add(1);
+        self.total += 1;
+        if self.limit.is_some_and(|limit| self.ticks > limit) {
+            self.tag.set_cpu_exceeded();
+            return Err(CpuLimitReached.into());
+        }
+        if self.ticks < HEAVY_AFTER {
+            return Ok(UpdateDeadline::Yield(1));
+        }
+        // Give the core back before queueing for the next turn.
+        drop(self.take_turn());
+        let (lanes, function, weight, slot) = (
+            self.lanes.clone(),
+            self.function.clone(),
+            self.weight,
+            self.turn.clone(),
+        );
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                // Always give the thread back once, even when a turn is free
+                // at once: this is where timeouts outside the store fire.
+                tokio::task::yield_now().await;
+                let turn = lanes.turn(&function, weight).await;
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(turn);
+            }),
+        ))
+    }
+
+    fn take_turn(&self) -> Option<Turn> {
+        self.turn.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Arc<str> {
+        s.into()
+    }
+
+    #[tokio::test]
+    async fn turns_alternate_between_functions_not_invocations() {
+        let lanes = CpuLanes::new(2);
+        assert_eq!(lanes.slots, 1);
+        let held = lanes.turn(&name("busy"), 1).await;
+        // Four waiting invocations of one function, then one of another.
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for who in ["busy", "busy", "busy", "busy", "other"] {
+            let (lanes, order) = (lanes.clone(), order.clone());
+            waiters.push(tokio::spawn(async move {
+                let turn = lanes.turn(&name(who), 1).await;
+                order.lock().unwrap().push(who);
+                drop(turn);
+            }));
+            // Each is queued before the next arrives.
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        for w in waiters {
+            w.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order, ["busy", "other", "busy", "busy", "busy"]);
+        assert_eq!(lanes.lock().running, 0);
+    }
+
+    #[tokio::test]
+    async fn weight_gives_consecutive_turns() {
+        let lanes = CpuLanes::new(1);
+        let held = lanes.turn(&name("a"), 1).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for (who, weight) in [("heavy", 2), ("heavy", 2), ("light", 1), ("heavy", 2)] {
+            let (lanes, order) = (lanes.clone(), order.clone());
+            waiters.push(tokio::spawn(async move {
+                let turn = lanes.turn(&name(who), weight).await;
+                order.lock().unwrap().push(who);
+                drop(turn);
+            }));
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        for w in waiters {
+            w.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["heavy", "heavy", "light", "heavy"]);
+    }
+
+    #[tokio::test]
+    async fn abandoned_waiters_do_not_lose_the_slot() {
+        let lanes = CpuLanes::new(1);
+        let held = lanes.turn(&name("a"), 1).await;
+        let gone = {
+            let lanes = lanes.clone();
+            tokio::spawn(async move { lanes.turn(&name("b"), 1).await })
+        };
+        tokio::task::yield_now().await;
+        gone.abort();
+        let _ = gone.await;
+        drop(held);
+        // The slot is free again: a new turn is granted at once.
+        let again = tokio::time::timeout(Duration::from_secs(5), lanes.turn(&name("c"), 1)).await;
+        assert!(again.is_ok());
+    }
+
+    #[test]
+    fn limits_round_up_to_ticks_and_trap_past_them() {
+        let lanes = CpuLanes::new(2);
+        let tag = InstanceTag::new("f".into(), crate::telemetry::ids::InstanceId(1), false);
+        let mut meter = CpuMeter::new(lanes, tag.clone(), Some(Duration::from_millis(15)), 1);
+        assert!(matches!(meter.on_tick(), Ok(UpdateDeadline::Yield(1))));
+        // Two ticks fit in 15 ms rounded up; the third is over.
+        assert!(meter.on_tick().is_ok());
+        assert!(meter.on_tick().is_err());
+        assert!(tag.cpu_exceeded());
+        assert_eq!(meter.used(), Duration::from_millis(30));
+        meter.reset();
+        assert_eq!(meter.used(), Duration::ZERO);
+        assert_eq!(meter.total(), Duration::from_millis(30));
+    }
+}
