@@ -313,7 +313,7 @@ async fn every_language_answers_on_its_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn static_files_and_outbound_use_their_settings() {
+async fn static_files_outbound_and_cpu_time_use_their_settings() {
     let (_dir, wisp) = example_app();
     let u = &wisp.url;
 
@@ -342,4 +342,11 @@ async fn static_files_and_outbound_use_their_settings() {
     let (status, body) = get(&denied).await;
     assert_eq!(status, 502, "{body}");
     assert!(body.contains("HttpRequestDenied"), "{body}");
+
+    // burn computes within its cpu_time, and is stopped past it.
+    let (status, body) = get(&format!("{u}/burn?ms=20")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("burned 20 ms"), "{body}");
+    let (status, body) = get(&format!("{u}/burn?ms=5000")).await;
+    assert_eq!(status, 508, "{body}");
 }
