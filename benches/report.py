@@ -8,7 +8,9 @@ first. Sections:
   2. HTTP throughput and latency: Wisp, `wasmtime serve`, native hyper,
      same guest, same wrk load, interleaved runs;
   3. cold start: process spawn to first 200, fresh and warm artifact cache;
-  4. density: resident memory with N sleeping invocations in flight.
+  4. density: resident memory with N sleeping invocations in flight;
+  5. noisy neighbours: hello beside spinning, memory-bombing and CPU-heavy
+     functions, in one Wisp process vs one `wasmtime serve` per function.
 
 Every figure is the median of several runs. The machine is shared and
 noisy, so the ratios between servers measured in the same run are the
@@ -18,6 +20,7 @@ results/latest.json and results/chart.png next to this file.
 
 import argparse
 import asyncio
+import collections
 import datetime
 import json
 import os
@@ -215,6 +218,135 @@ def density_rows(res):
     return rows
 
 
+# Section 5 targets for Wisp (the noisy-neighbour issue): hello's req/s
+# beside the load as a share of its req/s alone, and a p99 ceiling in ms.
+NOISY_TARGETS = {"spinners": (0.5, 10.0), "bombs": (0.8, None)}
+NOISY_LABELS = {key: label for key, label, _ in sections.NOISY_SITUATIONS}
+NOISY_LOADS = {key: bg[0] for key, _, bg in sections.NOISY_SITUATIONS if bg}
+
+
+def noisy_agg(res):
+    """{setup: {situation: figures}}: medians of runs for hello and for the
+    background clients' rates, sums of counts."""
+    agg = {}
+    for setup, situations in (res.get("noisy") or {}).items():
+        agg[setup] = {}
+        for key, runs in situations.items():
+            if not runs:
+                continue
+            bgs = [r["background"] for r in runs if r.get("background")]
+            statuses = collections.Counter()
+            for b in bgs:
+                statuses.update(b["statuses"])
+            agg[setup][key] = {
+                **{k: med(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms")},
+                "errors": sum(r["errors"] or 0 for r in runs),
+                "wrk_failed": sum(1 for r in runs if r.get("wrk_error")),
+                "runs": len(runs),
+                "bg_ok_per_s": med(b["ok_per_s"] for b in bgs),
+                "bg_answered_per_s": med(b["answered_per_s"] for b in bgs),
+                "bg_statuses": dict(sorted(statuses.items())),
+                "bg_failures": sum(b["failures"] for b in bgs),
+                "in_flight": med(r.get("in_flight") for r in runs),
+            }
+    return agg
+
+
+def noisy_ratio(setup_agg, key):
+    """hello's req/s in situation `key` over its req/s alone, same setup."""
+    a, alone = setup_agg.get(key), setup_agg.get("alone")
+    if not a or not alone or not alone["rps"] or a["rps"] is None:
+        return None
+    return a["rps"] / alone["rps"]
+
+
+def noisy_target(key, a, ratio):
+    if (want := NOISY_TARGETS.get(key)) is None:
+        return ""
+    share, p99 = want
+    ok = ratio is not None and ratio >= share and (p99 is None or (a["p99_ms"] is not None and a["p99_ms"] <= p99))
+    return f"≥ {share:.0%} of alone{f', p99 ≤ {p99:g} ms' if p99 else ''}: {verdict(ok)}"
+
+
+def noisy_hello(a, ratio):
+    text = f"{fmt(a['rps'], ' req/s')}, p50 {fmt(a['p50_ms'], ' ms')}, p99 {fmt(a['p99_ms'], ' ms')}"
+    if ratio is not None:
+        text += f"; {fmt(ratio, '×', 2)} alone"
+    if a["errors"]:
+        text += f", {a['errors']:,} errors"
+    if a["wrk_failed"]:
+        text += f", wrk gave no figures in {a['wrk_failed']}/{a['runs']} runs"
+    return text
+
+
+def noisy_background(key, a):
+    """What the background clients got during the wrk run."""
+    if (fn := NOISY_LOADS.get(key)) is None:
+        return ""
+    if key == "burners":
+        parts = [f"burn: {fmt(a['bg_ok_per_s'])} completed/s"]
+    else:
+        parts = [f"{fn}: {fmt(a['bg_answered_per_s'])} answers/s"]
+    if a["bg_statuses"]:
+        parts.append("status " + ", ".join(f"{k} ×{v:,}" for k, v in a["bg_statuses"].items()))
+    if a["in_flight"] is not None:
+        parts.append(f"{a['in_flight']:.0f} in flight at start")
+    if a["bg_failures"]:
+        parts.append(f"{a['bg_failures']:,} failed")
+    return "; ".join(parts)
+
+
+def noisy_burn(agg):
+    """(Wisp, wasmtime serve) burn completions/s beside hello."""
+    get = lambda setup: agg.get(setup, {}).get("burners", {}).get("bg_ok_per_s")  # noqa: E731
+    return get("Wisp"), get("wasmtime serve")
+
+
+def noisy_rows(agg):
+    rows = []
+    for setup, situations in agg.items():
+        for key, a in situations.items():
+            ratio = noisy_ratio(situations, key)
+            notes = [noisy_target(key, a, ratio) if setup == "Wisp" else "", noisy_background(key, a)]
+            rows.append(("5 noisy neighbours", f"{setup}: {NOISY_LABELS[key]} ({a['runs']} runs)",
+                         noisy_hello(a, ratio), "; ".join(n for n in notes if n)))
+    wisp, wt = noisy_burn(agg)
+    if wisp is not None and wt:
+        rows.append(("5 noisy neighbours", "burn completed/s beside hello: Wisp / wasmtime serve",
+                     f"{fmt(wisp)}/s vs {fmt(wt)}/s: {fmt(wisp / wt, '×', 2)}", "reported"))
+    return rows
+
+
+def noisy_tables(agg):
+    """Section 5 per setup: one table each, the targets beside Wisp's figures."""
+    if not agg:
+        return ""
+    titles = {"Wisp": "Wisp: one `wisp up` process serving all four functions",
+              "wasmtime serve": "wasmtime serve: one process per function (what the kernel gives for free)"}
+    out = ["## 5. Noisy neighbours: hello under `wrk -t1 -c8`"]
+    for setup, situations in agg.items():
+        target = setup == "Wisp"
+        out += ["", f"### {titles.get(setup, setup)}", "",
+                "| situation | hello req/s | hello p50 | hello p99 | req/s ÷ alone | background |"
+                + (" target |" if target else ""),
+                "|---|---|---|---|---|---|" + ("---|" if target else "")]
+        for key, a in situations.items():
+            ratio = noisy_ratio(situations, key)
+            cells = [NOISY_LABELS[key],
+                     fmt(a["rps"]) + (f" ({a['errors']:,} errors)" if a["errors"] else ""),
+                     fmt(a["p50_ms"], " ms"), fmt(a["p99_ms"], " ms"),
+                     fmt(ratio, "×", 2) if ratio is not None else "n/a", noisy_background(key, a)]
+            if target:
+                cells.append(noisy_target(key, a, ratio))
+            out.append(f"| {' | '.join(cells)} |")
+    wisp, wt = noisy_burn(agg)
+    if wisp is not None or wt is not None:
+        out += ["", f"burn?ms=50 completed per second beside hello: Wisp {fmt(wisp)}, "
+                    f"wasmtime serve {fmt(wt)}"
+                    + (f" (Wisp / wasmtime serve {fmt(wisp / wt, '×', 2)})" if wisp is not None and wt else "")]
+    return "\n".join(out)
+
+
 def table(rows):
     out = ["| section | measurement | result | target / note |", "|---|---|---|---|"]
     out += [f"| {' | '.join(r)} |" for r in rows]
@@ -226,7 +358,8 @@ def chart(res, agg, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(19, 10))
+    noisy = noisy_agg(res)
+    fig, axes = plt.subplots(2, 4 if noisy else 3, figsize=(25 if noisy else 19, 10))
     ax = axes[0][0]
     labels, p50s, p99s = [], [], []
     for guest in ("hello", "init-heavy"):
@@ -303,6 +436,38 @@ def chart(res, agg, path):
         ax.axhline(1, color="grey", lw=0.8)
     ax.set_ylabel("Wisp req/s ÷ wasmtime serve req/s, same run")
     ax.set_title("2. ratios to wasmtime serve")
+
+    if noisy:
+        keys = [k for k, _, _ in sections.NOISY_SITUATIONS]
+        setups = [s for s in sections.NOISY_SETUPS if s in noisy]
+        width = 0.8 / len(setups)
+        nan = float("nan")
+        for row, (field, ylabel, title) in enumerate([
+                ("rps", "hello requests/s (median)", "5. noisy neighbours: hello req/s, wrk -t1 -c8"),
+                ("p99_ms", "hello p99, ms (median, log)", "5. noisy neighbours: hello p99")]):
+            ax = axes[row][3]
+            for i, setup in enumerate(setups):
+                vals = [(noisy[setup].get(k) or {}).get(field) for k in keys]
+                xs = [j + (i - (len(setups) - 1) / 2) * width for j in range(len(keys))]
+                bars = ax.bar(xs, [v if v is not None else nan for v in vals], width, label=setup,
+                              color="C2" if setup == "Wisp" else "C1")
+                for j, (bar, v) in enumerate(zip(bars, vals)):
+                    if v is None:
+                        continue
+                    ratio = noisy_ratio(noisy[setup], keys[j]) if field == "rps" else None
+                    label = f"{v:,.0f}" if field == "rps" else f"{v:.1f}"
+                    if ratio is not None and keys[j] != "alone":
+                        label += f"\n{ratio:.2f}×"
+                    ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                                ha="center", va="bottom", fontsize=7)
+            ax.set_xticks(range(len(keys)), [NOISY_LABELS[k].replace("beside ", "beside\n") for k in keys],
+                          fontsize=7)
+            if field == "p99_ms":
+                ax.set_yscale("log")
+                ax.axhline(10, color="grey", lw=0.8, ls="--", label="10 ms target (spinners)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(title)
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -310,7 +475,7 @@ def chart(res, agg, path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short runs, to check that everything works")
-    ap.add_argument("--only", default="1,2,3,4", help="sections to run, e.g. 2,3")
+    ap.add_argument("--only", default="1,2,3,4,5", help="sections to run, e.g. 2,3")
     ap.add_argument("--runs", type=int, help="runs per measurement (default 3; cold start 10 for hello)")
     ap.add_argument("--http-guests", default=",".join(sections.HTTP_GROUPS),
                     help="guests of section 2, from: " + ", ".join(sections.HTTP_GROUPS))
@@ -334,7 +499,7 @@ def main():
     print(flush=True)
 
     runs = args.runs or (1 if args.quick else 3)
-    res = {"inprocess": [], "inprocess_derived": [], "http": {}, "cold": {}, "density": None}
+    res = {"inprocess": [], "inprocess_derived": [], "http": {}, "cold": {}, "density": None, "noisy": {}}
     started = time.monotonic()
     ctx = sections.Context(tools=tools, env=env, scratch=scratch, quick=args.quick, runs=runs, log=log)
     try:
@@ -350,13 +515,17 @@ def main():
                 for g in args.cold_guests.split(",") if g})
         if 4 in only:
             res["density"] = asyncio.run(sections.density(ctx))
+        if 5 in only:
+            res["noisy"] = sections.noisy(ctx)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     elapsed = time.monotonic() - started
 
-    agg = http_agg(res)
-    rows = inprocess_rows(res) + http_rows(agg) + cold_rows(res) + density_rows(res)
+    agg, noisy = http_agg(res), noisy_agg(res)
+    rows = inprocess_rows(res) + http_rows(agg) + cold_rows(res) + density_rows(res) + noisy_rows(noisy)
     text = table(rows)
+    if tables := noisy_tables(noisy):
+        text += "\n\n" + tables
     print("## Results\n")
     print(text)
     print(f"\n(benchmark sections took {elapsed / 60:.1f} min)")

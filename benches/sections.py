@@ -1,4 +1,4 @@
-"""The four benchmark sections, each returning raw numbers for report.py.
+"""The benchmark sections, each returning raw numbers for report.py.
 
 Everything listens on 127.0.0.1 only, and every wait is bounded: a server
 that does not come up, or a load that never arrives, fails the section with
@@ -6,6 +6,7 @@ the tail of the server's log instead of hanging.
 """
 
 import asyncio
+import collections
 import json
 import re
 import resource
@@ -13,8 +14,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
+from http.client import HTTPConnection  # `http` is section 2's function
 from pathlib import Path
 from typing import Callable
 
@@ -47,23 +50,28 @@ def get(port, path="/", timeout=2.0):
     return status, body
 
 
-def wait_200(port, proc, log_path, timeout=300.0):
-    """Polls until the server answers 200; returns the perf_counter of that
-    answer. The loop only sleeps 0.2 ms between refused connects, so it
-    resolves a start-up to well under a millisecond without taking a whole
-    core away from the server it is waiting for."""
+def wait_200(port, proc, log_path, timeout=300.0, path="/"):
+    """Polls until the server answers 200 on `path`; returns the
+    perf_counter of that answer. The loop only sleeps 0.2 ms between refused
+    connects, so it resolves a start-up to well under a millisecond without
+    taking a whole core away from the server it is waiting for. With `path`
+    None, an accepted connection is enough: for guests that must not be
+    called just to see whether the server is up (one that never returns)."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{tail(log_path)}")
         try:
-            status, _ = get(port)
+            if path is None:
+                socket.create_connection(("127.0.0.1", port), timeout=2.0).close()
+                return time.perf_counter()
+            status, _ = get(port, path)
             if status == 200:
                 return time.perf_counter()
         except OSError:
             pass
         time.sleep(0.0002)
-    raise RuntimeError(f"no 200 within {timeout:.0f}s:\n{tail(log_path)}")
+    raise RuntimeError(f"no {'connection' if path is None else '200'} within {timeout:.0f}s:\n{tail(log_path)}")
 
 
 def tail(path, lines=15):
@@ -74,10 +82,13 @@ def tail(path, lines=15):
 
 
 class Server:
-    """A server process on a known port, its stderr kept in a log file."""
+    """A server process on a known port, its stderr kept in a log file.
+    `probe` is the path polled for a 200 at start (None: an accepted
+    connection is enough)."""
 
-    def __init__(self, ctx, name, argv, port):
+    def __init__(self, ctx, name, argv, port, probe="/"):
         self.name, self.argv, self.port, self.ctx = name, [str(a) for a in argv], port, ctx
+        self.probe = probe
         self.log_path = ctx.scratch / f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}-{port}.log"
         self.proc = None
 
@@ -89,17 +100,17 @@ class Server:
                                      stdout=subprocess.DEVNULL, stderr=log)
         log.close()
         try:
-            return wait_200(self.port, self.proc, self.log_path, timeout) - t0
+            return wait_200(self.port, self.proc, self.log_path, timeout, self.probe) - t0
         except BaseException:
             self.stop()
             raise
 
-    def stop(self):
+    def stop(self, grace=10.0):
         if self.proc and self.proc.poll() is None:
             # SIGINT is the graceful stop both wisp and wasmtime serve handle.
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(10)
+                self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -164,8 +175,9 @@ def parse_wrk(out):
     return {"rps": float(rps.group(1)), "p50_ms": ms(lat["50"]), "p99_ms": ms(lat["99"]), "errors": errors}
 
 
-def wrk(ctx, port, seconds):
-    argv = [str(ctx.tools["wrk"]), "-t2", "-c16", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/"]
+def wrk(ctx, port, seconds, threads=2, connections=16, path="/"):
+    argv = [str(ctx.tools["wrk"]), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+            f"http://127.0.0.1:{port}{path}"]
     out = subprocess.run(argv, env=ctx.env, capture_output=True, text=True, timeout=seconds + 60)
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed: {out.stderr}")
@@ -360,12 +372,12 @@ def memory_kib(pid):
     return {"rss_kib": rss, "pss_kib": pss}
 
 
-async def in_flight(admin):
+async def in_flight(admin, function="slow"):
     r, w = await asyncio.open_connection("127.0.0.1", admin)
     w.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     data = await r.read()
     w.close()
-    m = re.search(rb'^wisp_in_flight\{function="slow"\} (\d+)', data, re.M)
+    m = re.search(rb'^wisp_in_flight\{function="' + re.escape(function.encode()) + rb'"\} (\d+)', data, re.M)
     return int(m.group(1)) if m else 0
 
 
@@ -444,3 +456,204 @@ async def density_with(ctx, pool):
             steps.append(await hold(ctx, port, admin, pid, n, ms))
     note = "" if pool is POOLS[0] else "the pool asked for (instances = 11000) was refused; the largest that worked"
     return {"pool": ", ".join(f"{k} = {v}" for k, v in pool.items()), "idle": idle, "steps": steps, "note": note}
+
+
+# --- 5. noisy neighbours -----------------------------------------------------------
+
+# The functions of section 5: name (also the route, /name), guest, manifest
+# keys beyond the route, extra `wasmtime serve` flags, and the path that
+# tells a lone `wasmtime serve` it is up (None: an accepted connection; a GET
+# would start a loop that never ends, or a bomb).
+NOISY_FUNCTIONS = [
+    ("hello", "hello", {}, [], "/"),
+    ("spin", "loop", {"timeout": "60s", "max_instances": 8}, [], None),
+    # The same 128 MiB limit for wasmtime serve: without it each bomb grows
+    # to 4 GiB, and eight of them take the machine down, not just a core.
+    ("bomb", "memory-bomb", {"max_instances": 8, "memory": "128Mi"},
+     ["-W", f"max-memory-size={128 << 20}"], None),
+    ("burn", "burn", {"max_instances": 8}, [], "/"),
+]
+# Situations: key, label, and the background load (function, path) beside
+# which hello is measured.
+NOISY_SITUATIONS = [
+    ("alone", "hello alone", None),
+    ("spinners", "beside 8 spinners", ("spin", "/spin")),
+    ("bombs", "beside 8 memory bombs", ("bomb", "/bomb")),
+    ("burners", "beside 8 burn?ms=50 loops", ("burn", "/burn?ms=50")),
+]
+NOISY_SETUPS = ["Wisp", "wasmtime serve"]
+NOISY_CLIENTS = 8
+
+
+def noisy_manifest(ctx, port, admin):
+    """One `wisp up` app with the four functions, its own state directory
+    (a fresh deploy each start; compiled code comes from WISP_CACHE_DIR)."""
+    text = f"""[server]
+listen = "127.0.0.1:{port}"
+admin = "127.0.0.1:{admin}"
+state_dir = {json.dumps(str(ctx.scratch / f"noisy-state-{port}"))}
+shutdown_grace = "1s"
+"""
+    for name, guest, settings, _, _ in NOISY_FUNCTIONS:
+        text += f"""
+[[function]]
+name = "{name}"
+component = {json.dumps(str(ctx.tools['guests'] / f'{guest}.wasm'))}
+route = "/{name}"
+""" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+    path = ctx.scratch / f"noisy-{port}.toml"
+    path.write_text(text)
+    return path
+
+
+def noisy_servers(ctx, setup):
+    """(servers, {function: port}, admin port or None) of one setup: one
+    `wisp up` for all functions, or one `wasmtime serve` per function."""
+    if setup == "Wisp":
+        port, admin = free_port(), free_port()
+        argv = [ctx.tools["wisp"], "up", "-f", noisy_manifest(ctx, port, admin)]
+        return [Server(ctx, "noisy wisp", argv, port, probe="/hello")], \
+            {name: port for name, *_ in NOISY_FUNCTIONS}, admin
+    servers, ports = [], {}
+    for name, guest, _, flags, probe in NOISY_FUNCTIONS:
+        port = free_port()
+        servers.append(Server(ctx, f"noisy wasmtime serve {name}", wasmtime_serve(ctx, port, guest, *flags),
+                              port, probe=probe))
+        ports[name] = port
+    return servers, ports, None
+
+
+class Clients:
+    """`n` threads, each sending GET `path` again and again over a
+    keep-alive connection until stopped. Nothing they meet raises: a failed
+    request is counted, its connection reopened. Every socket has a
+    timeout, and stop() shuts the open ones, so a request the server never
+    answers (a spinner) does not outlive the measurement."""
+
+    def __init__(self, port, path, n, timeout):
+        self.port, self.path, self.timeout = port, path, timeout
+        self.stopping = threading.Event()
+        self.done = []      # (perf_counter, status) per answered request
+        self.failed = []    # repr of each failure before stop()
+        self.conns = [None] * n
+        self.threads = [threading.Thread(target=self.loop, args=(i,), daemon=True) for i in range(n)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def loop(self, i):
+        while not self.stopping.is_set():
+            conn = self.conns[i] = HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            try:
+                while not self.stopping.is_set():
+                    conn.request("GET", self.path)
+                    response = conn.getresponse()
+                    response.read()
+                    self.done.append((time.perf_counter(), response.status))
+            except Exception as e:  # noqa: BLE001 -- counted, never raised
+                if not self.stopping.is_set():
+                    self.failed.append(repr(e))
+                    self.stopping.wait(0.05)  # a dead server must not make this a busy loop
+            finally:
+                conn.close()
+
+    def stop(self):
+        self.stopping.set()
+        for conn in self.conns:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        for t in self.threads:
+            t.join(5)
+
+    def summary(self, t0, t1):
+        """What was answered between t0 and t1 (the wrk run), by status."""
+        statuses = collections.Counter(status for t, status in self.done if t0 <= t <= t1)
+        return {"answered": sum(statuses.values()), "ok": statuses.get(200, 0),
+                "ok_per_s": statuses.get(200, 0) / (t1 - t0),
+                "answered_per_s": sum(statuses.values()) / (t1 - t0),
+                "statuses": {str(k): v for k, v in sorted(statuses.items())},
+                "failures": len(self.failed), "first_failure": self.failed[0] if self.failed else None}
+
+
+def noisy(ctx):
+    """hello under wrk -t1 -c8 alone and beside each background load, in one
+    Wisp process and with each function in its own `wasmtime serve`
+    process. Returns {setup: {situation: [runs]}}; each run is wrk's figures
+    for hello plus what the background clients got. Every measurement starts
+    its servers afresh: wasmtime serve's loops never end, and a SIGKILL is
+    the only way to stop them."""
+    for _, guest, *_ in NOISY_FUNCTIONS:
+        wasm = ctx.tools["guests"] / f"{guest}.wasm"
+        if not wasm.exists():
+            raise RuntimeError(f"{wasm} is missing; run scripts/build-guests")
+    seconds, warmup = (3, 1) if ctx.quick else (10, 5)
+    results = {setup: {key: [] for key, *_ in NOISY_SITUATIONS} for setup in NOISY_SETUPS}
+    # Situations and setups take turns, like the servers of section 2.
+    for run in range(ctx.runs):
+        for key, label, background in NOISY_SITUATIONS:
+            for setup in NOISY_SETUPS:
+                r = noisy_once(ctx, setup, background, seconds, warmup)
+                bg = r["background"]
+                ctx.log(f"5 noisy neighbours: run {run + 1}/{ctx.runs} {label}, {setup}: "
+                        f"{r['rps']:,.0f} req/s, p50 {fmt_ms(r['p50_ms'])}, p99 {fmt_ms(r['p99_ms'])}"
+                        + (f", {r['errors']} errors" if r["errors"] else "")
+                        + (f"; {background[0]}: {bg['answered_per_s']:.1f} answers/s {bg['statuses']}, "
+                           f"{bg['failures']} failures" if bg else "")
+                        + (f", {r['in_flight']} in flight" if r.get("in_flight") is not None else ""))
+                if bg and bg["first_failure"]:
+                    ctx.log(f"5 noisy neighbours: first {background[0]} failure: {bg['first_failure']}")
+                results[setup][key].append(r)
+    return results
+
+
+def fmt_ms(v):
+    return "n/a" if v is None else f"{v:.3f} ms"
+
+
+def noisy_once(ctx, setup, background, seconds, warmup):
+    servers, ports, admin = noisy_servers(ctx, setup)
+    clients = None
+    hello = dict(threads=1, connections=8, path="/hello")
+    try:
+        for s in servers:
+            s.start()
+        wrk(ctx, ports["hello"], warmup, **hello)
+        in_flight_at_start = None
+        if background:
+            name, path = background
+            # A spinner's request must stay open through the whole run.
+            clients = Clients(ports[name], path, NOISY_CLIENTS,
+                              timeout=seconds + 60 if name == "spin" else 30).start()
+            time.sleep(1)  # let them get going
+            if admin:
+                try:
+                    in_flight_at_start = asyncio.run(in_flight(admin, name))
+                except OSError as e:
+                    ctx.log(f"5 noisy neighbours: could not read Wisp's metrics: {e}")
+        t0 = time.perf_counter()
+        try:
+            r = wrk(ctx, ports["hello"], seconds, **hello)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            # hello starved outright is a result, not a broken benchmark.
+            ctx.log(f"5 noisy neighbours: {setup}: wrk gave no figures: {e}")
+            r = {"rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": None, "wrk_error": str(e)[-500:]}
+        t1 = time.perf_counter()
+        if clients:
+            clients.stop()
+        r["background"] = clients.summary(t0, t1) if clients else None
+        r["in_flight"] = in_flight_at_start
+        r["seconds"] = t1 - t0
+        return r
+    finally:
+        if clients:
+            clients.stop()
+        # wasmtime serve waits for its never-ending loops on SIGINT; Wisp
+        # stops them after its 1 s shutdown_grace.
+        for s in servers:
+            s.stop(grace=3)
