@@ -26,14 +26,19 @@ async fn hello_answers_with_path_and_invocation_id() {
         resp.text().await.unwrap(),
         "Hello, world! path=/some/path?x=1\n"
     );
-    // One access-log line per invocation, carrying the same id.
+    // One access-log line per invocation, carrying the same id and the
+    // trigger that caused it.
     let logs = wisp.wait_for_access_log("GET /some/path 200", 1);
     let lines = common::access_lines(&logs, "GET /some/path 200");
     assert_eq!(lines.len(), 1, "{logs}");
-    assert!(
-        lines[0].contains(&format!("invocation={id}")) && lines[0].contains("status=200"),
-        "{logs}"
-    );
+    let fields: Vec<&str> = lines[0].split_whitespace().collect();
+    for field in [
+        format!("invocation={id}"),
+        "status=200".into(),
+        "trigger=http".into(),
+    ] {
+        assert!(fields.contains(&field.as_str()), "no {field} in {logs}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -275,18 +275,19 @@ mod tests {
         s.into()
     }
 
-    #[tokio::test]
-    async fn turns_alternate_between_functions_not_invocations() {
-        let lanes = CpuLanes::new(2);
-        assert_eq!(lanes.slots, 1);
-        let held = lanes.turn(&name("busy"), 1).await;
-        // Four waiting invocations of one function, then one of another.
+    /// Queues `waiters` (function, weight) one after the other behind a
+    /// held turn, releases it, and returns the order they ran in.
+    async fn order_of_turns(
+        lanes: &Arc<CpuLanes>,
+        waiters: &[(&'static str, u32)],
+    ) -> Vec<&'static str> {
+        let held = lanes.turn(&name("first"), 1).await;
         let order = Arc::new(Mutex::new(Vec::new()));
-        let mut waiters = Vec::new();
-        for who in ["busy", "busy", "busy", "busy", "other"] {
+        let mut tasks = Vec::new();
+        for &(who, weight) in waiters {
             let (lanes, order) = (lanes.clone(), order.clone());
-            waiters.push(tokio::spawn(async move {
-                let turn = lanes.turn(&name(who), 1).await;
+            tasks.push(tokio::spawn(async move {
+                let turn = lanes.turn(&name(who), weight).await;
                 order.lock().unwrap().push(who);
                 drop(turn);
             }));
@@ -294,34 +295,38 @@ mod tests {
             tokio::task::yield_now().await;
         }
         drop(held);
-        for w in waiters {
-            w.await.unwrap();
+        for t in tasks {
+            t.await.unwrap();
         }
-        let order = order.lock().unwrap().clone();
-        assert_eq!(order, ["busy", "other", "busy", "busy", "busy"]);
+        order.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn turns_alternate_between_functions_not_invocations() {
+        let lanes = CpuLanes::new(2);
+        assert_eq!(lanes.slots, 1);
+        let waiters = [
+            ("busy", 1),
+            ("busy", 1),
+            ("busy", 1),
+            ("busy", 1),
+            ("other", 1),
+        ];
+        assert_eq!(
+            order_of_turns(&lanes, &waiters).await,
+            ["busy", "other", "busy", "busy", "busy"]
+        );
         assert_eq!(lanes.lock().running, 0);
     }
 
     #[tokio::test]
     async fn weight_gives_consecutive_turns() {
         let lanes = CpuLanes::new(1);
-        let held = lanes.turn(&name("a"), 1).await;
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let mut waiters = Vec::new();
-        for (who, weight) in [("heavy", 2), ("heavy", 2), ("light", 1), ("heavy", 2)] {
-            let (lanes, order) = (lanes.clone(), order.clone());
-            waiters.push(tokio::spawn(async move {
-                let turn = lanes.turn(&name(who), weight).await;
-                order.lock().unwrap().push(who);
-                drop(turn);
-            }));
-            tokio::task::yield_now().await;
-        }
-        drop(held);
-        for w in waiters {
-            w.await.unwrap();
-        }
-        assert_eq!(*order.lock().unwrap(), ["heavy", "heavy", "light", "heavy"]);
+        let waiters = [("heavy", 2), ("heavy", 2), ("light", 1), ("heavy", 2)];
+        assert_eq!(
+            order_of_turns(&lanes, &waiters).await,
+            ["heavy", "heavy", "light", "heavy"]
+        );
     }
 
     #[tokio::test]
