@@ -101,6 +101,7 @@ fn host_config(engine: &WispEngine) -> HostConfig {
         function: "bench".into(),
         env: Vec::new(),
         allowed: Arc::new(AllowedHosts::default()),
+        own_ports: engine.own_ports.clone(),
         memory_limit: 128 << 20,
         dirs: Vec::new(),
         cpu_time: None,

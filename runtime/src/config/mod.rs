@@ -9,7 +9,7 @@ mod spec;
 mod units;
 
 pub use manifest::{Manifest, ServerSettings};
-pub use origins::AllowedHosts;
+pub use origins::{AllowedHosts, Grant};
 pub use pool::PoolSettings;
 pub use spec::{
     CPU_TICK, DEFAULT_IDLE_TIMEOUT, FunctionSpec, Isolation, normalize_route, validate_name,

@@ -1,5 +1,7 @@
 //! `allowed_outbound_hosts`: the origins a function's guest may call. Parsed
-//! once per deploy; enforced by [`crate::sandbox::outbound`].
+//! once per deploy; enforced by [`crate::sandbox::outbound`], which also
+//! keeps wildcard grants away from loopback, private and link-local
+//! addresses and from Wisp's own ports.
 
 use http::Uri;
 
@@ -30,21 +32,44 @@ impl AllowedHosts {
         Ok(AllowedHosts { origins })
     }
 
-    /// Whether a request to `uri` may leave the host.
-    pub fn permits(&self, uri: &Uri) -> bool {
+    /// Whether a request to `uri` may leave the host, and on what grounds:
+    /// `None` when no origin matches. An origin naming the host outright
+    /// wins over a wildcard one, since it allows more.
+    pub fn grant(&self, uri: &Uri) -> Option<Grant> {
         let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
-            return false;
+            return None;
         };
         let port = uri
             .port_u16()
             .unwrap_or(if scheme == "https" { 443 } else { 80 });
         let host = host.to_ascii_lowercase();
-        self.origins.iter().any(|o| {
-            o.scheme.is_none_or(|s| s == scheme)
-                && (o.host == "*" || o.host == host)
-                && o.port.is_none_or(|p| p == port)
-        })
+        self.origins
+            .iter()
+            .filter(|o| {
+                o.scheme.is_none_or(|s| s == scheme)
+                    && (o.host == "*" || o.host == host)
+                    && o.port.is_none_or(|p| p == port)
+            })
+            .map(|o| {
+                if o.host == "*" {
+                    Grant::Wildcard
+                } else {
+                    Grant::Literal
+                }
+            })
+            .min()
     }
+}
+
+/// Why a request is allowed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Grant {
+    /// An origin names the request's host (`http://127.0.0.1:9000`,
+    /// `http://localhost:*`): whatever that host resolves to may be reached.
+    Literal,
+    /// Only an origin with a wildcard host (`*`, `https://*`, `http://*:*`)
+    /// matches: public addresses only, never Wisp's own ports.
+    Wildcard,
 }
 
 fn parse_origin(entry: &str) -> Result<Origin, String> {
@@ -101,27 +126,50 @@ mod tests {
         AllowedHosts::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
     }
 
+    fn grant(a: &AllowedHosts, uri: &str) -> Option<Grant> {
+        a.grant(&uri.parse().unwrap())
+    }
+
     #[test]
     fn empty_list_denies_everything() {
-        assert!(!allowed(&[]).permits(&"http://127.0.0.1:9000/x".parse().unwrap()));
+        assert_eq!(grant(&allowed(&[]), "http://127.0.0.1:9000/x"), None);
     }
 
     #[test]
     fn origin_matches_scheme_host_and_port() {
         let a = allowed(&["http://127.0.0.1:9000", "https://api.example.com"]);
-        assert!(a.permits(&"http://127.0.0.1:9000/x".parse().unwrap()));
-        assert!(!a.permits(&"http://127.0.0.1:9001/x".parse().unwrap()));
-        assert!(!a.permits(&"https://127.0.0.1:9000/x".parse().unwrap()));
-        assert!(a.permits(&"https://API.example.com/v1".parse().unwrap()));
-        assert!(!a.permits(&"http://api.example.com/v1".parse().unwrap()));
+        assert_eq!(grant(&a, "http://127.0.0.1:9000/x"), Some(Grant::Literal));
+        assert_eq!(grant(&a, "http://127.0.0.1:9001/x"), None);
+        assert_eq!(grant(&a, "https://127.0.0.1:9000/x"), None);
+        assert_eq!(
+            grant(&a, "https://API.example.com/v1"),
+            Some(Grant::Literal)
+        );
+        assert_eq!(grant(&a, "http://api.example.com/v1"), None);
     }
 
     #[test]
-    fn wildcards() {
-        assert!(allowed(&["*"]).permits(&"http://x:1/".parse().unwrap()));
+    fn wildcard_hosts_grant_less_than_named_ones() {
+        for any in ["*", "http://*:*", "http://*"] {
+            assert_eq!(
+                grant(&allowed(&[any]), "http://127.0.0.1/"),
+                Some(Grant::Wildcard),
+                "{any}"
+            );
+        }
+        assert_eq!(
+            grant(&allowed(&["*"]), "https://x:1/"),
+            Some(Grant::Wildcard)
+        );
+        assert_eq!(grant(&allowed(&["https://*"]), "http://x/"), None);
+        // A port wildcard on a named host still names the host.
         let a = allowed(&["http://127.0.0.1:*"]);
-        assert!(a.permits(&"http://127.0.0.1:5/".parse().unwrap()));
-        assert!(!a.permits(&"http://127.0.0.2:5/".parse().unwrap()));
+        assert_eq!(grant(&a, "http://127.0.0.1:5/"), Some(Grant::Literal));
+        assert_eq!(grant(&a, "http://127.0.0.2:5/"), None);
+        // Named wins over a wildcard that also matches.
+        let a = allowed(&["*", "http://localhost:8080"]);
+        assert_eq!(grant(&a, "http://localhost:8080/"), Some(Grant::Literal));
+        assert_eq!(grant(&a, "http://localhost:8081/"), Some(Grant::Wildcard));
     }
 
     #[test]

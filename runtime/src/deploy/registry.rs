@@ -18,7 +18,6 @@ use crate::deploy::routes::RouteTable;
 use crate::deploy::snapshot;
 use crate::invoke::LiveRevision;
 use crate::invoke::revision::Loaded;
-use crate::sandbox::cpu::CpuLanes;
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::host::HostConfig;
 use crate::store::{History, Revision, StateDir};
@@ -77,7 +76,7 @@ fn now() -> u64 {
 
 /// Checks `spec` and resolves what its instances are given, once per
 /// deploy; init and every instance use the result.
-fn host_config(spec: &FunctionSpec, lanes: &Arc<CpuLanes>) -> Result<HostConfig> {
+fn host_config(spec: &FunctionSpec, engine: &WispEngine) -> Result<HostConfig> {
     let allowed: AllowedHosts = spec
         .validate()
         .map_err(|(key, msg)| anyhow!("`{key}`: {msg}"))?;
@@ -89,6 +88,7 @@ fn host_config(spec: &FunctionSpec, lanes: &Arc<CpuLanes>) -> Result<HostConfig>
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         allowed: Arc::new(allowed),
+        own_ports: engine.own_ports.clone(),
         memory_limit: spec.memory.bytes(),
         dirs: spec
             .dirs
@@ -106,7 +106,7 @@ fn host_config(spec: &FunctionSpec, lanes: &Arc<CpuLanes>) -> Result<HostConfig>
             .collect::<Result<_>>()?,
         cpu_time: spec.cpu_time.map(|t| t.0),
         cpu_weight: spec.cpu_weight,
-        lanes: lanes.clone(),
+        lanes: engine.lanes.clone(),
     })
 }
 
@@ -232,7 +232,7 @@ impl Registry {
                 spec.memory
             );
         }
-        let host = host_config(spec, &self.engine.lanes)?;
+        let host = host_config(spec, &self.engine)?;
         let (component, snapshotted) = self.runnable(spec, &host).await?;
         Ok(Loaded {
             engine: self.engine.engine.clone(),

@@ -55,6 +55,7 @@ pub async fn preinitialize(
         function: "preinit".into(),
         env: env.to_vec(),
         allowed: Arc::new(AllowedHosts::default()),
+        own_ports: engine.own_ports.clone(),
         memory_limit: engine.pool.max_memory.bytes(),
         dirs: Vec::new(),
         cpu_time: None,

@@ -36,6 +36,7 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
     raise_fd_limit();
     settings.check_admin()?;
     let engine = WispEngine::new(&settings.pool)?;
+    let own_ports = engine.own_ports.clone();
     let state = settings
         .state_dir
         .as_deref()
@@ -68,6 +69,12 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
         Some(addr) => Some(bind(addr, "admin API").await?),
         None => None,
     };
+    // Functions were deployed before the ports were known; their outbound
+    // policies read this shared set at request time.
+    own_ports.add(listener.local_addr()?.port(), "functions");
+    if let Some(admin) = &admin_listener {
+        own_ports.add(admin.local_addr()?.port(), "admin API");
+    }
     let stop = CancellationToken::new();
     let graceful = Arc::new(GracefulShutdown::new());
 

@@ -12,6 +12,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use crate::config::PoolSettings;
 use crate::sandbox::cpu::{CpuLanes, EPOCH_TICK};
 use crate::sandbox::host::Host;
+use crate::sandbox::outbound::policy::OwnPorts;
 
 /// Slots returned to the pool per batch of `madvise` calls.
 const DECOMMIT_BATCH: usize = 16;
@@ -23,6 +24,9 @@ pub struct WispEngine {
     pub pool: PoolSettings,
     /// Turns for guests that compute for long, shared by every function.
     pub lanes: Arc<CpuLanes>,
+    /// The ports Wisp listens on, filled in once the listeners are bound;
+    /// every function's outbound policy reads them.
+    pub own_ports: Arc<OwnPorts>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -84,6 +88,7 @@ impl WispEngine {
             linker,
             pool: pool.clone(),
             lanes: CpuLanes::new(cores),
+            own_ports: Arc::default(),
             ticker_stop,
         }))
     }

@@ -12,6 +12,7 @@ use crate::config::AllowedHosts;
 use crate::sandbox::cpu::{CpuLanes, CpuMeter};
 use crate::sandbox::guestlog::{GuestLog, Stream};
 use crate::sandbox::outbound::OutboundHooks;
+use crate::sandbox::outbound::policy::OwnPorts;
 use crate::sandbox::tag::InstanceTag;
 
 /// Resources (streams, fields, pollables, …) one instance may hold at once.
@@ -84,6 +85,8 @@ pub struct HostConfig {
     pub function: Arc<str>,
     pub env: Vec<(String, String)>,
     pub allowed: Arc<AllowedHosts>,
+    /// Wisp's own listening ports, which wildcard origins never reach.
+    pub own_ports: Arc<OwnPorts>,
     pub memory_limit: u64,
     /// `(host directory, guest path)` pairs, preopened read-only.
     pub dirs: Vec<(std::path::PathBuf, String)>,
@@ -149,6 +152,7 @@ impl Host {
             http: WasiHttpCtx::new(),
             hooks: OutboundHooks {
                 allowed: config.allowed.clone(),
+                own_ports: config.own_ports.clone(),
                 function: config.function.clone(),
             },
             limiter: MemoryLimiter::new(config.memory_limit, tag.clone()),

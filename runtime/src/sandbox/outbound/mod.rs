@@ -1,0 +1,70 @@
+//! Outbound HTTP is closed by default: a guest may only call the origins its
+//! function lists in `allowed_outbound_hosts` ([`AllowedHosts`]). An origin
+//! that names its host reaches whatever that host resolves to; a wildcard
+//! one (`*`, `https://*`, `http://*:*`) only public addresses, never
+//! loopback, private, link-local or unspecified ones ([`address`]) nor
+//! Wisp's own ports ([`policy`]). The check is made on the resolved address
+//! that is then connected to ([`connect`]), and the exchange itself is
+//! wasi:http's default client's ([`exchange`]).
+
+pub mod address;
+pub mod connect;
+pub mod exchange;
+pub mod policy;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::config::AllowedHosts;
+use crate::sandbox::outbound::connect::Failure;
+use crate::sandbox::outbound::exchange::IoFuture;
+use crate::sandbox::outbound::policy::{OwnPorts, Reach};
+
+/// wasi:http hooks of one store: checks every outgoing request against the
+/// function's allow list, then sends it through Wisp's own connector.
+pub struct OutboundHooks {
+    pub allowed: Arc<AllowedHosts>,
+    pub own_ports: Arc<OwnPorts>,
+    pub function: Arc<str>,
+}
+
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        let Some(grant) = self.allowed.grant(request.uri()) else {
+            tracing::warn!(
+                function = %self.function,
+                uri = %request.uri(),
+                "outbound request denied: origin not in allowed_outbound_hosts"
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        };
+        let reach = Reach::new(grant, self.own_ports.clone());
+        let function = self.function.clone();
+        Box::new(async move {
+            let uri = request.uri().clone();
+            exchange::send(request, options, reach)
+                .await
+                .map_err(|failure| match failure {
+                    Failure::Http(e) => e,
+                    Failure::Denied(denial) => {
+                        tracing::warn!(
+                            function = %function,
+                            uri = %uri,
+                            "outbound request denied: {denial}"
+                        );
+                        HttpError::HttpRequestDenied
+                    }
+                })
+        })
+    }
+}
