@@ -361,8 +361,11 @@ def memory_kib(pid):
 
 
 async def in_flight(admin):
-    r, w = await asyncio.open_connection("127.0.0.1", admin)
-    w.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    """admin: (port, token); the admin API wants its own Host and the token."""
+    port, token = admin
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            "Connection: close\r\n\r\n".encode())
     data = await r.read()
     w.close()
     m = re.search(rb'^wisp_in_flight\{function="slow"\} (\d+)', data, re.M)
@@ -433,6 +436,10 @@ async def density_with(ctx, pool):
             ctx.log(f"4 density: pool {pool} refused: {str(e).splitlines()[-1]}")
             return None
         pid = server.proc.pid
+        # The admin token: the environment's, else the one wisp generated
+        # into the state dir beside the manifest.
+        token = (ctx.env.get("WISP_ADMIN_TOKEN")
+                 or (ctx.scratch / ".wisp" / "admin-token").read_text().strip())
         idle = memory_kib(pid)
         steps = []
         for n in counts:
@@ -441,6 +448,6 @@ async def density_with(ctx, pool):
                 continue
             # Long enough that every connection is open before the first answers.
             ms = 8000 if n <= 1000 else 20000
-            steps.append(await hold(ctx, port, admin, pid, n, ms))
+            steps.append(await hold(ctx, port, (admin, token), pid, n, ms))
     note = "" if pool is POOLS[0] else "the pool asked for (instances = 11000) was refused; the largest that worked"
     return {"pool": ", ".join(f"{k} = {v}" for k, v in pool.items()), "idle": idle, "steps": steps, "note": note}
