@@ -372,9 +372,18 @@ def memory_kib(pid):
     return {"rss_kib": rss, "pss_kib": pss}
 
 
+def admin_token(ctx, state_dir):
+    """The admin token: the environment's, else the one wisp generated into
+    its state directory on first start."""
+    return ctx.env.get("WISP_ADMIN_TOKEN") or (state_dir / "admin-token").read_text().strip()
+
+
 async def in_flight(admin, function="slow"):
-    r, w = await asyncio.open_connection("127.0.0.1", admin)
-    w.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    """admin: (port, token); the admin API wants its own Host and the token."""
+    port, token = admin
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            "Connection: close\r\n\r\n".encode())
     data = await r.read()
     w.close()
     m = re.search(rb'^wisp_in_flight\{function="' + re.escape(function.encode()) + rb'"\} (\d+)', data, re.M)
@@ -445,6 +454,7 @@ async def density_with(ctx, pool):
             ctx.log(f"4 density: pool {pool} refused: {str(e).splitlines()[-1]}")
             return None
         pid = server.proc.pid
+        token = admin_token(ctx, ctx.scratch / ".wisp")
         idle = memory_kib(pid)
         steps = []
         for n in counts:
@@ -453,7 +463,7 @@ async def density_with(ctx, pool):
                 continue
             # Long enough that every connection is open before the first answers.
             ms = 8000 if n <= 1000 else 20000
-            steps.append(await hold(ctx, port, admin, pid, n, ms))
+            steps.append(await hold(ctx, port, (admin, token), pid, n, ms))
     note = "" if pool is POOLS[0] else "the pool asked for (instances = 11000) was refused; the largest that worked"
     return {"pool": ", ".join(f"{k} = {v}" for k, v in pool.items()), "idle": idle, "steps": steps, "note": note}
 
@@ -485,13 +495,17 @@ NOISY_SETUPS = ["Wisp", "wasmtime serve"]
 NOISY_CLIENTS = 8
 
 
+def noisy_state(ctx, port):
+    return ctx.scratch / f"noisy-state-{port}"
+
+
 def noisy_manifest(ctx, port, admin):
     """One `wisp up` app with the four functions, its own state directory
     (a fresh deploy each start; compiled code comes from WISP_CACHE_DIR)."""
     text = f"""[server]
 listen = "127.0.0.1:{port}"
 admin = "127.0.0.1:{admin}"
-state_dir = {json.dumps(str(ctx.scratch / f"noisy-state-{port}"))}
+state_dir = {json.dumps(str(noisy_state(ctx, port)))}
 shutdown_grace = "1s"
 """
     for name, guest, settings, _, _ in NOISY_FUNCTIONS:
@@ -507,13 +521,14 @@ route = "/{name}"
 
 
 def noisy_servers(ctx, setup):
-    """(servers, {function: port}, admin port or None) of one setup: one
-    `wisp up` for all functions, or one `wasmtime serve` per function."""
+    """(servers, {function: port}, admin (port, state dir) or None) of one
+    setup: one `wisp up` for all functions, or one `wasmtime serve` per
+    function."""
     if setup == "Wisp":
         port, admin = free_port(), free_port()
         argv = [ctx.tools["wisp"], "up", "-f", noisy_manifest(ctx, port, admin)]
         return [Server(ctx, "noisy wisp", argv, port, probe="/hello")], \
-            {name: port for name, *_ in NOISY_FUNCTIONS}, admin
+            {name: port for name, *_ in NOISY_FUNCTIONS}, (admin, noisy_state(ctx, port))
     servers, ports = [], {}
     for name, guest, _, flags, probe in NOISY_FUNCTIONS:
         port = free_port()
@@ -633,7 +648,9 @@ def noisy_once(ctx, setup, background, seconds, warmup):
             time.sleep(1)  # let them get going
             if admin:
                 try:
-                    in_flight_at_start = asyncio.run(in_flight(admin, name))
+                    port, state = admin
+                    admin_api = (port, admin_token(ctx, state))
+                    in_flight_at_start = asyncio.run(in_flight(admin_api, name))
                 except OSError as e:
                     ctx.log(f"5 noisy neighbours: could not read Wisp's metrics: {e}")
         t0 = time.perf_counter()

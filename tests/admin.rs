@@ -157,6 +157,7 @@ async fn admin_refusals_say_why() {
     let (status, body) = send(
         client()
             .post(format!("{admin}/v1/components"))
+            .header("content-type", "application/wasm")
             .body("not wasm"),
     )
     .await;

@@ -158,10 +158,6 @@ fn manifest_errors_name_file_line_and_key() {
             ),
             "function `b`: `route`: route `/` is already served by function `a`",
         ),
-        (
-            "[server]\nadmin = \"0.0.0.0:3001\"\n".to_string(),
-            "loopback",
-        ),
     ];
     for (manifest, expected) in cases {
         let logs = up_fails(&manifest);

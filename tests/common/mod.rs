@@ -43,11 +43,18 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// The admin token every `wisp` the harness starts gets through
+/// `WISP_ADMIN_TOKEN` (unless the test set or removed that variable), and
+/// that [`client`] and [`wisp_command`] send.
+pub const ADMIN_TOKEN: &str = "wisp-test-admin-token-0123456789";
+
 /// A running `wisp` process; killed on drop.
 pub struct Wisp {
     child: Child,
     pub url: String,
     pub admin: Option<String>,
+    /// The token file wisp generated and printed (`wisp: admin token in`).
+    pub admin_token_file: Option<PathBuf>,
     logs: Arc<Mutex<String>>,
     /// Copies the process's stderr into `logs`; finishes at end of stream.
     stderr_reader: JoinHandle<()>,
@@ -78,6 +85,9 @@ impl Wisp {
 
     /// Starts the command; returns its stderr if it exits before listening.
     pub fn start(mut cmd: Command) -> Result<Wisp, String> {
+        if !cmd.get_envs().any(|(k, _)| k == "WISP_ADMIN_TOKEN") {
+            cmd.env("WISP_ADMIN_TOKEN", ADMIN_TOKEN);
+        }
         cmd.env("WISP_LOG", "info,wisp::invoke=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -101,7 +111,7 @@ impl Wisp {
                 }
             }
         });
-        let (mut url, mut admin) = (None, None);
+        let (mut url, mut admin, mut admin_token_file) = (None, None, None);
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             match rx.recv_timeout(Duration::from_millis(100)) {
@@ -110,6 +120,8 @@ impl Wisp {
                         url = Some(u.to_string());
                     } else if let Some(a) = line.strip_prefix("wisp: admin API on ") {
                         admin = Some(a.to_string());
+                    } else if let Some(f) = line.strip_prefix("wisp: admin token in ") {
+                        admin_token_file = Some(PathBuf::from(f));
                     }
                     // The admin line, when there is one, follows the listen line.
                     if url.is_some() && (admin.is_some() || !cmd_has_admin(&cmd)) {
@@ -141,6 +153,7 @@ impl Wisp {
             child,
             url,
             admin,
+            admin_token_file,
             logs,
             stderr_reader,
         })
@@ -317,7 +330,13 @@ fn cmd_has_admin(cmd: &Command) -> bool {
     args.windows(2)
         .find(|w| w[0] == "-f")
         .and_then(|w| std::fs::read_to_string(&w[1]).ok())
-        .is_some_and(|m| m.lines().any(|l| l.trim_start().starts_with("admin")))
+        .is_some_and(|m| {
+            m.lines().any(|l| {
+                l.trim_start()
+                    .strip_prefix("admin")
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+        })
 }
 
 impl Drop for Wisp {
@@ -327,7 +346,23 @@ impl Drop for Wisp {
     }
 }
 
+/// A client that sends `Authorization: Bearer ADMIN_TOKEN` with every
+/// request (functions ignore it; the admin API needs it).
 pub fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// A client that sends no admin token.
+pub fn anonymous_client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -352,10 +387,12 @@ pub async fn send(req: reqwest::RequestBuilder) -> (u16, String) {
     (status, resp.text().await.unwrap_or_default())
 }
 
-/// Runs `wisp` with `args` to completion (CLI commands, refused inputs).
+/// Runs `wisp` with `args` and `WISP_ADMIN_TOKEN` set to [`ADMIN_TOKEN`] to
+/// completion (CLI commands, refused inputs).
 pub fn wisp_command(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wisp"))
         .args(args)
+        .env("WISP_ADMIN_TOKEN", ADMIN_TOKEN)
         .output()
         .expect("could not run wisp")
 }

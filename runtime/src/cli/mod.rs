@@ -43,10 +43,21 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Also serve the admin API on this loopback address.
+    /// Also serve the admin API on this address (beyond loopback only with
+    /// --admin-token-file or WISP_ADMIN_TOKEN).
     #[arg(long)]
     pub admin: Option<SocketAddr>,
-    /// Keep admin deployments here across restarts (none by default).
+    /// File holding the admin API's bearer token [default: WISP_ADMIN_TOKEN,
+    /// else generated into STATE_DIR/admin-token, else into a temporary file
+    /// printed at start].
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
+    /// The directory under which admin deploys may preopen `dirs` [default:
+    /// none; admin deploys may not use dirs].
+    #[arg(long)]
+    pub files_root: Option<PathBuf>,
+    /// Keep admin deployments (and the generated admin token) here across
+    /// restarts (none by default).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// Artifact cache for compiled code and snapshots
@@ -186,6 +197,9 @@ impl SpecArgs {
     }
 }
 
+/// Where the admin API is and how to authenticate; the token is taken from
+/// the first of --admin-token, --admin-token-file, WISP_ADMIN_TOKEN and
+/// STATE_DIR/admin-token.
 #[derive(Args)]
 pub struct AdminArgs {
     /// Admin API base URL.
@@ -196,6 +210,17 @@ pub struct AdminArgs {
         global = true
     )]
     pub admin: String,
+    /// The admin API's bearer token (visible to other local users in the
+    /// process list; prefer the file or WISP_ADMIN_TOKEN).
+    #[arg(long, global = true)]
+    pub admin_token: Option<String>,
+    /// File holding the admin API's bearer token.
+    #[arg(long, global = true)]
+    pub admin_token_file: Option<PathBuf>,
+    /// The server's state directory, whose admin-token is used when no other
+    /// token is given (`wisp up` keeps it in .wisp beside wisp.toml).
+    #[arg(long, global = true, default_value = ".wisp")]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -274,6 +299,8 @@ impl Cli {
                 let settings = ServerSettings {
                     listen: args.listen,
                     admin: args.admin,
+                    admin_token_file: args.admin_token_file,
+                    files_root: args.files_root,
                     state_dir: args.state_dir,
                     cache_dir: args.cache_dir,
                     shutdown_grace: args.shutdown_grace,
@@ -288,15 +315,17 @@ impl Cli {
             Command::Deploy(args) => {
                 let mut spec = FunctionSpec::new(args.name, args.component.to_string_lossy());
                 args.spec.apply(&mut spec)?;
-                client::deploy(&args.admin.admin, spec).await
+                client::deploy(&client::Target::new(args.admin)?, spec).await
             }
-            Command::Functions(args) => functions(&args.admin.admin, args.command).await,
+            Command::Functions(args) => {
+                functions(&client::Target::new(args.admin)?, args.command).await
+            }
         }
     }
 }
 
 /// `wisp functions …`: the admin API's answers, printed for people.
-async fn functions(admin: &str, command: FunctionsCommand) -> Result<()> {
+async fn functions(admin: &client::Target, command: FunctionsCommand) -> Result<()> {
     match command {
         FunctionsCommand::List => {
             let list = client::call(admin, Method::GET, "/v1/functions", Vec::new()).await?;

@@ -11,6 +11,10 @@ use serde::Deserialize;
 
 use crate::config::{FunctionSpec, PoolSettings, Span, normalize_route};
 
+/// The environment variable that sets the admin API's bearer token, for the
+/// server and the CLI alike; it wins over `admin_token_file`.
+pub const ADMIN_TOKEN_ENV: &str = "WISP_ADMIN_TOKEN";
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Document {
@@ -26,9 +30,20 @@ struct Document {
 pub struct ServerSettings {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Admin API address; off when absent. Loopback only (no auth yet).
+    /// Admin API address; off when absent. Beyond loopback only with an
+    /// explicitly configured token (`admin_token_file` or `WISP_ADMIN_TOKEN`).
     #[serde(default)]
     pub admin: Option<SocketAddr>,
+    /// File holding the admin API's bearer token; relative to the manifest.
+    /// Without it (and without `WISP_ADMIN_TOKEN`) a token is generated into
+    /// `state_dir/admin-token`.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+    /// The directory under which admin deploys may preopen host directories
+    /// (`dirs`); relative to the manifest. Absent: admin deploys may not use
+    /// `dirs`. Manifest functions are not limited by it.
+    #[serde(default)]
+    pub files_root: Option<PathBuf>,
     /// Where deployed functions are kept; relative to the manifest.
     /// Defaults to `.wisp/` beside the manifest.
     #[serde(default)]
@@ -57,6 +72,8 @@ impl Default for ServerSettings {
         ServerSettings {
             listen: default_listen(),
             admin: None,
+            admin_token_file: None,
+            files_root: None,
             state_dir: None,
             cache_dir: None,
             shutdown_grace: default_shutdown_grace(),
@@ -77,13 +94,24 @@ impl ServerSettings {
             })
     }
 
+    /// Refuses an admin API beyond loopback unless its token is configured
+    /// explicitly: a generated token sits in a file only this host can read,
+    /// so remote callers would have been handed nothing to authenticate with.
     pub fn check_admin(&self) -> Result<()> {
+        self.check_admin_with(std::env::var_os(ADMIN_TOKEN_ENV).is_some())
+    }
+
+    fn check_admin_with(&self, env_token: bool) -> Result<()> {
         if let Some(admin) = self.admin
             && !admin.ip().is_loopback()
+            && self.admin_token_file.is_none()
+            && !env_token
         {
             bail!(
-                "admin = \"{admin}\": the admin API has no authentication yet, so it only \
-                 listens on loopback; use an address like 127.0.0.1:3001"
+                "admin = \"{admin}\" is not a loopback address: the admin API listens beyond \
+                 loopback only with an explicitly configured token; set [server] \
+                 admin_token_file (wisp serve: --admin-token-file) or the {ADMIN_TOKEN_ENV} \
+                 environment variable, or use a loopback address like 127.0.0.1:3001"
             );
         }
         Ok(())
@@ -216,6 +244,8 @@ impl Manifest {
         let mut server = doc.server;
         server.state_dir =
             Some(base.join(server.state_dir.as_deref().unwrap_or(Path::new(".wisp"))));
+        server.admin_token_file = server.admin_token_file.map(|f| base.join(f));
+        server.files_root = server.files_root.map(|f| base.join(f));
         Ok(Manifest { server, functions })
     }
 }
@@ -283,12 +313,41 @@ allowed_outbound_hosts = ["http://127.0.0.1:9000"]
                 "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroute = \"/x\"\n[[function]]\nname = \"b\"\ncomponent = \"b.wasm\"\nroute = \"/x/\"\n",
                 ":8: function `b`: `route`: route `/x` is already served by function `a`",
             ),
-            ("[server]\nadmin = \"0.0.0.0:3001\"\n", "loopback"),
         ];
         for (text, expected) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());
             assert!(err.contains(expected), "expected `{expected}` in: {err}");
             assert!(err.contains("wisp.toml"), "no file name in: {err}");
         }
+    }
+
+    #[test]
+    fn admin_beyond_loopback_needs_a_configured_token() {
+        let mut server = ServerSettings {
+            admin: Some("0.0.0.0:3001".parse().unwrap()),
+            ..ServerSettings::default()
+        };
+        let err = server.check_admin_with(false).unwrap_err().to_string();
+        assert!(
+            err.contains("not a loopback address")
+                && err.contains("admin_token_file")
+                && err.contains(ADMIN_TOKEN_ENV),
+            "{err}"
+        );
+        server.check_admin_with(true).unwrap();
+        server.admin_token_file = Some("token".into());
+        server.check_admin_with(false).unwrap();
+        server.admin_token_file = None;
+        server.admin = Some("127.0.0.1:3001".parse().unwrap());
+        server.check_admin_with(false).unwrap();
+    }
+
+    #[test]
+    fn token_file_and_files_root_are_relative_to_the_manifest() {
+        let m =
+            parse("[server]\nadmin_token_file = \"secret/token\"\nfiles_root = \"www\"\n").unwrap();
+        let base = m.server.state_dir.unwrap().parent().unwrap().to_path_buf();
+        assert_eq!(m.server.admin_token_file, Some(base.join("secret/token")));
+        assert_eq!(m.server.files_root, Some(base.join("www")));
     }
 }

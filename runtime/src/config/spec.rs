@@ -99,6 +99,9 @@ fn default_concurrency() -> u32 {
     1
 }
 
+/// What the admin API shows instead of an `env` value.
+const HIDDEN_ENV_VALUE: &str = "(set)";
+
 /// Default `idle_timeout` of reused instances.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -177,6 +180,14 @@ impl FunctionSpec {
             snapshot: default_snapshot(),
             cpu_time: None,
             cpu_weight: default_cpu_weight(),
+        }
+    }
+
+    /// Replaces each `env` value with [`HIDDEN_ENV_VALUE`]: what the admin
+    /// API shows, since values may be secrets.
+    pub fn hide_env_values(&mut self) {
+        for value in self.env.values_mut() {
+            *value = HIDDEN_ENV_VALUE.into();
         }
     }
 

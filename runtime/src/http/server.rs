@@ -22,7 +22,7 @@ use crate::config::{FunctionSpec, ServerSettings};
 use crate::deploy::artifact::Artifacts;
 use crate::deploy::component;
 use crate::deploy::registry::Registry;
-use crate::http::admin::Admin;
+use crate::http::admin::{Admin, AdminToken, Guard, canonical_files_root};
 use crate::http::gateway::Gateway;
 use crate::sandbox::engine::WispEngine;
 use crate::store::StateDir;
@@ -41,6 +41,16 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
         .state_dir
         .as_deref()
         .map(StateDir::open)
+        .transpose()?;
+    // Before loading anything: a bad token file or files_root fails fast.
+    let admin_token = settings
+        .admin
+        .map(|_| AdminToken::resolve(&settings))
+        .transpose()?;
+    let files_root = settings
+        .files_root
+        .as_deref()
+        .map(canonical_files_root)
         .transpose()?;
     let artifacts = Artifacts::new(engine.engine.clone(), settings.cache_dir().as_deref())?;
     let registry = Registry::new(engine, state, artifacts);
@@ -86,9 +96,14 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
         graceful.clone(),
         gateway,
     ))];
-    if let Some(listener) = admin_listener {
-        println!("wisp: admin API on http://{}", listener.local_addr()?);
-        let admin = Admin::new(registry.clone());
+    if let (Some(listener), Some(token)) = (admin_listener, admin_token) {
+        let bound = listener.local_addr()?;
+        // Before the admin line: scripts may stop reading at that one.
+        if let Some(file) = token.generated_file() {
+            println!("wisp: admin token in {}", file.display());
+        }
+        println!("wisp: admin API on http://{bound}");
+        let admin = Admin::new(registry.clone(), Guard::new(token, bound), files_root);
         loops.push(tokio::spawn(accept_loop(
             listener,
             stop.clone(),

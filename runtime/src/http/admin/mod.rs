@@ -1,0 +1,281 @@
+//! The admin API: deploy, inspect, roll back and delete functions at
+//! runtime. JSON in and out; errors are `{"error": "..."}` with a status that
+//! says whose fault it was. Every request passes the [`guard`] first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use wasmtime_wasi_http::WasiBody;
+
+use crate::config::FunctionSpec;
+use crate::deploy::registry::{NotFound, Registry};
+use crate::http::respond::{empty, json, plain};
+use crate::store::Revision;
+use crate::telemetry::metrics::prometheus;
+
+mod guard;
+mod token;
+
+pub use guard::Guard;
+pub use token::{AdminToken, TOKEN_FILE, read_token_file};
+
+/// Largest component upload; JS and Python components are 13-18 MB.
+const MAX_UPLOAD: usize = 256 << 20;
+/// Largest JSON body (settings, rollback).
+const MAX_JSON: usize = 1 << 20;
+
+/// The media type component uploads must declare.
+const WASM_TYPE: &str = "application/wasm";
+
+pub struct Admin {
+    registry: Arc<Registry>,
+    guard: Guard,
+    /// `[server] files_root`, resolved: where admin deploys' `dirs` must lie.
+    files_root: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    revision: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Uploaded {
+    component: String,
+}
+
+type Reply = Result<Response<WasiBody>, (StatusCode, String)>;
+
+impl Admin {
+    /// `files_root` must be canonical (see [`canonical_files_root`]).
+    pub fn new(registry: Arc<Registry>, guard: Guard, files_root: Option<PathBuf>) -> Arc<Self> {
+        Arc::new(Admin {
+            registry,
+            guard,
+            files_root,
+        })
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<WasiBody> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let reply = match self.guard.check(req.headers(), &path) {
+            Ok(()) => self.route(&method, &path, req).await,
+            Err(refusal) => Err(refusal),
+        };
+        let mut resp = reply.unwrap_or_else(|(status, message)| {
+            json(status, &serde_json::json!({ "error": message }))
+        });
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"wisp admin\""),
+            );
+        }
+        tracing::info!(target: "wisp::admin", %method, %path, status = resp.status().as_u16());
+        resp
+    }
+
+    async fn route(&self, method: &Method, path: &str, req: Request<Incoming>) -> Reply {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            (&Method::GET, ["healthz"]) => Ok(plain(StatusCode::OK, "ok\n".into())),
+            (&Method::GET, ["metrics"]) => {
+                let metrics = self.registry.metrics();
+                Ok(plain(
+                    StatusCode::OK,
+                    prometheus(metrics.iter().map(|(n, m)| (n.as_str(), &**m))),
+                ))
+            }
+            (&Method::POST, ["v1", "components"]) => self.upload(req).await,
+            (&Method::GET, ["v1", "functions"]) => {
+                let mut list = self.registry.list();
+                for info in &mut list {
+                    info.spec.hide_env_values();
+                }
+                Ok(json(StatusCode::OK, &list))
+            }
+            (&Method::GET, ["v1", "functions", name]) => {
+                let mut info = self.registry.info(name).map_err(refusal)?;
+                info.spec.hide_env_values();
+                Ok(json(StatusCode::OK, &info))
+            }
+            (&Method::PUT, ["v1", "functions", name]) => {
+                let name = name.to_string();
+                self.deploy(&name, req).await
+            }
+            (&Method::DELETE, ["v1", "functions", name]) => {
+                match self.registry.delete(name).await {
+                    Ok(()) => Ok(empty(StatusCode::NO_CONTENT)),
+                    Err(e) => Err(refusal(e)),
+                }
+            }
+            (&Method::GET, ["v1", "functions", name, "revisions"]) => {
+                let mut revisions = self.registry.revisions(name).map_err(refusal)?;
+                for revision in &mut revisions {
+                    revision.spec.hide_env_values();
+                }
+                Ok(json(StatusCode::OK, &revisions))
+            }
+            (&Method::POST, ["v1", "functions", name, "rollback"]) => {
+                let name = name.to_string();
+                self.rollback(&name, req).await
+            }
+            _ => Err((
+                StatusCode::NOT_FOUND,
+                format!("no admin endpoint {method} {path}; see docs/admin-api.md"),
+            )),
+        }
+    }
+
+    async fn upload(&self, req: Request<Incoming>) -> Reply {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::trim);
+        if !declared.is_some_and(|t| t.eq_ignore_ascii_case(WASM_TYPE)) {
+            return Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "upload the component's bytes with `Content-Type: {WASM_TYPE}` (got {})",
+                    declared.map_or("none".into(), |t| format!("`{t}`"))
+                ),
+            ));
+        }
+        let bytes = read_body(req, MAX_UPLOAD).await?;
+        let component = self
+            .registry
+            .add_component(bytes.to_vec())
+            .await
+            .map_err(refusal)?;
+        Ok(json(StatusCode::CREATED, &Uploaded { component }))
+    }
+
+    async fn deploy(&self, name: &str, req: Request<Incoming>) -> Reply {
+        let body = read_body(req, MAX_JSON).await?;
+        let mut spec: FunctionSpec = serde_json::from_slice(&body).map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("invalid function settings: {e}"),
+            )
+        })?;
+        if spec.name.is_empty() {
+            spec.name = name.to_string();
+        } else if spec.name != name {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "settings name `{}` differs from the URL's `{name}`",
+                    spec.name
+                ),
+            ));
+        }
+        confine_dirs(&mut spec, self.files_root.as_deref())
+            .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        let revision = self.registry.deploy(spec, None).await.map_err(refusal)?;
+        Ok(shown(revision))
+    }
+
+    async fn rollback(&self, name: &str, req: Request<Incoming>) -> Reply {
+        let body = read_body(req, MAX_JSON).await?;
+        let target: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
+            RollbackBody::default()
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid rollback body: {e}"),
+                )
+            })?
+        };
+        let revision = self
+            .registry
+            .rollback(name, target.revision)
+            .await
+            .map_err(refusal)?;
+        Ok(shown(revision))
+    }
+}
+
+/// A revision as the admin API answers it: env values may be secrets.
+fn shown(mut revision: Revision) -> Response<WasiBody> {
+    revision.spec.hide_env_values();
+    json(StatusCode::OK, &revision)
+}
+
+/// `[server] files_root` made canonical once at start, so that `dirs` can be
+/// compared with it.
+pub fn canonical_files_root(root: &Path) -> anyhow::Result<PathBuf> {
+    root.canonicalize().map_err(|e| {
+        anyhow::anyhow!(
+            "files_root `{}`: {e}; create the directory or fix the path",
+            root.display()
+        )
+    })
+}
+
+/// Admin deploys may preopen host directories only under `files_root`:
+/// each `dirs` path (relative ones are taken from `files_root`) is made
+/// canonical, so neither `..` nor a symlink leads out, and stored that way.
+fn confine_dirs(spec: &mut FunctionSpec, files_root: Option<&Path>) -> Result<(), String> {
+    if spec.dirs.is_empty() {
+        return Ok(());
+    }
+    let Some(root) = files_root else {
+        return Err(
+            "`dirs`: admin deploys may preopen host directories only under [server] files_root, \
+             which this server does not set; set it (wisp serve: --files-root) or deploy \
+             without dirs"
+                .into(),
+        );
+    };
+    for (guest, host) in spec.dirs.iter_mut() {
+        let real = root
+            .join(&*host)
+            .canonicalize()
+            .map_err(|e| format!("`dirs`: `{guest}` = `{host}`: {e}"))?;
+        if !real.starts_with(root) {
+            return Err(format!(
+                "`dirs`: `{guest}` = `{host}` is `{}`, outside [server] files_root `{}`; admin \
+                 deploys may preopen directories only under it",
+                real.display(),
+                root.display()
+            ));
+        }
+        *host = real
+            .to_str()
+            .ok_or_else(|| format!("`dirs`: `{guest}` = `{host}`: the path is not UTF-8"))?
+            .to_string();
+    }
+    Ok(())
+}
+
+fn refusal(e: anyhow::Error) -> (StatusCode, String) {
+    let status = if e.is::<NotFound>() {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (status, format!("{e:#}"))
+}
+
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, (StatusCode, String)> {
+    Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("could not read the request body (limit {limit} bytes): {e}"),
+            )
+        })
+}
