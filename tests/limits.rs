@@ -320,3 +320,21 @@ async fn waiting_is_not_cpu_time() {
     let (status, body) = get(&format!("{}/?ms=3000", wisp.url)).await;
     assert_eq!(status, 508, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heavy_guest_that_finishes_does_not_keep_the_cores() {
+    // A reused instance that computed for long and then went idle must not
+    // keep its turn on the cores: another function's long computation after
+    // it still runs (on a 2-core machine there is one such turn).
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[[function]]\nname = \"kept\"\ncomponent = \"{burn}\"\nroute = \"/kept\"\nisolation = \"instance\"\n\n[[function]]\nname = \"next\"\ncomponent = \"{burn}\"\nroute = \"/next\"\n",
+        burn = guest("burn").display()
+    );
+    let wisp = Wisp::up(dir.path(), &manifest);
+    for path in ["/kept?ms=200", "/next?ms=200", "/kept?ms=200"] {
+        let (status, body) = get(&format!("{}{path}", wisp.url)).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.starts_with("burned 200 ms"), "{path}: {body}");
+    }
+}

@@ -2,10 +2,12 @@
 //! share of the cores for functions that compute for long.
 //!
 //! **Measuring.** The epoch ticker advances every [`EPOCH_TICK`]; a guest
-//! that is *executing* when a tick passes enters the store's epoch callback
-//! (a guest waiting on a timer or I/O is not executing and never does).
-//! Each callback charges one tick: CPU time is sampled at the tick, like a
-//! profiler samples. A guest computing without pause is charged to within
+//! that is *executing* when a tick passes enters the store's epoch callback.
+//! Such a callback charges one tick: CPU time is sampled at the tick, like a
+//! profiler samples. A guest that waited (a timer, I/O, its turn) across
+//! ticks also enters the callback when it next runs Wasm, but then the
+//! ticks since its last callback show it was not executing, and nothing is
+//! charged. A guest computing without pause is charged to within
 //! one tick (10 ms); short bursts are charged a tick with the probability
 //! that a tick falls inside them, so the sum over many is unbiased.
 //!
@@ -14,12 +16,15 @@
 //! gives its core back and waits for a turn in the [`CpuLanes`] — at most
 //! `slots` heavy invocations run at once (one core fewer than the machine
 //! has, at least one), and turns go round-robin between *functions*, each
-//! taking `cpu_weight` turns in a row. So a function with many spinning
+//! taking `cpu_weight` turns in a row. A turn not handed back within two
+//! ticks (its guest started waiting, or finished while its instance lives
+//! on) is taken back by the ticker. So a function with many spinning
 //! invocations gets the same share as a function with one heavy request,
 //! and at least one core is always left for short requests and for
 //! accepting connections.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +56,26 @@ impl std::fmt::Display for CpuLimitReached {
 
 impl std::error::Error for CpuLimitReached {}
 
+/// Epoch ticks since the process started, counted beside the engine's epoch
+/// by the ticker: what tells a tick that passed while a guest executed from
+/// ticks that passed while it waited.
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// The ticker's work at every tick, after advancing the engine's epoch.
+pub fn tick(lanes: &Arc<CpuLanes>) {
+    let now = TICKS.fetch_add(1, Ordering::AcqRel) + 1;
+    lanes.expire(now);
+}
+
+fn now() -> u64 {
+    TICKS.load(Ordering::Acquire)
+}
+
+/// A turn not handed back within this many ticks is taken back: its guest
+/// stopped executing (it waits on I/O, or finished and its instance lives
+/// on) without reaching another tick.
+const LEASE: u64 = 2;
+
 /// Turns to run heavy invocations, shared fairly between functions.
 pub struct CpuLanes {
     slots: usize,
@@ -59,7 +84,9 @@ pub struct CpuLanes {
 
 #[derive(Default)]
 struct Lanes {
-    running: usize,
+    /// Turns out now: lease id → tick it was granted at.
+    running: HashMap<u64, u64>,
+    next_lease: u64,
     /// Functions with waiting invocations, in round-robin order.
     order: VecDeque<Arc<str>>,
     waiting: HashMap<Arc<str>, Waiting>,
@@ -75,14 +102,48 @@ struct Waiting {
 /// The right to run heavy guest code until the next tick; dropping it hands
 /// the turn on.
 pub struct Turn {
-    /// `None` once handed on.
+    /// `None` once taken back without handing on.
     lanes: Option<Arc<CpuLanes>>,
+    lease: u64,
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
         if let Some(lanes) = self.lanes.take() {
-            lanes.hand_on();
+            lanes.release(self.lease);
+        }
+    }
+}
+
+impl Lanes {
+    fn lease(&mut self) -> u64 {
+        self.next_lease += 1;
+        self.running.insert(self.next_lease, now());
+        self.next_lease
+    }
+
+    /// The next waiting invocation, round-robin between functions.
+    fn next_waiter(&mut self) -> Option<oneshot::Sender<Turn>> {
+        loop {
+            let function = self.order.front().cloned()?;
+            let Some(waiting) = self.waiting.get_mut(&function) else {
+                self.order.pop_front();
+                continue;
+            };
+            let Some(tx) = waiting.queue.pop_front() else {
+                self.waiting.remove(&function);
+                self.order.pop_front();
+                continue;
+            };
+            waiting.turns -= 1;
+            if waiting.queue.is_empty() {
+                self.waiting.remove(&function);
+                self.order.pop_front();
+            } else if waiting.turns == 0 {
+                waiting.turns = waiting.weight;
+                self.order.rotate_left(1);
+            }
+            return Some(tx);
         }
     }
 }
@@ -104,10 +165,11 @@ impl CpuLanes {
     pub async fn turn(self: &Arc<Self>, function: &Arc<str>, weight: u32) -> Turn {
         let rx = {
             let mut lanes = self.lock();
-            if lanes.running < self.slots && lanes.order.is_empty() {
-                lanes.running += 1;
+            if lanes.running.len() < self.slots && lanes.order.is_empty() {
+                let lease = lanes.lease();
                 return Turn {
                     lanes: Some(self.clone()),
+                    lease,
                 };
             }
             let (tx, rx) = oneshot::channel();
@@ -128,49 +190,51 @@ impl CpuLanes {
             // The lanes never drop a waiter without a turn; if they did,
             // running without one is the safe side.
             Err(_) => {
-                self.lock().running += 1;
+                let lease = self.lock().lease();
                 Turn {
                     lanes: Some(self.clone()),
+                    lease,
                 }
             }
         }
     }
 
-    /// A turn ended: give it to the next waiting function's oldest
-    /// invocation, or free the slot.
-    fn hand_on(self: &Arc<Self>) {
+    fn release(self: &Arc<Self>, lease: u64) {
         let mut lanes = self.lock();
-        loop {
-            let Some(function) = lanes.order.front().cloned() else {
-                lanes.running -= 1;
+        // A lease taken back by `expire` was handed on then.
+        if lanes.running.remove(&lease).is_some() {
+            self.grant(&mut lanes);
+        }
+    }
+
+    /// Takes back turns held past their lease, and hands them on.
+    fn expire(self: &Arc<Self>, now: u64) {
+        let mut lanes = self.lock();
+        let before = lanes.running.len();
+        lanes
+            .running
+            .retain(|_, granted| now.saturating_sub(*granted) <= LEASE);
+        if lanes.running.len() < before {
+            self.grant(&mut lanes);
+        }
+    }
+
+    /// Gives free slots to waiting invocations.
+    fn grant(self: &Arc<Self>, lanes: &mut Lanes) {
+        while lanes.running.len() < self.slots {
+            let Some(tx) = lanes.next_waiter() else {
                 return;
             };
-            let Some(waiting) = lanes.waiting.get_mut(&function) else {
-                lanes.order.pop_front();
-                continue;
-            };
-            let Some(tx) = waiting.queue.pop_front() else {
-                lanes.waiting.remove(&function);
-                lanes.order.pop_front();
-                continue;
-            };
-            waiting.turns -= 1;
-            if waiting.queue.is_empty() {
-                lanes.waiting.remove(&function);
-                lanes.order.pop_front();
-            } else if waiting.turns == 0 {
-                waiting.turns = waiting.weight;
-                lanes.order.rotate_left(1);
-            }
+            let lease = lanes.lease();
             let turn = Turn {
                 lanes: Some(self.clone()),
+                lease,
             };
-            match tx.send(turn) {
-                Ok(()) => return,
+            if let Err(mut turn) = tx.send(turn) {
                 // The waiter went away (its instance was dropped): take the
-                // turn back without handing it on from `Drop` (this lock is
-                // held) and try the next waiter.
-                Err(mut turn) => turn.lanes = None,
+                // lease back here, not from `Drop` (this lock is held).
+                lanes.running.remove(&turn.lease);
+                turn.lanes = None;
             }
         }
     }
@@ -186,6 +250,10 @@ pub struct CpuMeter {
     ticks: u32,
     /// Ticks charged over the instance's life.
     total: u64,
+    /// The tick of the last callback (or of the start of the work): a
+    /// callback one tick later means the guest executed across that tick;
+    /// one many ticks later means it re-entered after waiting.
+    last: u64,
     lanes: Arc<CpuLanes>,
     /// The turn held until the next tick (heavy invocations only).
     turn: Arc<Mutex<Option<Turn>>>,
@@ -209,6 +277,7 @@ impl CpuMeter {
             limit,
             ticks: 0,
             total: 0,
+            last: now(),
             lanes,
             turn: Arc::default(),
             tag,
@@ -218,6 +287,7 @@ impl CpuMeter {
     /// New work starts on the instance: its charge starts from zero.
     pub fn reset(&mut self) {
         self.ticks = 0;
+        self.last = now();
     }
 
     /// CPU time charged since the current work started.
@@ -233,8 +303,13 @@ impl CpuMeter {
     /// The epoch callback: charge a tick, stop the guest past its limit,
     /// and make a heavy guest wait for its next turn.
     pub fn on_tick(&mut self) -> wasmtime::Result<UpdateDeadline> {
-        self.ticks = self.ticks.saturating_add(1);
-        self.total += 1;
+        let now = now();
+        let executing = now <= self.last + 1;
+        self.last = now;
+        if executing {
+            self.ticks = self.ticks.saturating_add(1);
+            self.total += 1;
+        }
         if self.limit.is_some_and(|limit| self.ticks > limit) {
             self.tag.set_cpu_exceeded();
             return Err(CpuLimitReached.into());
@@ -316,7 +391,7 @@ mod tests {
             order_of_turns(&lanes, &waiters).await,
             ["busy", "other", "busy", "busy", "busy"]
         );
-        assert_eq!(lanes.lock().running, 0);
+        assert!(lanes.lock().running.is_empty());
     }
 
     #[tokio::test]
@@ -344,6 +419,47 @@ mod tests {
         // The slot is free again: a new turn is granted at once.
         let again = tokio::time::timeout(Duration::from_secs(5), lanes.turn(&name("c"), 1)).await;
         assert!(again.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_turn_kept_past_its_lease_is_taken_back() {
+        let lanes = CpuLanes::new(1);
+        // Held by a guest that stopped executing without handing it back.
+        let idle = lanes.turn(&name("idle"), 1).await;
+        let waiter = {
+            let lanes = lanes.clone();
+            tokio::spawn(async move { lanes.turn(&name("busy"), 1).await })
+        };
+        tokio::task::yield_now().await;
+        for _ in 0..=LEASE {
+            tick(&lanes);
+        }
+        let turn = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter got the slot back")
+            .unwrap();
+        // The late hand-back of the expired turn frees nothing twice.
+        drop(idle);
+        assert_eq!(lanes.lock().running.len(), 1);
+        drop(turn);
+        assert!(lanes.lock().running.is_empty());
+    }
+
+    #[test]
+    fn waiting_across_ticks_is_not_charged() {
+        let lanes = CpuLanes::new(2);
+        let tag = InstanceTag::new("f".into(), crate::telemetry::ids::InstanceId(2), false);
+        let mut meter = CpuMeter::new(lanes.clone(), tag, None, 1);
+        // Re-entering Wasm after waiting five ticks.
+        for _ in 0..5 {
+            tick(&lanes);
+        }
+        meter.on_tick().unwrap();
+        assert_eq!(meter.used(), Duration::ZERO);
+        // Executing across the next tick.
+        tick(&lanes);
+        meter.on_tick().unwrap();
+        assert_eq!(meter.used(), EPOCH_TICK);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::config::PoolSettings;
-use crate::sandbox::cpu::{CpuLanes, EPOCH_TICK};
+use crate::sandbox::cpu::{self, CpuLanes, EPOCH_TICK};
 use crate::sandbox::host::Host;
 use crate::sandbox::outbound::policy::OwnPorts;
 
@@ -81,13 +81,14 @@ impl WispEngine {
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let lanes = CpuLanes::new(cores);
+        spawn_epoch_ticker(engine.clone(), lanes.clone(), ticker_stop.clone())?;
         Ok(Arc::new(WispEngine {
             engine,
             linker,
             pool: pool.clone(),
-            lanes: CpuLanes::new(cores),
+            lanes,
             own_ports: Arc::default(),
             ticker_stop,
         }))
@@ -102,13 +103,14 @@ impl Drop for WispEngine {
 
 /// A plain thread rather than a tokio task: it must tick even when every
 /// tokio worker is busy, which is exactly when deadlines matter.
-fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<()> {
+fn spawn_epoch_ticker(engine: Engine, lanes: Arc<CpuLanes>, stop: Arc<AtomicBool>) -> Result<()> {
     std::thread::Builder::new()
         .name("wisp-epoch".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(EPOCH_TICK);
                 engine.increment_epoch();
+                cpu::tick(&lanes);
             }
         })
         .context("could not start the epoch ticker thread")?;
