@@ -48,7 +48,7 @@ impl Admin {
         let path = req.uri().path().to_string();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let reply = match (&method, segments.as_slice()) {
-            (&Method::GET, ["healthz"]) => Ok(plain(StatusCode::OK, "ok\n".into())),
+            (&Method::GET, ["healthz"]) => Ok(self.health()),
             (&Method::GET, ["metrics"]) => {
                 let metrics = self.registry.metrics();
                 Ok(plain(
@@ -92,6 +92,24 @@ impl Admin {
         });
         tracing::info!(target: "wisp::admin", %method, %path, status = resp.status().as_u16());
         resp
+    }
+
+    /// `200 ok`, or `503` naming every function that failed to load at
+    /// start and why.
+    fn health(&self) -> Response<WasiBody> {
+        let failed = self.registry.failures();
+        if failed.is_empty() {
+            return plain(StatusCode::OK, "ok\n".into());
+        }
+        let mut body = format!(
+            "unhealthy: {} function(s) failed to restore; deploy them again, roll them back or \
+             delete them\n",
+            failed.len()
+        );
+        for (name, error) in failed {
+            body.push_str(&format!("{name}: {error}\n"));
+        }
+        plain(StatusCode::SERVICE_UNAVAILABLE, body)
     }
 
     async fn upload(&self, req: Request<Incoming>) -> Reply {
