@@ -205,6 +205,8 @@ async fn directories_are_closed_unless_configured() {
         404,
         "no directory is preopened by default"
     );
+    // One server per state directory.
+    drop(wisp);
 
     let missing = format!("{closed}dirs = {{ \"/static\" = \"nowhere\" }}\n");
     let logs = match Wisp::up_result(dir.path(), &missing) {

@@ -159,6 +159,17 @@ impl Wisp {
         })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: the process gets no chance to tidy up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        wait_for_eof(&self.stderr_reader);
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
     }

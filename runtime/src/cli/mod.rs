@@ -64,6 +64,14 @@ pub struct ServeArgs {
     /// [default: $WISP_CACHE_DIR or ~/.cache/wisp/artifacts].
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Revisions kept per function in the state directory, the current one
+    /// always among them ([server] keep_revisions).
+    #[arg(long, default_value = "10")]
+    pub keep_revisions: std::num::NonZeroUsize,
+    /// Disk space the artifact cache may take, least recently used entries
+    /// out first ([server] cache_max_size).
+    #[arg(long, default_value = "2Gi")]
+    pub cache_max_size: ByteSize,
     /// Function name used in logs and metrics [default: the file's stem].
     #[arg(long)]
     pub name: Option<String>,
@@ -303,6 +311,8 @@ impl Cli {
                     files_root: args.files_root,
                     state_dir: args.state_dir,
                     cache_dir: args.cache_dir,
+                    keep_revisions: args.keep_revisions,
+                    cache_max_size: args.cache_max_size,
                     shutdown_grace: args.shutdown_grace,
                     pool,
                 };
@@ -329,15 +339,22 @@ async fn functions(admin: &client::Target, command: FunctionsCommand) -> Result<
     match command {
         FunctionsCommand::List => {
             let list = client::call(admin, Method::GET, "/v1/functions", Vec::new()).await?;
-            println!("{:<24} {:>8}  {:<16} ROUTE", "NAME", "REVISION", "WORLD");
+            println!(
+                "{:<24} {:>8}  {:<16} {:<8} ROUTE",
+                "NAME", "REVISION", "WORLD", "STATUS"
+            );
             for f in list.as_array().into_iter().flatten() {
                 println!(
-                    "{:<24} {:>8}  {:<16} {}",
+                    "{:<24} {:>8}  {:<16} {:<8} {}",
                     f["name"].as_str().unwrap_or(""),
                     f["current_revision"],
-                    f["world"].as_str().unwrap_or(""),
+                    f["world"].as_str().unwrap_or("-"),
+                    f["status"].as_str().unwrap_or(""),
                     f["spec"]["route"].as_str().unwrap_or("")
                 );
+                if let Some(error) = f["error"].as_str() {
+                    println!("  error: {error}");
+                }
             }
         }
         FunctionsCommand::Get { name } => print_json(

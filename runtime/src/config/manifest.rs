@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use crate::config::{FunctionSpec, PoolSettings, Span, normalize_route};
+use crate::config::{ByteSize, FunctionSpec, PoolSettings, Span, normalize_route};
 
 /// The environment variable that sets the admin API's bearer token, for the
 /// server and the CLI alike; it wins over `admin_token_file`.
@@ -52,6 +53,14 @@ pub struct ServerSettings {
     /// Defaults to `$WISP_CACHE_DIR`, else `~/.cache/wisp/artifacts`.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// Revisions kept per function, the current one always among them; older
+    /// ones, and the components only they used, are removed.
+    #[serde(default = "default_keep_revisions")]
+    pub keep_revisions: NonZeroUsize,
+    /// Disk space the artifact cache may take; the least recently used
+    /// entries are evicted first.
+    #[serde(default = "default_cache_max_size")]
+    pub cache_max_size: ByteSize,
     /// How long in-flight requests may run after SIGTERM/SIGINT.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: Span,
@@ -61,6 +70,15 @@ pub struct ServerSettings {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_keep_revisions() -> NonZeroUsize {
+    const TEN: NonZeroUsize = NonZeroUsize::new(10).unwrap();
+    TEN
+}
+
+fn default_cache_max_size() -> ByteSize {
+    ByteSize(2 << 30)
 }
 
 fn default_shutdown_grace() -> Span {
@@ -76,6 +94,8 @@ impl Default for ServerSettings {
             files_root: None,
             state_dir: None,
             cache_dir: None,
+            keep_revisions: default_keep_revisions(),
+            cache_max_size: default_cache_max_size(),
             shutdown_grace: default_shutdown_grace(),
             pool: PoolSettings::default(),
         }
@@ -313,6 +333,8 @@ allowed_outbound_hosts = ["http://127.0.0.1:9000"]
                 "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroute = \"/x\"\n[[function]]\nname = \"b\"\ncomponent = \"b.wasm\"\nroute = \"/x/\"\n",
                 ":8: function `b`: `route`: route `/x` is already served by function `a`",
             ),
+            ("[server]\nkeep_revisions = 0\n", "nonzero"),
+            ("[server]\ncache_max_size = \"lots\"\n", "invalid size"),
         ];
         for (text, expected) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());

@@ -6,11 +6,17 @@
 //! entry carries a CRC-32 of its payload that is checked before loading;
 //! entries are written through a temp file and renamed into place; a corrupt
 //! or stale entry is logged, removed and rebuilt, never loaded.
+//!
+//! On disk the cache is bounded (`[server] cache_max_size`): after every
+//! write the least recently used entries (by mtime, which a load refreshes)
+//! go first. In memory it keeps only the compiled code the registry says is
+//! in use ([`Artifacts::retain`]).
 
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow};
 use dashmap::DashMap;
@@ -18,7 +24,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::deploy::component;
-use crate::store::write_atomic;
+use crate::store::{Leftovers, remove_leftover_temps, write_atomic};
 
 /// Marks our entry format; bump it when the layout changes.
 const MAGIC: &[u8; 8] = b"WISPART2";
@@ -33,6 +39,8 @@ pub struct Artifacts {
     engine: Engine,
     /// `<cache_dir>/<engine fingerprint>`, or `None` for memory only.
     dir: Option<PathBuf>,
+    /// Bytes the entries on disk may take, all engine fingerprints together.
+    max_size: u64,
     compiled: DashMap<String, Component>,
 }
 
@@ -45,7 +53,10 @@ pub fn engine_fingerprint(engine: &Engine) -> String {
 }
 
 impl Artifacts {
-    pub fn new(engine: Engine, cache_dir: Option<&Path>) -> Result<Self> {
+    /// Opens the cache under `cache_dir` (memory only without one), removes
+    /// the temp files of writers that died mid-write, and trims it to
+    /// `max_size` bytes.
+    pub fn new(engine: Engine, cache_dir: Option<&Path>, max_size: u64) -> Result<Self> {
         let dir = match cache_dir {
             Some(root) => {
                 let dir = root.join(engine_fingerprint(&engine));
@@ -53,16 +64,50 @@ impl Artifacts {
                     std::fs::create_dir_all(dir.join(sub)).with_context(|| {
                         format!("could not create the artifact cache `{}`; pick another with --cache-dir or [server] cache_dir", dir.display())
                     })?;
+                    // Other servers may share the cache: only dead writers'
+                    // temp files are leftovers.
+                    let removed = remove_leftover_temps(&dir.join(sub), Leftovers::OfDeadWriters)?;
+                    if removed > 0 {
+                        tracing::info!(
+                            "removed {removed} temp file(s) an interrupted write left in `{}`",
+                            dir.join(sub).display()
+                        );
+                    }
                 }
                 Some(dir)
             }
             None => None,
         };
-        Ok(Artifacts {
+        let artifacts = Artifacts {
             engine,
             dir,
+            max_size,
             compiled: DashMap::new(),
-        })
+        };
+        artifacts.trim();
+        Ok(artifacts)
+    }
+
+    /// Drops from memory the compiled code whose key (the digest of what was
+    /// compiled) is not in `keep`; the disk copy stays.
+    pub fn retain(&self, keep: &HashSet<String>) {
+        self.compiled.retain(|key, _| keep.contains(key));
+    }
+
+    /// Evicts least recently used entries until the cache fits `max_size`.
+    fn trim(&self) {
+        let Some(root) = self.dir.as_deref().and_then(Path::parent) else {
+            return;
+        };
+        match evict_lru(root, self.max_size) {
+            Ok((0, _)) => {}
+            Ok((n, bytes)) => tracing::info!(
+                "artifact cache over cache_max_size = {}: evicted the {n} least recently used \
+                 entries ({bytes} bytes)",
+                crate::config::ByteSize(self.max_size)
+            ),
+            Err(e) => tracing::warn!("could not trim the artifact cache: {e:#}"),
+        }
     }
 
     /// The compiled form of `bytes`: from memory, from disk, or compiled now
@@ -84,6 +129,7 @@ impl Artifacts {
             // this engine fingerprint, and its checksum was just verified.
             match unsafe { Component::deserialize(&self.engine, &entry[HEADER..]) } {
                 Ok(c) => {
+                    touch(path);
                     tracing::info!(
                         component = label,
                         "loaded compiled code from the artifact cache"
@@ -100,11 +146,10 @@ impl Artifacts {
         let compiled = self.compile_now(bytes, label).await?;
         if let Some(path) = &path {
             match compiled.serialize() {
-                Ok(code) => {
-                    if let Err(e) = write_entry(path, &code) {
-                        tracing::warn!("could not cache compiled code: {e:#}");
-                    }
-                }
+                Ok(code) => match write_entry(path, &code) {
+                    Ok(()) => self.trim(),
+                    Err(e) => tracing::warn!("could not cache compiled code: {e:#}"),
+                },
                 Err(e) => tracing::warn!("could not serialize compiled code: {e}"),
             }
         }
@@ -138,24 +183,88 @@ impl Artifacts {
 
     /// A snapshot stored under `key`, if present and intact.
     pub fn snapshot(&self, key: &str) -> Option<Vec<u8>> {
-        let mut entry = read_entry(
-            &self
-                .dir
-                .as_ref()?
-                .join("snapshots")
-                .join(format!("{key}.wasm")),
-        )?;
+        let path = self
+            .dir
+            .as_ref()?
+            .join("snapshots")
+            .join(format!("{key}.wasm"));
+        let mut entry = read_entry(&path)?;
+        touch(&path);
         entry.drain(..HEADER);
         Some(entry)
     }
 
     pub fn put_snapshot(&self, key: &str, bytes: &[u8]) {
-        if let Some(dir) = &self.dir
-            && let Err(e) = write_entry(&dir.join("snapshots").join(format!("{key}.wasm")), bytes)
-        {
-            tracing::warn!("could not cache snapshot: {e:#}");
+        let Some(dir) = &self.dir else {
+            return;
+        };
+        match write_entry(&dir.join("snapshots").join(format!("{key}.wasm")), bytes) {
+            Ok(()) => self.trim(),
+            Err(e) => tracing::warn!("could not cache snapshot: {e:#}"),
         }
     }
+}
+
+/// Marks an entry as just used (LRU order is mtime order; atime is often
+/// not kept).
+fn touch(path: &Path) {
+    let touched = std::fs::File::options()
+        .append(true)
+        .open(path)
+        .and_then(|f| f.set_modified(SystemTime::now()));
+    if let Err(e) = touched {
+        tracing::debug!("could not mark `{}` as used: {e}", path.display());
+    }
+}
+
+/// Removes the least recently used entries under `root` (every engine
+/// fingerprint's `compiled/` and `snapshots/`) until they add up to at most
+/// `max_size` bytes; returns how many entries and bytes went.
+fn evict_lru(root: &Path, max_size: u64) -> Result<(usize, u64)> {
+    let mut entries = Vec::new();
+    for fingerprint in std::fs::read_dir(root)? {
+        let fingerprint = fingerprint?.path();
+        for sub in ["compiled", "snapshots"] {
+            let Ok(dir) = std::fs::read_dir(fingerprint.join(sub)) else {
+                continue;
+            };
+            for entry in dir {
+                let entry = entry?;
+                // Temp files are writes in progress, not entries.
+                if entry.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else {
+                    continue;
+                };
+                if meta.is_file() {
+                    let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                    entries.push((used, meta.len(), entry.path()));
+                }
+            }
+        }
+    }
+    let mut total: u64 = entries.iter().map(|e| e.1).sum();
+    entries.sort_by_key(|e| e.0);
+    let (mut evicted, mut freed) = (0, 0);
+    for (_, len, path) in entries {
+        if total <= max_size {
+            break;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                evicted += 1;
+                freed += len;
+            }
+            // Another server sharing the cache evicted it first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("could not evict `{}`", path.display()));
+            }
+        }
+        total -= len;
+    }
+    Ok((evicted, freed))
 }
 
 /// Reads an entry whole (payload from [`HEADER`] on) if the magic and
@@ -199,5 +308,41 @@ mod tests {
         std::fs::write(&path, data).unwrap();
         assert!(read_entry(&path).is_none());
         assert!(!path.exists(), "a corrupt entry is removed");
+    }
+
+    #[test]
+    fn the_cache_evicts_least_recently_used_entries_first() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("0123456789abcdef");
+        for sub in ["compiled", "snapshots"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let hour_ago = |n: u64| SystemTime::now() - Duration::from_secs(3600 * n);
+        let entries = [
+            (dir.join("compiled/a.cwasm"), hour_ago(4)),
+            (dir.join("snapshots/b.wasm"), hour_ago(3)),
+            (dir.join("compiled/c.cwasm"), hour_ago(2)),
+            (dir.join("compiled/d.cwasm"), hour_ago(1)),
+        ];
+        for (path, used) in &entries {
+            write_entry(path, &[0; 100]).unwrap();
+            let f = std::fs::File::options().append(true).open(path).unwrap();
+            f.set_modified(*used).unwrap();
+        }
+        // A load makes the oldest entry the most recently used.
+        touch(&entries[0].0);
+        // A write in progress is neither counted nor evicted.
+        std::fs::write(dir.join("compiled/.wisp-tmp-1-x"), [0; 1000]).unwrap();
+
+        let entry = (100 + HEADER) as u64;
+        assert_eq!(evict_lru(root.path(), 4 * entry).unwrap(), (0, 0));
+        assert_eq!(evict_lru(root.path(), 2 * entry).unwrap(), (2, 2 * entry));
+        let left: Vec<bool> = entries.iter().map(|(p, _)| p.exists()).collect();
+        assert_eq!(
+            left,
+            [true, false, false, true],
+            "b and c were used least recently"
+        );
+        assert!(dir.join("compiled/.wisp-tmp-1-x").exists());
     }
 }

@@ -1,12 +1,14 @@
 //! Functions and their revisions: deploy, roll back, delete, restore after a
 //! restart. A deploy compiles and links off to the side, then swaps the
 //! function's current revision atomically; requests already running keep the
-//! revision they started on.
+//! revision they started on. A function whose stored revision cannot be
+//! loaded at start is kept as failed (listed, unhealthy, serving nothing)
+//! until it is deployed, rolled back or deleted.
 
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use dashmap::DashMap;
 use serde::Serialize;
 use wasmtime::component::Component;
@@ -23,6 +25,9 @@ use crate::sandbox::host::HostConfig;
 use crate::store::{History, Revision, StateDir};
 use crate::telemetry::metrics::{FunctionMetrics, MetricsSnapshot};
 
+mod gc;
+mod restore;
+
 /// A refusal the admin API reports as 404 rather than 400.
 #[derive(Debug)]
 pub struct NotFound(pub String);
@@ -35,14 +40,29 @@ impl std::fmt::Display for NotFound {
 
 impl std::error::Error for NotFound {}
 
+/// Whether a function serves.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ready,
+    /// Its stored current revision could not be loaded at start.
+    Failed,
+}
+
 /// What the admin API shows of a function.
 #[derive(Serialize)]
 pub struct FunctionInfo {
     pub name: String,
+    pub status: Status,
+    /// Why a failed function could not be loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub current_revision: u64,
-    pub world: &'static str,
+    /// `None` when failed.
+    pub world: Option<&'static str>,
     pub snapshotted: bool,
-    pub spec: FunctionSpec,
+    /// The current revision's settings; `None` when its record is unreadable.
+    pub spec: Option<FunctionSpec>,
     pub revisions: usize,
     pub metrics: MetricsSnapshot,
 }
@@ -51,17 +71,41 @@ pub struct FunctionInfo {
 struct Function {
     history: History,
     live: Arc<LiveRevision>,
+    /// Artifact keys of the compiled code `live` runs.
+    compiled: Vec<String>,
+}
+
+/// A stored function that could not be loaded at start.
+struct Failed {
+    /// `None` when its record itself is unreadable.
+    history: Option<History>,
+    error: String,
+}
+
+/// A revision compiled and linked, ready to go live.
+struct Prepared {
+    loaded: Loaded,
+    /// The component, to store again should garbage collection have removed
+    /// it while this deploy was compiling.
+    bytes: Arc<[u8]>,
+    compiled: Vec<String>,
 }
 
 pub struct Registry {
     engine: Arc<WispEngine>,
     state: Option<StateDir>,
     functions: DashMap<String, Function>,
+    failed: DashMap<String, Failed>,
     /// Kept across revisions and deletes so counters never go backwards.
     metrics: DashMap<String, Arc<FunctionMetrics>>,
-    /// Uploaded components by digest (also in the state dir when there is one).
+    /// Uploaded components by digest: those live revisions and pending
+    /// uploads use (the state dir has all); without a state dir, every one
+    /// a revision references.
     components: DashMap<String, Arc<[u8]>>,
+    /// Components uploaded and not yet deployed, by digest, with when.
+    uploads: DashMap<String, Instant>,
     artifacts: Artifacts,
+    keep_revisions: usize,
     routes: RwLock<Arc<RouteTable<LiveRevision>>>,
     /// Serializes changes so route checks and swaps see a consistent set.
     changes: tokio::sync::Mutex<()>,
@@ -123,18 +167,23 @@ fn digest_of(reference: &str) -> Result<&str> {
 }
 
 impl Registry {
+    /// `keep_revisions` bounds each function's history (at least 1).
     pub fn new(
         engine: Arc<WispEngine>,
         state: Option<StateDir>,
         artifacts: Artifacts,
+        keep_revisions: usize,
     ) -> Arc<Self> {
         Arc::new(Registry {
             engine,
             state,
             functions: DashMap::new(),
+            failed: DashMap::new(),
             metrics: DashMap::new(),
             components: DashMap::new(),
+            uploads: DashMap::new(),
             artifacts,
+            keep_revisions: keep_revisions.max(1),
             routes: RwLock::default(),
             changes: tokio::sync::Mutex::new(()),
         })
@@ -168,6 +217,7 @@ impl Registry {
             state.put_component(&digest, &bytes)?;
         }
         self.components.insert(digest.clone(), bytes);
+        self.uploads.insert(digest.clone(), Instant::now());
         Ok(format!("sha256:{digest}"))
     }
 
@@ -185,16 +235,21 @@ impl Registry {
 
     /// What the function's instances are made from: the pre-initialized
     /// snapshot when the component has an init export (and `snapshot` is
-    /// on), else the component itself. Both come from the artifact cache.
-    async fn runnable(&self, spec: &FunctionSpec, host: &HostConfig) -> Result<(Component, bool)> {
+    /// on), else the component itself. Both come from the artifact cache;
+    /// the key of the one used is returned.
+    async fn runnable(
+        &self,
+        spec: &FunctionSpec,
+        bytes: &Arc<[u8]>,
+        host: &HostConfig,
+    ) -> Result<(Component, bool, String)> {
         let digest = digest_of(&spec.component)?;
-        let bytes = self.bytes(digest)?;
         let original = self
             .artifacts
             .compile(bytes.clone(), digest, &short(digest))
             .await?;
         if !spec.snapshot || !snapshot::wants_init(&original) {
-            return Ok((original, false));
+            return Ok((original, false, digest.to_string()));
         }
         let key = snapshot::snapshot_key(digest, spec, &engine_fingerprint(&self.engine.engine));
         let snap: Arc<[u8]> = match self.artifacts.snapshot(&key) {
@@ -204,7 +259,7 @@ impl Registry {
             }
             None => {
                 let started = std::time::Instant::now();
-                let snap = snapshot::run_init(&self.engine, &bytes, host, spec.timeout.0)
+                let snap = snapshot::run_init(&self.engine, bytes, host, spec.timeout.0)
                     .await
                     .map_err(|e| anyhow!("pre-initialization refused the deploy: {e:#}"))?;
                 tracing::info!(function = %spec.name, ms = started.elapsed().as_millis() as u64, "pre-initialized");
@@ -217,13 +272,14 @@ impl Registry {
         Ok((
             self.artifacts.compile(snap, &snap_digest, &label).await?,
             true,
+            snap_digest,
         ))
     }
 
     /// Checks `spec`, then compiles (or loads from the cache), pre-initializes
     /// and links its component: the slow part of a deploy, done before the
     /// change lock is taken.
-    async fn prepare(&self, spec: &FunctionSpec) -> Result<Loaded> {
+    async fn prepare(&self, spec: &FunctionSpec) -> Result<Prepared> {
         let max = self.engine.pool.max_memory;
         if spec.memory > max {
             bail!(
@@ -233,12 +289,17 @@ impl Registry {
             );
         }
         let host = host_config(spec, &self.engine)?;
-        let (component, snapshotted) = self.runnable(spec, &host).await?;
-        Ok(Loaded {
-            engine: self.engine.engine.clone(),
-            pre: component::prepare(&self.engine, &component)?,
-            host,
-            snapshotted,
+        let bytes = self.bytes(digest_of(&spec.component)?)?;
+        let (component, snapshotted, key) = self.runnable(spec, &bytes, &host).await?;
+        Ok(Prepared {
+            loaded: Loaded {
+                engine: self.engine.engine.clone(),
+                pre: component::prepare(&self.engine, &component)?,
+                host,
+                snapshotted,
+            },
+            bytes,
+            compiled: vec![key],
         })
     }
 
@@ -275,18 +336,32 @@ impl Registry {
     }
 
     /// Saves `history` and makes `live` serve; the revision it replaces is
-    /// retired (its requests in flight finish on it).
-    fn commit(&self, history: History, live: Arc<LiveRevision>) -> Result<()> {
+    /// retired (its requests in flight finish on it), and what no revision
+    /// needs any more is collected.
+    fn commit(
+        &self,
+        history: History,
+        live: Arc<LiveRevision>,
+        compiled: Vec<String>,
+    ) -> Result<()> {
         if let Some(state) = &self.state {
             state.save(&history)?;
         }
-        let replaced = self
-            .functions
-            .insert(history.name.clone(), Function { history, live });
+        let name = history.name.clone();
+        let replaced = self.functions.insert(
+            name.clone(),
+            Function {
+                history,
+                live,
+                compiled,
+            },
+        );
+        self.failed.remove(&name);
         self.publish_routes();
         if let Some(old) = replaced {
             old.live.retire();
         }
+        self.collect_garbage();
         Ok(())
     }
 
@@ -297,20 +372,22 @@ impl Registry {
         spec: FunctionSpec,
         manifest_applied: Option<String>,
     ) -> Result<Revision> {
-        let loaded = self.prepare(&spec).await?;
+        let prepared = self.prepare(&spec).await?;
         let _changes = self.changes.lock().await;
         self.check_route_free(&spec)?;
-        let mut record = match self.functions.get(&spec.name) {
-            Some(f) => f.history.clone(),
-            None => History {
-                name: spec.name.clone(),
-                current: 0,
-                revisions: Vec::new(),
-                manifest_applied: None,
-            },
-        };
+        let digest = digest_of(&spec.component)?.to_string();
+        if let Some(state) = &self.state {
+            state.put_component(&digest, &prepared.bytes)?;
+        }
+        // A function that failed to load keeps its history too.
+        let mut record = self.stored(&spec.name).unwrap_or_else(|| History {
+            name: spec.name.clone(),
+            current: 0,
+            revisions: Vec::new(),
+            manifest_applied: None,
+        });
         let number = record.revisions.iter().map(|r| r.number).max().unwrap_or(0) + 1;
-        let live = self.live_revision(&spec, number, loaded)?;
+        let live = self.live_revision(&spec, number, prepared.loaded)?;
         let revision = Revision {
             number,
             spec,
@@ -321,7 +398,9 @@ impl Registry {
         if manifest_applied.is_some() {
             record.manifest_applied = manifest_applied;
         }
-        self.commit(record, live)?;
+        gc::trim(&mut record, self.keep_revisions);
+        self.uploads.remove(&digest);
+        self.commit(record, live, prepared.compiled)?;
         tracing::info!(function = %revision.spec.name, revision = number, "deployed");
         Ok(revision)
     }
@@ -349,34 +428,52 @@ impl Registry {
         }
         .clone();
         self.check_route_free(&target.spec)?;
-        let loaded = self.prepare(&target.spec).await?;
-        let live = self.live_revision(&target.spec, target.number, loaded)?;
+        let prepared = self.prepare(&target.spec).await?;
+        let live = self.live_revision(&target.spec, target.number, prepared.loaded)?;
         record.current = target.number;
-        self.commit(record, live)?;
+        self.commit(record, live, prepared.compiled)?;
         tracing::info!(function = %name, revision = target.number, "rolled back");
         Ok(target)
     }
 
     pub async fn delete(&self, name: &str) -> Result<()> {
         let _changes = self.changes.lock().await;
-        self.record(name)?;
+        if !self.functions.contains_key(name) && !self.failed.contains_key(name) {
+            return Err(NotFound(format!("no function named `{name}`")).into());
+        }
         if let Some(state) = &self.state {
             state.remove(name)?;
         }
         let removed = self.functions.remove(name);
+        self.failed.remove(name);
         self.publish_routes();
         if let Some((_, old)) = removed {
             old.live.retire();
         }
+        self.collect_garbage();
         tracing::info!(function = %name, "deleted");
         Ok(())
     }
 
+    /// The stored history of `name`, loaded or failed.
+    fn stored(&self, name: &str) -> Option<History> {
+        match self.functions.get(name) {
+            Some(f) => Some(f.history.clone()),
+            None => self.failed.get(name).and_then(|f| f.history.clone()),
+        }
+    }
+
     fn record(&self, name: &str) -> Result<History> {
-        self.functions
-            .get(name)
-            .map(|f| f.history.clone())
-            .ok_or_else(|| NotFound(format!("no function named `{name}`")).into())
+        if let Some(history) = self.stored(name) {
+            return Ok(history);
+        }
+        match self.failed.get(name) {
+            Some(failed) => Err(anyhow!(
+                "function `{name}` has no readable history ({}); deploy it again or delete it",
+                failed.error
+            )),
+            None => Err(NotFound(format!("no function named `{name}`")).into()),
+        }
     }
 
     pub fn revisions(&self, name: &str) -> Result<Vec<Revision>> {
@@ -384,26 +481,60 @@ impl Registry {
     }
 
     pub fn info(&self, name: &str) -> Result<FunctionInfo> {
-        let function = self
-            .functions
+        if let Some(function) = self.functions.get(name) {
+            let live = &function.live;
+            return Ok(FunctionInfo {
+                name: name.to_string(),
+                status: Status::Ready,
+                error: None,
+                current_revision: live.number,
+                world: Some(live.world),
+                snapshotted: live.snapshotted,
+                spec: Some(live.spec.clone()),
+                revisions: function.history.revisions.len(),
+                metrics: live.metrics.snapshot(),
+            });
+        }
+        let failed = self
+            .failed
             .get(name)
             .ok_or_else(|| NotFound(format!("no function named `{name}`")))?;
-        let live = &function.live;
+        let history = failed.history.as_ref();
         Ok(FunctionInfo {
             name: name.to_string(),
-            current_revision: live.number,
-            world: live.world,
-            snapshotted: live.snapshotted,
-            spec: live.spec.clone(),
-            revisions: function.history.revisions.len(),
-            metrics: live.metrics.snapshot(),
+            status: Status::Failed,
+            error: Some(failed.error.clone()),
+            current_revision: history.map_or(0, |h| h.current),
+            world: None,
+            snapshotted: false,
+            spec: history
+                .and_then(History::current_revision)
+                .map(|r| r.spec.clone()),
+            revisions: history.map_or(0, |h| h.revisions.len()),
+            metrics: self
+                .metrics
+                .get(name)
+                .map(|m| m.snapshot())
+                .unwrap_or_default(),
         })
     }
 
     pub fn list(&self) -> Vec<FunctionInfo> {
         let mut names: Vec<String> = self.functions.iter().map(|e| e.key().clone()).collect();
+        names.extend(self.failed.iter().map(|e| e.key().clone()));
         names.sort();
         names.iter().filter_map(|n| self.info(n).ok()).collect()
+    }
+
+    /// Functions that failed to load at start, with why, by name.
+    pub fn failures(&self) -> Vec<(String, String)> {
+        let mut failed: Vec<_> = self
+            .failed
+            .iter()
+            .map(|f| (f.key().clone(), f.error.clone()))
+            .collect();
+        failed.sort();
+        failed
     }
 
     /// Every function's counters, deleted ones included, by name.
@@ -415,62 +546,5 @@ impl Registry {
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
-    }
-
-    /// Loads every function stored in the state directory. A function that
-    /// no longer loads is logged and skipped so the others still serve.
-    pub async fn restore(&self) -> Result<()> {
-        let Some(state) = &self.state else {
-            return Ok(());
-        };
-        for record in state.load_all()? {
-            let loaded = async {
-                let rev = record
-                    .current_revision()
-                    .with_context(|| format!("current revision {} is missing", record.current))?;
-                self.check_route_free(&rev.spec)?;
-                let loaded = self.prepare(&rev.spec).await?;
-                self.live_revision(&rev.spec, rev.number, loaded)
-            }
-            .await;
-            match loaded {
-                Ok(live) => {
-                    tracing::info!(function = %record.name, revision = record.current, "restored");
-                    self.functions.insert(
-                        record.name.clone(),
-                        Function {
-                            history: record,
-                            live,
-                        },
-                    );
-                }
-                Err(e) => tracing::error!(function = %record.name, "could not restore: {e:#}"),
-            }
-        }
-        self.publish_routes();
-        Ok(())
-    }
-
-    /// Deletes functions that came from the manifest but are no longer in
-    /// it; functions deployed only through the admin API stay.
-    pub async fn retire_undeclared(&self, declared: &[String]) -> Result<()> {
-        let retired: Vec<String> = self
-            .functions
-            .iter()
-            .filter(|f| f.history.manifest_applied.is_some() && !declared.contains(f.key()))
-            .map(|e| e.key().clone())
-            .collect();
-        for name in retired {
-            tracing::info!(function = %name, "no longer in the manifest; removing it");
-            self.delete(&name).await?;
-        }
-        Ok(())
-    }
-
-    /// The fingerprint of a manifest entry last applied to `name`.
-    pub fn manifest_applied(&self, name: &str) -> Option<String> {
-        self.functions
-            .get(name)
-            .and_then(|f| f.history.manifest_applied.clone())
     }
 }

@@ -52,8 +52,12 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
         .as_deref()
         .map(canonical_files_root)
         .transpose()?;
-    let artifacts = Artifacts::new(engine.engine.clone(), settings.cache_dir().as_deref())?;
-    let registry = Registry::new(engine, state, artifacts);
+    let artifacts = Artifacts::new(
+        engine.engine.clone(),
+        settings.cache_dir().as_deref(),
+        settings.cache_max_size.bytes(),
+    )?;
+    let registry = Registry::new(engine, state, artifacts, settings.keep_revisions.get());
     registry.restore().await?;
     let declared: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
     for mut spec in functions {
@@ -73,6 +77,7 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
             .with_context(|| format!("function `{name}` (`{}`)", path.display()))?;
     }
     registry.retire_undeclared(&declared).await?;
+    registry.settle().await;
 
     let listener = bind(settings.listen, "functions").await?;
     let admin_listener = match settings.admin {

@@ -1,6 +1,8 @@
 //! The state directory: uploaded components by content hash and each
 //! function's revision history, written crash-safely.
 
+mod files;
 mod records;
 
-pub use records::{History, Revision, StateDir, write_atomic};
+pub use files::{Leftovers, TEMP_PREFIX, remove_leftover_temps, write_atomic};
+pub use records::{History, Revision, StateDir};

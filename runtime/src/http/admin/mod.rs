@@ -85,7 +85,7 @@ impl Admin {
     async fn route(&self, method: &Method, path: &str, req: Request<Incoming>) -> Reply {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
-            (&Method::GET, ["healthz"]) => Ok(plain(StatusCode::OK, "ok\n".into())),
+            (&Method::GET, ["healthz"]) => Ok(self.health()),
             (&Method::GET, ["metrics"]) => {
                 let metrics = self.registry.metrics();
                 Ok(plain(
@@ -96,14 +96,16 @@ impl Admin {
             (&Method::POST, ["v1", "components"]) => self.upload(req).await,
             (&Method::GET, ["v1", "functions"]) => {
                 let mut list = self.registry.list();
-                for info in &mut list {
-                    info.spec.hide_env_values();
+                for spec in list.iter_mut().filter_map(|info| info.spec.as_mut()) {
+                    spec.hide_env_values();
                 }
                 Ok(json(StatusCode::OK, &list))
             }
             (&Method::GET, ["v1", "functions", name]) => {
                 let mut info = self.registry.info(name).map_err(refusal)?;
-                info.spec.hide_env_values();
+                if let Some(spec) = info.spec.as_mut() {
+                    spec.hide_env_values();
+                }
                 Ok(json(StatusCode::OK, &info))
             }
             (&Method::PUT, ["v1", "functions", name]) => {
@@ -132,6 +134,24 @@ impl Admin {
                 format!("no admin endpoint {method} {path}; see docs/admin-api.md"),
             )),
         }
+    }
+
+    /// `200 ok`, or `503` naming every function that failed to load at
+    /// start and why.
+    fn health(&self) -> Response<WasiBody> {
+        let failed = self.registry.failures();
+        if failed.is_empty() {
+            return plain(StatusCode::OK, "ok\n".into());
+        }
+        let mut body = format!(
+            "unhealthy: {} function(s) failed to restore; deploy them again, roll them back or \
+             delete them\n",
+            failed.len()
+        );
+        for (name, error) in failed {
+            body.push_str(&format!("{name}: {error}\n"));
+        }
+        plain(StatusCode::SERVICE_UNAVAILABLE, body)
     }
 
     async fn upload(&self, req: Request<Incoming>) -> Reply {
