@@ -278,6 +278,7 @@ impl Cli {
                     cache_dir: args.cache_dir,
                     shutdown_grace: args.shutdown_grace,
                     pool,
+                    ..ServerSettings::default()
                 };
                 server::run(settings, vec![spec]).await
             }

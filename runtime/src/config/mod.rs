@@ -8,7 +8,7 @@ mod pool;
 mod spec;
 mod units;
 
-pub use manifest::{Manifest, ServerSettings};
+pub use manifest::{Manifest, ServerSettings, default_max_connections};
 pub use origins::AllowedHosts;
 pub use pool::PoolSettings;
 pub use spec::{
