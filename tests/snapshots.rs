@@ -24,9 +24,11 @@ async fn init_runs_once_at_deploy_and_printing_works_per_request() {
     for _ in 0..3 {
         assert_eq!(get(&format!("{}/", wisp.url)).await, (200, "ok\n".into()));
     }
-    // Everything up to the third response is logged: the deploy's output
-    // and all three requests' (each prints before it answers).
-    let logs = wisp.wait_for_access_log("GET / 200", 3);
+    // Guest output reaches the log in the order it was printed (through its
+    // own logging thread): once the third request's line is there, so is
+    // everything printed before it, the deploy's output included.
+    wisp.wait_for_access_log("GET / 200", 3);
+    let logs = wisp.wait_for_log_count("init-prints: handling request", 3);
     assert!(logs.contains("pre-initialized"), "{logs}");
     assert_eq!(
         count(&logs, "init-prints: init ran"),
@@ -43,8 +45,10 @@ async fn without_snapshot_init_runs_lazily_per_instance() {
     for _ in 0..3 {
         assert_eq!(get(&format!("{}/", wisp.url)).await, (200, "ok\n".into()));
     }
-    // Start-up and all three requests are logged once their access lines are.
-    let logs = wisp.wait_for_access_log("GET / 200", 3);
+    // Each instance printed `init ran` before `handling request`; guest
+    // output reaches the log in that order.
+    wisp.wait_for_access_log("GET / 200", 3);
+    let logs = wisp.wait_for_log_count("init-prints: handling request", 3);
     assert_eq!(count(&logs, "init-prints: init ran"), 3, "{logs}");
     assert!(!logs.contains("pre-initialized"), "{logs}");
 }
@@ -79,8 +83,10 @@ async fn warm_restart_compiles_nothing_and_corrupt_entries_are_rebuilt() {
     {
         let wisp = serve_cached("init-prints", cache.path(), &[]);
         assert_eq!(get(&format!("{}/", wisp.url)).await, (200, "ok\n".into()));
-        // Start-up is logged in full once the request's access line is.
-        let logs = wisp.wait_for_access_log("GET / 200", 1);
+        // Start-up is logged in full once the request's access line is, and
+        // anything the guest printed before answering once its line is.
+        wisp.wait_for_access_log("GET / 200", 1);
+        let logs = wisp.wait_for_log("init-prints: handling request");
         assert!(
             !logs.contains("compiling"),
             "warm cache must not compile:\n{logs}"

@@ -159,10 +159,6 @@ impl Wisp {
         })
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// `kill -9`: the process gets no chance to tidy up.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -172,6 +168,11 @@ impl Wisp {
 
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// The process id of the `wisp` process (for /proc/PID/… readings).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits until the logs contain `needle` (logs are written asynchronously).
@@ -219,6 +220,10 @@ impl Wisp {
     /// Wisp logs in order on one stream, so the returned logs hold everything
     /// it logged before those responses finished, start-up included: only
     /// then does a check that something was *not* logged mean anything.
+    /// Guest output is the exception: it reaches the log through a logging
+    /// thread of its own, in the order it was printed but possibly after the
+    /// response; wait for the guest's last line ([`Wisp::wait_for_log`]) to
+    /// see everything it printed before.
     pub fn wait_for_access_log(&self, request: &str, n: usize) -> String {
         self.wait_for_lines(&format!("access `{request}`"), n, |line| {
             is_access_line(line, request)

@@ -34,10 +34,10 @@ use clap::Parser;
 use http_body_util::{BodyExt, Empty};
 use serde_json::json;
 use wasmtime::component::Component;
-use wisp::config::{AllowedHosts, FunctionSpec, Isolation, PoolSettings, Span};
+use wisp::config::{AllowedHosts, FunctionSpec, Isolation, PoolSettings, ServerSettings, Span};
 use wisp::deploy::{component, snapshot};
 use wisp::invoke::revision::Loaded;
-use wisp::invoke::{self, LiveRevision};
+use wisp::invoke::{self, BodyLimits, LiveRevision};
 use wisp::sandbox::engine::WispEngine;
 use wisp::sandbox::host::HostConfig;
 use wisp::telemetry::ids::Trigger;
@@ -163,9 +163,12 @@ async fn measure(
         snapshotted: false,
     };
     let live = LiveRevision::new(spec, 1, loaded, metrics.clone())?;
+    // The server's defaults, as the gateway applies them.
+    let server = ServerSettings::default();
+    let bodies = BodyLimits::new(server.request_body_timeout, server.max_buffered_body);
     let samples = sample(args, async || {
         let invocation = invoke::start(Trigger::Http);
-        let (resp, running) = invoke::invoke(&live, invocation, request()?)
+        let (resp, running) = invoke::invoke(&live, invocation, &bodies, request()?)
             .await
             .map_err(|f| anyhow::anyhow!("{f}"))?;
         let body = consume(resp).await?;

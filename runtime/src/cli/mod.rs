@@ -315,6 +315,7 @@ impl Cli {
                     cache_max_size: args.cache_max_size,
                     shutdown_grace: args.shutdown_grace,
                     pool,
+                    ..ServerSettings::default()
                 };
                 server::run(settings, vec![spec]).await
             }

@@ -64,6 +64,24 @@ pub struct ServerSettings {
     /// How long in-flight requests may run after SIGTERM/SIGINT.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: Span,
+    /// Connections served at once; beyond it new ones wait in the accept
+    /// backlog until one closes. Defaults to [`default_max_connections`]
+    /// of the open file limit.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    /// How long Wisp waits for the next piece of a request body (the first
+    /// included) before answering 408.
+    #[serde(default = "default_request_body_timeout")]
+    pub request_body_timeout: Span,
+    /// Request bodies Wisp holds in memory at once, server-wide (chunked
+    /// bodies read ahead of the guest); beyond it requests get 503.
+    #[serde(default = "default_max_buffered_body")]
+    pub max_buffered_body: ByteSize,
+    /// How long a connection may go without a complete request head: the
+    /// wait for a new connection's first request and for the next request
+    /// on a keep-alive connection, header transmission included.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Span,
     #[serde(default)]
     pub pool: PoolSettings,
 }
@@ -85,6 +103,30 @@ fn default_shutdown_grace() -> Span {
     Span(Duration::from_secs(30))
 }
 
+fn default_request_body_timeout() -> Span {
+    Span(Duration::from_secs(30))
+}
+
+fn default_max_buffered_body() -> ByteSize {
+    ByteSize::mib(256)
+}
+
+fn default_idle_timeout() -> Span {
+    Span(Duration::from_secs(30))
+}
+
+/// `max_connections` when unset, from the open file limit `nofile`: keep
+/// `min(1024, nofile / 2)` descriptors for everything but client
+/// connections (listeners, the state dir and cache, instances' files), and
+/// count two descriptors per connection (its socket, and about one more for
+/// the work it starts, such as a guest's outbound request).
+pub fn default_max_connections(nofile: u64) -> u32 {
+    let reserve = (nofile / 2).min(1024);
+    u32::try_from((nofile - reserve) / 2)
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
@@ -97,6 +139,10 @@ impl Default for ServerSettings {
             keep_revisions: default_keep_revisions(),
             cache_max_size: default_cache_max_size(),
             shutdown_grace: default_shutdown_grace(),
+            max_connections: None,
+            request_body_timeout: default_request_body_timeout(),
+            max_buffered_body: default_max_buffered_body(),
+            idle_timeout: default_idle_timeout(),
             pool: PoolSettings::default(),
         }
     }
@@ -132,6 +178,27 @@ impl ServerSettings {
                  loopback only with an explicitly configured token; set [server] \
                  admin_token_file (wisp serve: --admin-token-file) or the {ADMIN_TOKEN_ENV} \
                  environment variable, or use a loopback address like 127.0.0.1:3001"
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses front-door limits that would let nothing through.
+    pub fn check_limits(&self) -> Result<()> {
+        if self.max_connections == Some(0) {
+            bail!("max_connections = 0 would serve no connection; use at least 1 or leave it out");
+        }
+        for (key, span) in [
+            ("request_body_timeout", self.request_body_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if span.0.is_zero() {
+                bail!("{key} = {span} would cut every request off; use a duration like \"30s\"");
+            }
+        }
+        if self.max_buffered_body.bytes() == 0 {
+            bail!(
+                "max_buffered_body = 0 would refuse every chunked request body; use a size like \"256Mi\""
             );
         }
         Ok(())
@@ -213,6 +280,7 @@ impl Manifest {
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         doc.server
             .check_admin()
+            .and_then(|()| doc.server.check_limits())
             .map_err(|e| anyhow::anyhow!("{}: [server] {e}", path.display()))?;
         let locate: Locate =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -304,6 +372,17 @@ allowed_outbound_hosts = ["http://127.0.0.1:9000"]
         assert_eq!(m.server.listen.port(), 3000);
         assert_eq!(m.functions[0].memory.bytes(), 64 << 20);
         assert!(m.functions[0].component.ends_with("a.wasm"));
+        assert_eq!(m.server.max_connections, None);
+        assert_eq!(m.server.request_body_timeout.0, Duration::from_secs(30));
+        assert_eq!(m.server.max_buffered_body, ByteSize::mib(256));
+    }
+
+    #[test]
+    fn max_connections_follows_the_file_limit() {
+        assert_eq!(default_max_connections(1024), 256);
+        assert_eq!(default_max_connections(20_000), 9488);
+        assert_eq!(default_max_connections(1 << 20), 523_776);
+        assert_eq!(default_max_connections(1), 1);
     }
 
     #[test]
@@ -335,6 +414,8 @@ allowed_outbound_hosts = ["http://127.0.0.1:9000"]
             ),
             ("[server]\nkeep_revisions = 0\n", "nonzero"),
             ("[server]\ncache_max_size = \"lots\"\n", "invalid size"),
+            ("[server]\nmax_connections = 0\n", "max_connections = 0"),
+            ("[server]\nidle_timeout = \"0s\"\n", "idle_timeout"),
         ];
         for (text, expected) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());

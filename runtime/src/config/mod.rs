@@ -8,7 +8,7 @@ mod pool;
 mod spec;
 mod units;
 
-pub use manifest::{ADMIN_TOKEN_ENV, Manifest, ServerSettings};
+pub use manifest::{ADMIN_TOKEN_ENV, Manifest, ServerSettings, default_max_connections};
 pub use origins::{AllowedHosts, Grant};
 pub use pool::PoolSettings;
 pub use spec::{

@@ -14,16 +14,17 @@ use crate::deploy::registry::Registry;
 use crate::http::access::AccessRecord;
 use crate::http::respond::{plain, set_invocation_header};
 use crate::invoke::admission::Rejected;
-use crate::invoke::{self, Failure, LiveRevision};
+use crate::invoke::{self, BodyLimits, Failure, LiveRevision};
 use crate::telemetry::ids::{InvocationId, Trigger};
 
 pub struct Gateway {
     registry: Arc<Registry>,
+    bodies: Arc<BodyLimits>,
 }
 
 impl Gateway {
-    pub fn new(registry: Arc<Registry>) -> Arc<Self> {
-        Arc::new(Gateway { registry })
+    pub fn new(registry: Arc<Registry>, bodies: Arc<BodyLimits>) -> Arc<Self> {
+        Arc::new(Gateway { registry, bodies })
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<WasiBody> {
@@ -43,7 +44,7 @@ impl Gateway {
         // client goes away before the response (status 499).
         let record = AccessRecord::start(live.clone(), invocation.clone(), method, uri);
         let req = req.map(|body| body.map_err(HttpError::from).boxed_unsync());
-        match invoke::invoke(&live, invocation, req).await {
+        match invoke::invoke(&live, invocation, &self.bodies, req).await {
             Ok((mut resp, running)) => {
                 set_invocation_header(&mut resp, id);
                 record.attach(resp, Some(running))
@@ -81,6 +82,17 @@ fn failure_response(
             StatusCode::BAD_REQUEST,
             format!("could not read the request body: {e}"),
         ),
+        Failure::BodyTimeout(timeout) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body stalled: nothing arrived for {timeout}"),
+        ),
+        // Not 413: the body may be fine, the server is holding too many
+        // others at the moment; retrying later may succeed.
+        Failure::BodyBufferFull(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is holding too many request bodies; retry, or send a content-length"
+                .to_string(),
+        ),
         Failure::StartFailed(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "the function could not be started".to_string(),
@@ -111,7 +123,10 @@ fn failure_response(
     };
     let mut resp = plain(status, format!("{message}; invocation id {id}\n"));
     set_invocation_header(&mut resp, id);
-    if matches!(failure, Failure::AtCapacity(_) | Failure::PoolExhausted) {
+    if matches!(
+        failure,
+        Failure::AtCapacity(_) | Failure::PoolExhausted | Failure::BodyBufferFull(_)
+    ) {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }

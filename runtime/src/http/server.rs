@@ -1,12 +1,17 @@
 //! Process lifecycle: load functions, bind listeners, serve until SIGINT or
 //! SIGTERM, then stop accepting and let in-flight invocations finish within
 //! the grace period.
+//!
+//! The front door: at most `max_connections` connections are served at
+//! once (beyond it, new ones wait in the kernel's accept backlog), and a
+//! connection that delivers no complete request head within
+//! `idle_timeout` is closed — whether it is new or idle between requests.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use http::{Request, Response};
@@ -15,26 +20,37 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use wasmtime_wasi_http::WasiBody;
 
-use crate::config::{FunctionSpec, ServerSettings};
+use crate::config::{FunctionSpec, ServerSettings, default_max_connections};
 use crate::deploy::artifact::Artifacts;
 use crate::deploy::component;
 use crate::deploy::registry::Registry;
 use crate::http::admin::{Admin, AdminToken, Guard, canonical_files_root};
 use crate::http::gateway::Gateway;
+use crate::invoke::BodyLimits;
 use crate::sandbox::engine::WispEngine;
+use crate::sandbox::guestlog;
 use crate::store::StateDir;
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections the admin API serves at once, apart from function traffic
+/// so a flood there cannot lock the operator out.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// How often "max_connections reached" may be logged.
+const SATURATION_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long queued guest output may take to reach the log at exit.
+const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Loads `functions` (component paths) and serves them, with the admin API
 /// when `settings.admin` is set, until a shutdown signal.
 pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Result<()> {
-    raise_fd_limit();
+    let nofile = raise_fd_limit();
     settings.check_admin()?;
+    settings.check_limits()?;
     let engine = WispEngine::new(&settings.pool)?;
     let own_ports = engine.own_ports.clone();
     let state = settings
@@ -93,12 +109,34 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
     let stop = CancellationToken::new();
     let graceful = Arc::new(GracefulShutdown::new());
 
+    let max_connections = settings
+        .max_connections
+        .unwrap_or_else(|| default_max_connections(nofile));
+    tracing::info!(
+        "front door: max_connections = {max_connections}{}, idle_timeout = {}, request_body_timeout = {}, max_buffered_body = {}",
+        if settings.max_connections.is_none() {
+            format!(" (from the open file limit {nofile})")
+        } else {
+            String::new()
+        },
+        settings.idle_timeout,
+        settings.request_body_timeout,
+        settings.max_buffered_body,
+    );
     println!("wisp: listening on http://{}", listener.local_addr()?);
-    let gateway = Gateway::new(registry.clone());
+    let bodies = BodyLimits::new(settings.request_body_timeout, settings.max_buffered_body);
+    let gateway = Gateway::new(registry.clone(), bodies);
+    // Each loop's door holds the only other references to `graceful`, so
+    // it can be unwrapped for the drain once the loops have returned.
+    let door = |max_connections| Door {
+        stop: stop.clone(),
+        graceful: graceful.clone(),
+        idle_timeout: settings.idle_timeout.0,
+        max_connections,
+    };
     let mut loops = vec![tokio::spawn(accept_loop(
         listener,
-        stop.clone(),
-        graceful.clone(),
+        door(max_connections as usize),
         gateway,
     ))];
     if let (Some(listener), Some(token)) = (admin_listener, admin_token) {
@@ -111,8 +149,7 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
         let admin = Admin::new(registry.clone(), Guard::new(token, bound), files_root);
         loops.push(tokio::spawn(accept_loop(
             listener,
-            stop.clone(),
-            graceful.clone(),
+            door(ADMIN_MAX_CONNECTIONS),
             admin,
         )));
     }
@@ -136,6 +173,7 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
         Ok(()) => tracing::info!("all requests finished; bye"),
         Err(_) => tracing::warn!("grace period over; abandoning the requests still running"),
     }
+    guestlog::flush(LOG_FLUSH_TIMEOUT).await;
     Ok(())
 }
 
@@ -162,15 +200,41 @@ impl Handler for Admin {
     }
 }
 
-async fn accept_loop<H: Handler>(
-    listener: TcpListener,
+/// How one listener admits connections.
+struct Door {
     stop: CancellationToken,
     graceful: Arc<GracefulShutdown>,
-    handler: Arc<H>,
-) {
+    idle_timeout: Duration,
+    max_connections: usize,
+}
+
+async fn accept_loop<H: Handler>(listener: TcpListener, door: Door, handler: Arc<H>) {
+    // One permit per connection, held by its task: with none left, the
+    // loop stops accepting and new connections wait in the backlog.
+    let open = Arc::new(Semaphore::new(door.max_connections));
+    let mut said_full: Option<Instant> = None;
     loop {
+        let permit = match open.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if said_full.is_none_or(|t| t.elapsed() >= SATURATION_LOG_INTERVAL) {
+                    said_full = Some(Instant::now());
+                    tracing::warn!(
+                        "max_connections = {} reached: new connections wait in the accept backlog until one closes",
+                        door.max_connections
+                    );
+                }
+                tokio::select! {
+                    _ = door.stop.cancelled() => return,
+                    permit = open.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return, // never closed
+                    },
+                }
+            }
+        };
         let stream = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = door.stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
@@ -191,16 +255,19 @@ async fn accept_loop<H: Handler>(
         });
         let conn = http1::Builder::new()
             .keep_alive(true)
-            // A client that never finishes its headers must not hold a
-            // connection (and a descriptor) forever.
+            // hyper's header read timer runs from the moment a connection
+            // is ready for a request (accepted, or done with the previous
+            // response) until that request's head is complete: it is both
+            // the header read timeout and the keep-alive idle timeout.
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .header_read_timeout(door.idle_timeout)
             .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let conn = door.graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("connection ended with an error: {e}");
             }
+            drop(permit);
         });
     }
 }
@@ -217,9 +284,17 @@ async fn wait_for_signal() -> Result<&'static str> {
 
 /// Each connection and each instance's streams take descriptors; the
 /// default soft limit of 1024 would cap concurrency far below the pool.
-fn raise_fd_limit() {
+/// Returns the limit in force.
+fn raise_fd_limit() -> u64 {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::debug!("open file limit: {n}"),
-        Err(e) => tracing::warn!("could not raise the open file limit: {e}"),
+        Ok(n) => {
+            tracing::debug!("open file limit: {n}");
+            n
+        }
+        Err(e) => {
+            let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+            tracing::warn!("could not raise the open file limit (staying at {soft}): {e}");
+            soft
+        }
     }
 }

@@ -26,6 +26,11 @@ pub enum Failure {
     BodyTooLarge(ByteSize),
     /// The request body could not be read.
     BadBody(String),
+    /// The client sent no part of the body for `request_body_timeout`.
+    BodyTimeout(Span),
+    /// Reading the body ahead of the guest would take Wisp past
+    /// `[server] max_buffered_body`, the bodies it holds at once.
+    BodyBufferFull(ByteSize),
     /// No instance could be made for another reason.
     StartFailed(String),
     /// No response within `timeout`.
@@ -55,6 +60,14 @@ impl fmt::Display for Failure {
                 "request body limit reached: larger than max_request_body = {limit}"
             ),
             Failure::BadBody(e) => write!(f, "could not read the request body: {e}"),
+            Failure::BodyTimeout(timeout) => write!(
+                f,
+                "request body timeout reached: the client sent nothing for request_body_timeout = {timeout}"
+            ),
+            Failure::BodyBufferFull(limit) => write!(
+                f,
+                "request body buffer full: the server holds max_buffered_body = {limit} of request bodies; raise [server] max_buffered_body or send a content-length"
+            ),
             Failure::StartFailed(e) => write!(f, "instantiation failed: {e}"),
             Failure::TimedOut(timeout) => {
                 write!(f, "timeout reached: no response within timeout = {timeout}")
@@ -93,9 +106,17 @@ pub fn handed_back(
 
 /// Names how `invocation` ended, from what `ProxyHandler` returned and what
 /// its instance recorded.
-pub fn classify(live: &LiveRevision, invocation: &Invocation, error: &wasmtime::Error) -> Failure {
+pub fn classify(
+    live: &LiveRevision,
+    invocation: &Invocation,
+    body_timeout: Span,
+    error: &wasmtime::Error,
+) -> Failure {
     if invocation.cancelled() {
         return Failure::Cancelled;
+    }
+    if invocation.body_timed_out() {
+        return Failure::BodyTimeout(body_timeout);
     }
     if invocation.cpu_exceeded() {
         return Failure::CpuLimit(live.spec.cpu_time.unwrap_or(live.spec.timeout));

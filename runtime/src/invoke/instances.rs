@@ -122,7 +122,10 @@ impl Instances {
     async fn make(self: &Arc<Self>, slot: OwnedSemaphorePermit) -> wasmtime::Result<Ready> {
         let shared = self.reuse.is_some_and(|r| r.concurrency > 1);
         let tag = InstanceTag::new(self.host.function.clone(), next_instance_id(), shared);
-        let mut store = new_store(&self.engine, Host::new(&self.host, tag)?);
+        let mut store = new_store(
+            &self.engine,
+            Host::new(&self.host, tag, self.metrics.clone())?,
+        );
         let proxy = self.pre.instantiate_async(&mut store).await?;
         self.live.fetch_add(1, Ordering::Relaxed);
         self.metrics.instance_created();

@@ -22,6 +22,9 @@ pub struct Invocation {
     /// Set when whoever waited for it went away (an HTTP client
     /// disconnected): the instance stops working for nobody.
     cancelled: AtomicBool,
+    /// Set when the client stalled sending the request body past
+    /// `request_body_timeout`, so a guest that failed on it is not blamed.
+    body_timed_out: AtomicBool,
     /// The instance serving it, once it started.
     instance: OnceLock<Arc<InstanceTag>>,
     /// Wakes the serving instance's expiration when it is cancelled.
@@ -40,6 +43,7 @@ impl Invocation {
             timed_out: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
+            body_timed_out: AtomicBool::new(false),
             instance: OnceLock::new(),
             waker: AtomicWaker::new(),
             place: OnceLock::new(),
@@ -60,6 +64,14 @@ impl Invocation {
 
     pub fn set_failed(&self) {
         self.failed.store(true, Ordering::Relaxed);
+    }
+
+    pub fn body_timed_out(&self) -> bool {
+        self.body_timed_out.load(Ordering::Relaxed)
+    }
+
+    pub fn set_body_timed_out(&self) {
+        self.body_timed_out.store(true, Ordering::Relaxed);
     }
 
     pub fn cancelled(&self) -> bool {

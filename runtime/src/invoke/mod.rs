@@ -2,11 +2,13 @@
 //! request against a function's live revision, with the function's own
 //! limits, and returns the response or a typed [`Failure`].
 //!
-//! On the way: the request body limit, [`admission`] (one fair wait with a
-//! deadline), an instance from [`instances`] (fresh, stashed or reused),
-//! the [`worker`] that runs it, and [`failure`] to name how it ended.
+//! On the way: the request body limits ([`body`]), [`admission`] (one fair
+//! wait with a deadline), an instance from [`instances`] (fresh, stashed or
+//! reused), the [`worker`] that runs it, and [`failure`] to name how it
+//! ended.
 
 pub mod admission;
+pub mod body;
 pub mod failure;
 pub mod instances;
 pub mod invocation;
@@ -17,13 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use http::{Request, Response, header};
-use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use wasmtime_wasi_http::WasiBody;
 
+pub use body::BodyLimits;
 pub use failure::Failure;
 pub use invocation::Invocation;
 pub use revision::LiveRevision;
@@ -79,15 +81,17 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
-/// Runs `request` as `invocation` on `live`. Dropping the future (or the
-/// returned [`Running`] before the body is read) cancels the invocation:
-/// its instance is dropped and its place freed.
+/// Runs `request` as `invocation` on `live`, its body held to `limits`.
+/// Dropping the future (or the returned [`Running`] before the body is
+/// read) cancels the invocation: its instance is dropped and its place
+/// freed.
 pub async fn invoke(
     live: &LiveRevision,
     invocation: Arc<Invocation>,
+    limits: &BodyLimits,
     request: Request<WasiBody>,
 ) -> Result<(Response<WasiBody>, Running), Failure> {
-    let result = run(live, &invocation, request).await;
+    let result = run(live, &invocation, limits, request).await;
     if let Err(failure) = &result {
         tracing::warn!(
             function = %live.function, invocation = %invocation.id, trigger = %invocation.trigger,
@@ -100,11 +104,14 @@ pub async fn invoke(
 async fn run(
     live: &LiveRevision,
     invocation: &Arc<Invocation>,
+    limits: &BodyLimits,
     request: Request<WasiBody>,
 ) -> Result<(Response<WasiBody>, Running), Failure> {
     let arrived = Instant::now();
     let mut cancel = CancelOnDrop(Some(invocation));
-    let mut request = limit_body(live, request).await?;
+    let request = request.map(|b| limits.timed(b, invocation));
+    let mut request =
+        body::limit_body(limits, live.spec.max_request_body, invocation, request).await?;
     let admission = &live.instances().admission;
     let deadline = arrived + admission.queue_timeout();
     let mut place = Some(
@@ -140,42 +147,11 @@ async fn run(
                 }
                 Err(error) => {
                     cancel.0 = None;
-                    return Err(failure::classify(live, invocation, &error));
+                    return Err(failure::classify(live, invocation, limits.timeout, &error));
                 }
             },
         }
     }
-}
-
-/// Enforces `max_request_body`. A declared length is checked up front (the
-/// HTTP server then holds the client to it). A body of unknown length is
-/// read up to the limit before the guest starts, as nginx does, so an
-/// oversized one still gets a clean refusal instead of a guest failing
-/// halfway through a response.
-async fn limit_body(
-    live: &LiveRevision,
-    request: Request<WasiBody>,
-) -> Result<Request<WasiBody>, Failure> {
-    let limit = live.spec.max_request_body;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let (parts, body) = request.into_parts();
-    let body = match declared {
-        Some(n) if n > limit.bytes() => return Err(Failure::BodyTooLarge(limit)),
-        Some(_) => body,
-        None if body.is_end_stream() => body,
-        None => match Limited::new(body, usize::try_from(limit.bytes()).unwrap_or(usize::MAX))
-            .collect()
-            .await
-        {
-            Ok(collected) => full(collected.to_bytes()),
-            Err(e) if e.is::<LengthLimitError>() => return Err(Failure::BodyTooLarge(limit)),
-            Err(e) => return Err(Failure::BadBody(e.to_string())),
-        },
-    };
-    Ok(Request::from_parts(parts, body))
 }
 
 /// A complete in-memory body in the type every response here uses.

@@ -10,10 +10,11 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::config::AllowedHosts;
 use crate::sandbox::cpu::{CpuLanes, CpuMeter};
-use crate::sandbox::guestlog::{GuestLog, Stream};
+use crate::sandbox::guestlog::GuestLog;
 use crate::sandbox::outbound::OutboundHooks;
 use crate::sandbox::outbound::policy::OwnPorts;
 use crate::sandbox::tag::InstanceTag;
+use crate::telemetry::metrics::FunctionMetrics;
 
 /// Resources (streams, fields, pollables, …) one instance may hold at once.
 /// Far above what a request needs; low enough that a guest leaking handles
@@ -113,8 +114,13 @@ pub fn new_store(engine: &Engine, host: Host) -> Store<Host> {
 }
 
 impl Host {
-    pub fn new(config: &HostConfig, tag: Arc<InstanceTag>) -> wasmtime::Result<Self> {
-        Self::build(config, tag, None)
+    /// An instance's host state; guest output it drops counts in `metrics`.
+    pub fn new(
+        config: &HostConfig,
+        tag: Arc<InstanceTag>,
+        metrics: Arc<FunctionMetrics>,
+    ) -> wasmtime::Result<Self> {
+        Self::build(config, tag, Some(metrics), None)
     }
 
     /// Like [`Host::new`], also copying guest output into `sink` (for init
@@ -124,18 +130,18 @@ impl Host {
         tag: Arc<InstanceTag>,
         sink: Arc<Mutex<String>>,
     ) -> wasmtime::Result<Self> {
-        Self::build(config, tag, Some(sink))
+        Self::build(config, tag, None, Some(sink))
     }
 
     fn build(
         config: &HostConfig,
         tag: Arc<InstanceTag>,
+        metrics: Option<Arc<FunctionMetrics>>,
         sink: Option<Arc<Mutex<String>>>,
     ) -> wasmtime::Result<Self> {
+        let (stdout, stderr) = GuestLog::pair(tag.clone(), metrics, sink);
         let mut wasi = WasiCtxBuilder::new();
-        wasi.envs(&config.env)
-            .stdout(GuestLog::new(tag.clone(), Stream::Stdout, sink.clone()))
-            .stderr(GuestLog::new(tag.clone(), Stream::Stderr, sink));
+        wasi.envs(&config.env).stdout(stdout).stderr(stderr);
         // Sockets stay closed: outbound traffic goes through wasi:http, where
         // allowed_outbound_hosts is enforced.
         wasi.allow_tcp(false)

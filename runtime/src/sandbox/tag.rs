@@ -40,6 +40,11 @@ impl InstanceTag {
         self.invocation.store(id.0, Ordering::Relaxed);
     }
 
+    /// The invocation that started on it last, also on a shared instance.
+    pub fn latest_invocation(&self) -> InvocationId {
+        InvocationId(self.invocation.load(Ordering::Relaxed))
+    }
+
     /// The invocation its output belongs to; `None` while the instance is
     /// shared by concurrent requests.
     pub fn invocation(&self) -> Option<InvocationId> {

@@ -28,6 +28,7 @@ pub struct FunctionMetrics {
     instances_reused: AtomicU64,
     cpu_ms: AtomicU64,
     cpu_limit_reached: AtomicU64,
+    guest_log_dropped: AtomicU64,
 }
 
 /// A point-in-time copy of [`FunctionMetrics`], summed over triggers.
@@ -46,6 +47,9 @@ pub struct MetricsSnapshot {
     pub cpu_time_ms: u64,
     /// Invocations stopped at their `cpu_time` limit.
     pub cpu_limit_reached: u64,
+    /// Lines of guest output not logged: past the per-invocation caps, or
+    /// with the log pipeline full.
+    pub guest_log_dropped: u64,
 }
 
 impl FunctionMetrics {
@@ -69,6 +73,10 @@ impl FunctionMetrics {
 
     pub fn cpu_limit_reached(&self) {
         self.cpu_limit_reached.fetch_add(1, Relaxed);
+    }
+
+    pub fn guest_log_dropped(&self, lines: u64) {
+        self.guest_log_dropped.fetch_add(lines, Relaxed);
     }
 
     pub fn invocation_started(&self, trigger: Trigger) {
@@ -108,6 +116,7 @@ impl FunctionMetrics {
             instances_reused: self.instances_reused.load(Relaxed),
             cpu_time_ms: self.cpu_ms.load(Relaxed),
             cpu_limit_reached: self.cpu_limit_reached.load(Relaxed),
+            guest_log_dropped: self.guest_log_dropped.load(Relaxed),
             ..MetricsSnapshot::default()
         }
     }
@@ -140,7 +149,7 @@ const PER_TRIGGER: [Series; 5] = [
 ];
 
 /// Instance series, labelled with function.
-const PER_FUNCTION: [Series; 5] = [
+const PER_FUNCTION: [Series; 6] = [
     ("wisp_instances_created_total", "counter", |m| {
         m.instances_created
     }),
@@ -153,6 +162,9 @@ const PER_FUNCTION: [Series; 5] = [
     }),
     ("wisp_cpu_limit_reached_total", "counter", |m| {
         m.cpu_limit_reached
+    }),
+    ("wisp_guest_log_dropped_total", "counter", |m| {
+        m.guest_log_dropped
     }),
 ];
 
@@ -198,6 +210,7 @@ mod tests {
         m.instance_created();
         m.invocation_finished(Trigger::Http, 504);
         m.instance_dropped();
+        m.guest_log_dropped(3);
         let s = m.snapshot();
         assert_eq!(
             (
@@ -211,5 +224,6 @@ mod tests {
         let text = prometheus([("hello", &m)]);
         assert!(text.contains("wisp_responses_5xx_total{function=\"hello\",trigger=\"http\"} 1"));
         assert!(text.contains("wisp_instances_live{function=\"hello\"} 0"));
+        assert!(text.contains("wisp_guest_log_dropped_total{function=\"hello\"} 3"));
     }
 }
