@@ -148,17 +148,7 @@ async fn redeploying_with_min_instances_leaks_no_instance() {
     })
     .await;
 
-    let (status, body) = send(
-        client()
-            .post(format!("{admin}/v1/components"))
-            .header("content-type", "application/wasm")
-            .body(std::fs::read(guest("counter")).unwrap()),
-    )
-    .await;
-    assert!(status == 200 || status == 201, "{status}: {body}");
-    let uploaded: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let component = uploaded["component"].as_str().unwrap().to_string();
-    assert!(component.starts_with("sha256:"), "{body}");
+    let component = common::upload(&admin, std::fs::read(guest("counter")).unwrap()).await;
 
     let (status, body) = get(&format!("{admin}/v1/functions/f")).await;
     assert_eq!(status, 200, "{body}");

@@ -412,3 +412,20 @@ pub fn wisp_command(args: &[&str]) -> std::process::Output {
         .output()
         .expect("could not run wisp")
 }
+
+/// Uploads `bytes` as a component through the admin API at `admin` and
+/// returns its `sha256:` reference.
+pub async fn upload(admin: &str, bytes: Vec<u8>) -> String {
+    let (status, body) = send(
+        client()
+            .post(format!("{admin}/v1/components"))
+            .header("content-type", "application/wasm")
+            .body(bytes),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let uploaded: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let component = uploaded["component"].as_str().unwrap().to_string();
+    assert!(component.starts_with("sha256:"), "{body}");
+    component
+}
