@@ -386,8 +386,9 @@ async def in_flight(admin, function="slow"):
             "Connection: close\r\n\r\n".encode())
     data = await r.read()
     w.close()
-    m = re.search(rb'^wisp_in_flight\{function="' + re.escape(function.encode()) + rb'"\} (\d+)', data, re.M)
-    return int(m.group(1)) if m else 0
+    # Summed over triggers: the series is labelled with function and trigger.
+    found = re.findall(rb'^wisp_in_flight\{function="' + re.escape(function.encode()) + rb'"[^}]*\} (\d+)', data, re.M)
+    return sum(int(n) for n in found)
 
 
 async def hold(ctx, port, admin, pid, n, ms):
