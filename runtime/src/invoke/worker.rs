@@ -254,7 +254,11 @@ impl WorkerExpiration for Expiration {
     ) -> Poll<()> {
         // Called after each turn of the worker, once it may have become
         // ready for another request: tell requests waiting for capacity.
-        self.instances.admission.capacity_changed();
+        // (A fresh instance never takes another request; its slot coming
+        // free is told when it is dropped.)
+        if self.reused {
+            self.instances.admission.capacity_changed();
+        }
         if self.rearm.swap(false, Ordering::Relaxed) {
             cx.waker().wake_by_ref();
         }
