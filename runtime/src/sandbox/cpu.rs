@@ -380,19 +380,19 @@ mod tests {
         s.into()
     }
 
-    /// Queues `waiters` (function, weight) one after the other behind a
-    /// held turn, releases it, and returns the order they ran in.
+    /// Queues `waiters` (function, weight, first turn?) one after the other
+    /// behind a held turn, releases it, and returns the order they ran in.
     async fn order_of_turns(
         lanes: &Arc<CpuLanes>,
-        waiters: &[(&'static str, u32)],
+        waiters: &[(&'static str, u32, bool)],
     ) -> Vec<&'static str> {
         let held = lanes.turn(&name("first"), 1, false).await;
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
-        for &(who, weight) in waiters {
+        for &(who, weight, first) in waiters {
             let (lanes, order) = (lanes.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                let turn = lanes.turn(&name(who), weight, false).await;
+                let turn = lanes.turn(&name(who), weight, first).await;
                 order.lock().unwrap().push(who);
                 drop(turn);
             }));
@@ -411,11 +411,11 @@ mod tests {
         let lanes = CpuLanes::new(2);
         assert_eq!(lanes.slots, 1);
         let waiters = [
-            ("busy", 1),
-            ("busy", 1),
-            ("busy", 1),
-            ("busy", 1),
-            ("other", 1),
+            ("busy", 1, false),
+            ("busy", 1, false),
+            ("busy", 1, false),
+            ("busy", 1, false),
+            ("other", 1, false),
         ];
         assert_eq!(
             order_of_turns(&lanes, &waiters).await,
@@ -427,7 +427,12 @@ mod tests {
     #[tokio::test]
     async fn weight_gives_consecutive_turns() {
         let lanes = CpuLanes::new(1);
-        let waiters = [("heavy", 2), ("heavy", 2), ("light", 1), ("heavy", 2)];
+        let waiters = [
+            ("heavy", 2, false),
+            ("heavy", 2, false),
+            ("light", 1, false),
+            ("heavy", 2, false),
+        ];
         assert_eq!(
             order_of_turns(&lanes, &waiters).await,
             ["heavy", "heavy", "light", "heavy"]
@@ -437,23 +442,11 @@ mod tests {
     #[tokio::test]
     async fn a_first_turn_goes_before_long_computations() {
         let lanes = CpuLanes::new(1);
-        let held = lanes.turn(&name("long"), 1, false).await;
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        for (who, first) in [("long", false), ("long", false), ("short", true)] {
-            let (lanes, order) = (lanes.clone(), order.clone());
-            tasks.push(tokio::spawn(async move {
-                let turn = lanes.turn(&name(who), 1, first).await;
-                order.lock().unwrap().push(who);
-                drop(turn);
-            }));
-            tokio::task::yield_now().await;
-        }
-        drop(held);
-        for t in tasks {
-            t.await.unwrap();
-        }
-        assert_eq!(*order.lock().unwrap(), ["short", "long", "long"]);
+        let waiters = [("long", 1, false), ("long", 1, false), ("short", 1, true)];
+        assert_eq!(
+            order_of_turns(&lanes, &waiters).await,
+            ["short", "long", "long"]
+        );
     }
 
     #[tokio::test]
