@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::convert::Infallible;
-
 use common::{Wisp, get, guest, wisp_command};
 
 fn two_functions(extra: &str) -> String {
@@ -66,30 +64,6 @@ async fn unrouted_path_is_404() {
     assert!(body.contains("no function is routed at `/other`"), "{body}");
 }
 
-/// A one-route upstream on loopback for the outbound tests.
-async fn upstream() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(
-                        bytes::Bytes::from("upstream says hi"),
-                    )))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 fn outbound_manifest(allowed: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[[function]]\nname = \"out\"\ncomponent = \"{}\"\nallowed_outbound_hosts = [{allowed}]\n",
@@ -99,7 +73,7 @@ fn outbound_manifest(allowed: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_call_allowed_when_listed() {
-    let upstream = upstream().await;
+    let upstream = common::upstream().await.url;
     let dir = tempfile::tempdir().unwrap();
     let wisp = Wisp::up(dir.path(), &outbound_manifest(&format!("\"{upstream}\"")));
     let (status, body) = get(&format!("{}/?url={upstream}/data", wisp.url)).await;
@@ -108,7 +82,7 @@ async fn outbound_call_allowed_when_listed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_call_denied_by_default() {
-    let upstream = upstream().await;
+    let upstream = common::upstream().await.url;
     let dir = tempfile::tempdir().unwrap();
     let wisp = Wisp::up(dir.path(), &outbound_manifest(""));
     let (status, body) = get(&format!("{}/?url={upstream}/data", wisp.url)).await;

@@ -4,46 +4,9 @@
 
 mod common;
 
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use common::{Wisp, get, guest};
-
-/// A loopback service answering `upstream says hi`; counts the connections
-/// it accepts.
-struct Upstream {
-    url: String,
-    port: u16,
-    connections: Arc<AtomicUsize>,
-}
-
-async fn upstream() -> Upstream {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(
-                        bytes::Bytes::from("upstream says hi"),
-                    )))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Upstream {
-        url: format!("http://{addr}"),
-        port: addr.port(),
-        connections,
-    }
-}
+use common::{Wisp, get, guest, upstream};
 
 /// `wisp up` with the outbound example at `/`, the admin API on, and
 /// `allowed` as its `allowed_outbound_hosts` entries.

@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -428,4 +429,39 @@ pub async fn upload(admin: &str, bytes: Vec<u8>) -> String {
     let component = uploaded["component"].as_str().unwrap().to_string();
     assert!(component.starts_with("sha256:"), "{body}");
     component
+}
+
+/// A loopback service answering `upstream says hi`; counts the connections
+/// it accepts.
+pub struct Upstream {
+    pub url: String,
+    pub port: u16,
+    pub connections: Arc<AtomicUsize>,
+}
+
+pub async fn upstream() -> Upstream {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from("upstream says hi")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Upstream {
+        url: format!("http://{addr}"),
+        port: addr.port(),
+        connections,
+    }
 }
