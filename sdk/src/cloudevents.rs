@@ -69,6 +69,38 @@ impl CloudEvent {
         self
     }
 
+    /// An event to [publish](crate::events::publish) whose `id` Wisp assigns:
+    /// `specversion` 1.0, `source` and `type` set, no data. Its
+    /// [`id`](Self::id) is empty until then; [`publish`](crate::events::publish)
+    /// returns the one Wisp chose.
+    ///
+    /// ```
+    /// let event = wisp_sdk::CloudEvent::without_id("/shop", "com.example.order.created")
+    ///     .with_attribute("subject", "1")
+    ///     .with_data("application/json", r#"{"id":1}"#);
+    /// assert_eq!(event.id(), "");
+    /// assert_eq!(event.subject(), Some("1"));
+    /// ```
+    pub fn without_id(source: &str, event_type: &str) -> Self {
+        let mut event = Self::new("", source, event_type);
+        event.attributes.remove("id");
+        event
+    }
+
+    /// Sets any attribute by name (builder style): `subject`, `time`,
+    /// `dataschema`, or an extension such as `partitionkey` (which orders
+    /// delivery on topics with `ordered = true`). Names are lower-case
+    /// letters and digits; [`publish`](crate::events::publish) refuses others.
+    ///
+    /// ```
+    /// let event = wisp_sdk::CloudEvent::new("1", "/s", "t").with_attribute("partitionkey", "customer-7");
+    /// assert_eq!(event.attribute_value("partitionkey"), Some("customer-7"));
+    /// ```
+    pub fn with_attribute(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.attributes.insert(name.to_owned(), value.into());
+        self
+    }
+
     /// Parses the event carried by `request`, in binary or structured mode.
     ///
     /// ```
@@ -280,6 +312,25 @@ impl CloudEvent {
     /// ```
     pub fn attribute_value(&self, name: &str) -> Option<&str> {
         self.attributes.get(name).map(String::as_str)
+    }
+
+    /// Which delivery of this event this is, `1` the first time: Wisp's
+    /// `deliveryattempt` extension (`ce-deliveryattempt`). The `id` stays the
+    /// same on every attempt. `None` when the sender did not set it (the event
+    /// did not come through a Wisp topic) or it is not a number.
+    ///
+    /// ```
+    /// let event = wisp_sdk::CloudEvent::new("1", "/s", "t");
+    /// assert_eq!(event.delivery_attempt(), None);
+    /// assert_eq!(event.with_attribute("deliveryattempt", "3").delivery_attempt(), Some(3));
+    /// ```
+    pub fn delivery_attempt(&self) -> Option<u32> {
+        self.attribute_value("deliveryattempt")?.trim().parse().ok()
+    }
+
+    /// Every attribute, by name (data excluded), in name order.
+    pub(crate) fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The event's data as bytes (JSON data is its JSON text).

@@ -28,6 +28,8 @@
 //!   the platform retries.
 //! - [`env`]: environment variables; [`outbound`]: a small HTTP client over
 //!   `wasi:http/outgoing-handler`.
+//! - [`events`]: publishing CloudEvents to Wisp topics
+//!   ([`events::publish`]).
 //! - `p3` (cargo feature `p3`): `async` HTTP handlers on `wasi:http@0.3`,
 //!   which one instance runs many of at once, with `p3::sleep` and an async
 //!   `p3::outbound` client.
@@ -53,6 +55,7 @@ mod url;
 mod wasm;
 
 pub mod env;
+pub mod events;
 pub mod outbound;
 #[cfg(feature = "p3")]
 pub mod p3;

@@ -181,6 +181,45 @@ pub mod outbound {
     }
 }
 
+/// Publishing CloudEvents to Wisp topics from a p3 handler: as
+/// [`wisp_sdk::events`](crate::events), awaited.
+///
+/// ```no_run
+/// use wisp_sdk::{CloudEvent, Request, Response, p3};
+///
+/// #[p3::http_handler]
+/// async fn handle(_req: Request) -> Response {
+///     let event = CloudEvent::without_id("/clock", "com.example.tick");
+///     match p3::events::publish("ticks", &event).await {
+///         Ok(id) => Response::text(format!("{id}\n")).with_status(202),
+///         Err(e) => Response::text(format!("{e}\n")).with_status(502),
+///     }
+/// }
+/// ```
+pub mod events {
+    use crate::CloudEvent;
+    use crate::events::PublishError;
+
+    /// [`wisp_sdk::events::publish`](crate::events::publish) over
+    /// `wasi:http/client@0.3.0`: publishes `event` to `topic` and returns
+    /// its id. Off wasm every call fails with
+    /// [`PublishError::Client`]`(`[`Unsupported`](crate::outbound::ClientError::Unsupported)`)`.
+    ///
+    /// ```
+    /// # wisp_sdk::p3::block_on(async {
+    /// let event = wisp_sdk::CloudEvent::without_id("/s", "t");
+    /// let published = wisp_sdk::p3::events::publish("ticks", &event).await;
+    /// # #[cfg(not(target_arch = "wasm32"))]
+    /// assert!(published.is_err());
+    /// # });
+    /// ```
+    pub async fn publish(topic: &str, event: &CloudEvent) -> Result<String, PublishError> {
+        let request = crate::events::publish_request(topic, event)?;
+        let mut reply = super::outbound::send(request).await.map_err(PublishError::Client)?;
+        crate::events::read_reply(&mut reply)
+    }
+}
+
 /// Support code for `#[p3::http_handler]`; see `crate::__private`.
 #[doc(hidden)]
 pub mod __private {
