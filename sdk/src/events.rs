@@ -155,7 +155,9 @@ pub(crate) fn publish_request(topic: &str, event: &CloudEvent) -> Result<Outboun
             request = request.with_header(&format!("ce-{name}"), value);
         }
     }
-    Ok(request.with_body(event.data().unwrap_or_default()))
+    // A known length rather than a chunked body: simpler for every receiver.
+    let data = event.data().unwrap_or_default();
+    Ok(request.with_header("content-length", data.len().to_string()).with_body(data))
 }
 
 /// Reads Wisp's answer to a publish (p2 and p3).
@@ -239,6 +241,7 @@ mod tests {
             ("ce-specversion", "1.0"),
             ("ce-subject", "order%207"),
             ("ce-type", "com.example.order.created"),
+            ("content-length", "8"),
             ("content-type", "application/json"),
         ]
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
@@ -252,6 +255,7 @@ mod tests {
         let request = publish_request("t", &CloudEvent::without_id("/s", "x")).unwrap();
         let sent = headers(&request);
         assert!(!sent.iter().any(|(n, _)| n == "ce-id" || n == "content-type"), "{sent:?}");
+        assert!(sent.contains(&("content-length".into(), "0".into())), "{sent:?}");
         assert!(request.body.is_empty());
     }
 
