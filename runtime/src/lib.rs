@@ -1,6 +1,7 @@
 //! Wisp: a self-hosted WebAssembly functions platform.
 //!
-//! Functions are wasi:http components. Every invocation runs in its own
+//! Functions are wasi:http components, invoked by HTTP requests and by
+//! events published to topics. Every invocation runs in its own
 //! instance, created from a per-revision `InstancePre` on wasmtime's pooling,
 //! copy-on-write allocator, inside a `Store` with a memory limit, an epoch
 //! deadline that yields, and a wall-clock timeout enforced from outside.
@@ -13,6 +14,9 @@
 //!   admin API.
 //! - [`invoke`]: the invocation core every trigger uses: admission, instance
 //!   factory, workers, and the typed ways an invocation fails.
+//! - [`events`]: topics and event-driven functions: CloudEvents codec,
+//!   durable store (SQLite), per-subscription dispatchers, publishing over
+//!   the admin API and `http://wisp.internal`.
 //! - [`sandbox`]: where guest code runs: engine, store state, guest logs,
 //!   outbound policy.
 //! - [`deploy`]: component checks, artifact cache, snapshots, the registry of
@@ -23,6 +27,7 @@
 pub mod cli;
 pub mod config;
 pub mod deploy;
+pub mod events;
 pub mod http;
 pub mod invoke;
 pub mod sandbox;

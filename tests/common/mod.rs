@@ -465,3 +465,84 @@ pub async fn upstream() -> Upstream {
         connections,
     }
 }
+
+/// What a [`Sink`] received: the JSON body of one POST, and when.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub at: Instant,
+    pub body: serde_json::Value,
+}
+
+/// A loopback HTTP service that records the JSON bodies POSTed to it (the
+/// `event-probe` guest reports every delivery it gets to one), answering
+/// 204 after `delay` (to keep deliveries in flight for a while).
+pub struct Sink {
+    pub url: String,
+    reports: Arc<Mutex<Vec<Report>>>,
+}
+
+impl Sink {
+    pub async fn start(delay: Duration) -> Sink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let reports: Arc<Mutex<Vec<Report>>> = Arc::default();
+        let kept = reports.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let kept = kept.clone();
+                            async move {
+                                use http_body_util::BodyExt;
+                                let body = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let body = serde_json::from_slice(&body)
+                                    .unwrap_or(serde_json::Value::Null);
+                                kept.lock().unwrap().push(Report {
+                                    at: Instant::now(),
+                                    body,
+                                });
+                                tokio::time::sleep(delay).await;
+                                let mut resp = hyper::Response::new(http_body_util::Full::new(
+                                    bytes::Bytes::new(),
+                                ));
+                                *resp.status_mut() = hyper::StatusCode::NO_CONTENT;
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Sink { url, reports }
+    }
+
+    pub fn reports(&self) -> Vec<Report> {
+        self.reports.lock().unwrap().clone()
+    }
+
+    /// Reports about the event with this id, in arrival order.
+    pub fn of(&self, id: &str) -> Vec<Report> {
+        self.reports()
+            .into_iter()
+            .filter(|r| r.body["id"] == id)
+            .collect()
+    }
+
+    /// Distinct event ids reported so far.
+    pub fn ids(&self) -> std::collections::HashSet<String> {
+        self.reports()
+            .iter()
+            .filter_map(|r| r.body["id"].as_str().map(str::to_string))
+            .collect()
+    }
+}

@@ -34,7 +34,7 @@ use clap::Parser;
 use http_body_util::{BodyExt, Empty};
 use serde_json::json;
 use wasmtime::component::Component;
-use wisp::config::{AllowedHosts, FunctionSpec, Isolation, PoolSettings, ServerSettings, Span};
+use wisp::config::{FunctionSpec, Isolation, PoolSettings, ServerSettings, Span};
 use wisp::deploy::{component, snapshot};
 use wisp::invoke::revision::Loaded;
 use wisp::invoke::{self, BodyLimits, LiveRevision};
@@ -97,17 +97,7 @@ async fn consume(resp: wasmtime_wasi_http::handler::Response) -> Result<Bytes> {
 }
 
 fn host_config(engine: &WispEngine) -> HostConfig {
-    HostConfig {
-        function: "bench".into(),
-        env: Vec::new(),
-        allowed: Arc::new(AllowedHosts::default()),
-        own_ports: engine.own_ports.clone(),
-        memory_limit: 128 << 20,
-        dirs: Vec::new(),
-        cpu_time: None,
-        cpu_weight: 1,
-        lanes: engine.lanes.clone(),
-    }
+    HostConfig::bare("bench", engine, 128 << 20)
 }
 
 /// Runs `one` `warmup` times untimed, then up to `iterations` times timed,

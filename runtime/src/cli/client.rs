@@ -75,7 +75,8 @@ pub async fn call(admin: &Target, method: Method, path: &str, body: Vec<u8>) -> 
     send(admin, method, path, "application/json", body).await
 }
 
-async fn send(
+/// One admin API call with a body of `content_type`.
+pub async fn send(
     admin: &Target,
     method: Method,
     path: &str,

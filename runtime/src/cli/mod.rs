@@ -15,6 +15,7 @@ use crate::config::{
 use crate::http::server;
 
 mod client;
+mod events;
 
 /// Wisp: serve WebAssembly HTTP functions, each request in a fresh instance.
 #[derive(Parser)]
@@ -34,6 +35,10 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Inspect and manage deployed functions through the admin API.
     Functions(FunctionsArgs),
+    /// Publish a CloudEvent to a topic; prints its id.
+    Publish(events::PublishArgs),
+    /// Inspect topics and their subscriptions, dead letters and replays.
+    Topics(events::TopicsArgs),
 }
 
 #[derive(Args)]
@@ -162,8 +167,8 @@ impl SpecArgs {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { spec.$field = v; } )* };
         }
+        spec.route = self.route.or(spec.route.take());
         set!(
-            route,
             memory,
             timeout,
             max_instances,
@@ -317,11 +322,11 @@ impl Cli {
                     pool,
                     ..ServerSettings::default()
                 };
-                server::run(settings, vec![spec]).await
+                server::run(settings, Vec::new(), vec![spec]).await
             }
             Command::Up(args) => {
                 let manifest = Manifest::load(&args.file)?;
-                server::run(manifest.server, manifest.functions).await
+                server::run(manifest.server, manifest.topics, manifest.functions).await
             }
             Command::Deploy(args) => {
                 let mut spec = FunctionSpec::new(args.name, args.component.to_string_lossy());
@@ -331,6 +336,8 @@ impl Cli {
             Command::Functions(args) => {
                 functions(&client::Target::new(args.admin)?, args.command).await
             }
+            Command::Publish(args) => events::publish(args).await,
+            Command::Topics(args) => events::topics(args).await,
         }
     }
 }
@@ -351,7 +358,10 @@ async fn functions(admin: &client::Target, command: FunctionsCommand) -> Result<
                     f["current_revision"],
                     f["world"].as_str().unwrap_or("-"),
                     f["status"].as_str().unwrap_or(""),
-                    f["spec"]["route"].as_str().unwrap_or("")
+                    f["spec"]["route"]
+                        .as_str()
+                        .or(f["spec"]["trigger"]["topic"].as_str().map(|_| "(events)"))
+                        .unwrap_or("/")
                 );
                 if let Some(error) = f["error"].as_str() {
                     println!("  error: {error}");
@@ -410,7 +420,7 @@ async fn functions(admin: &client::Target, command: FunctionsCommand) -> Result<
     Ok(())
 }
 
-fn print_json(v: &Value) -> Result<()> {
+pub(crate) fn print_json(v: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

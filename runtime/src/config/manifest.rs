@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use crate::config::{ByteSize, FunctionSpec, PoolSettings, Span, normalize_route};
+use crate::config::{ByteSize, FunctionSpec, PoolSettings, Span, TopicSpec};
 
 /// The environment variable that sets the admin API's bearer token, for the
 /// server and the CLI alike; it wins over `admin_token_file`.
@@ -21,6 +21,8 @@ pub const ADMIN_TOKEN_ENV: &str = "WISP_ADMIN_TOKEN";
 struct Document {
     #[serde(default)]
     server: ServerSettings,
+    #[serde(default, rename = "topic")]
+    topics: Vec<TopicSpec>,
     #[serde(default, rename = "function")]
     functions: Vec<FunctionSpec>,
 }
@@ -209,20 +211,32 @@ impl ServerSettings {
 #[derive(Debug)]
 pub struct Manifest {
     pub server: ServerSettings,
+    pub topics: Vec<TopicSpec>,
     pub functions: Vec<FunctionSpec>,
 }
 
-/// Spans of each `[[function]]` table, to point errors at lines.
+/// Spans of each `[[function]]` and `[[topic]]` table, to point errors at
+/// lines.
 #[derive(Deserialize)]
 struct Locate {
     #[serde(default)]
     function: Vec<toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    topic: Vec<toml::Spanned<toml::Table>>,
+}
+
+/// Which array of tables an error is about.
+#[derive(Clone, Copy)]
+enum Kind {
+    Function,
+    Topic,
 }
 
 struct Source<'a> {
     path: &'a Path,
     text: &'a str,
-    tables: Vec<std::ops::Range<usize>>,
+    functions: Vec<std::ops::Range<usize>>,
+    topics: Vec<std::ops::Range<usize>>,
 }
 
 impl Source<'_> {
@@ -235,7 +249,22 @@ impl Source<'_> {
 
     /// `file:line: function `name`: key: message`
     fn error(&self, index: usize, key: &str, name: &str, message: &str) -> anyhow::Error {
-        let span = self.tables.get(index).cloned().unwrap_or(0..0);
+        self.error_in(Kind::Function, index, key, name, message)
+    }
+
+    fn error_in(
+        &self,
+        kind: Kind,
+        index: usize,
+        key: &str,
+        name: &str,
+        message: &str,
+    ) -> anyhow::Error {
+        let (tables, noun) = match kind {
+            Kind::Function => (&self.functions, "function"),
+            Kind::Topic => (&self.topics, "topic"),
+        };
+        let span = tables.get(index).cloned().unwrap_or(0..0);
         let body = &self.text[span.clone()];
         let offset = body
             .lines()
@@ -252,9 +281,9 @@ impl Source<'_> {
             .map(|(start, _)| span.start + start)
             .unwrap_or(span.start);
         let who = if name.is_empty() {
-            format!("function #{}", index + 1)
+            format!("{noun} #{}", index + 1)
         } else {
-            format!("function `{name}`")
+            format!("{noun} `{name}`")
         };
         anyhow::anyhow!(
             "{}:{}: {who}: `{key}`: {message}",
@@ -287,15 +316,18 @@ impl Manifest {
         let src = Source {
             path,
             text,
-            tables: locate.function.iter().map(|t| t.span()).collect(),
+            functions: locate.function.iter().map(|t| t.span()).collect(),
+            topics: locate.topic.iter().map(|t| t.span()).collect(),
         };
         let base = path.parent().unwrap_or(Path::new("."));
+        let topics = check_topics(&src, doc.topics)?;
 
         let mut names = HashMap::new();
         let mut routes = HashMap::new();
         let mut functions = Vec::with_capacity(doc.functions.len());
         for (i, mut spec) in doc.functions.into_iter().enumerate() {
             spec.validate()
+                .and_then(|_| check_topic_names(&spec, &topics))
                 .map_err(|(key, msg)| src.error(i, key, &spec.name, &msg))?;
             if let Some(first) = names.insert(spec.name.clone(), i) {
                 return Err(src.error(
@@ -305,8 +337,9 @@ impl Manifest {
                     &format!("duplicate name; function #{} already uses it", first + 1),
                 ));
             }
-            let route = normalize_route(&spec.route).to_string();
-            if let Some(first) = routes.insert(route.clone(), spec.name.clone()) {
+            if let Some(route) = spec.http_route().map(str::to_string)
+                && let Some(first) = routes.insert(route.clone(), spec.name.clone())
+            {
                 return Err(src.error(
                     i,
                     "route",
@@ -334,7 +367,64 @@ impl Manifest {
             Some(base.join(server.state_dir.as_deref().unwrap_or(Path::new(".wisp"))));
         server.admin_token_file = server.admin_token_file.map(|f| base.join(f));
         server.files_root = server.files_root.map(|f| base.join(f));
-        Ok(Manifest { server, functions })
+        Ok(Manifest {
+            server,
+            topics,
+            functions,
+        })
+    }
+}
+
+fn check_topics(src: &Source, topics: Vec<TopicSpec>) -> Result<Vec<TopicSpec>> {
+    let mut names = HashMap::new();
+    for (i, topic) in topics.iter().enumerate() {
+        topic
+            .validate()
+            .map_err(|(key, msg)| src.error_in(Kind::Topic, i, key, &topic.name, &msg))?;
+        if let Some(first) = names.insert(topic.name.as_str(), i) {
+            return Err(src.error_in(
+                Kind::Topic,
+                i,
+                "name",
+                &topic.name,
+                &format!("duplicate name; topic #{} already uses it", first + 1),
+            ));
+        }
+    }
+    Ok(topics)
+}
+
+/// Every topic a function names (subscribes to, dead-letters to, publishes
+/// to) must be declared.
+pub fn check_topic_names(
+    spec: &FunctionSpec,
+    topics: &[TopicSpec],
+) -> Result<(), (&'static str, String)> {
+    let known = |name: &str| topics.iter().any(|t| t.name == name);
+    let missing = |name: &str| {
+        let declared: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        format!(
+            "no topic `{name}`; declare it with a [[topic]] table (declared: {})",
+            if declared.is_empty() {
+                "none".to_string()
+            } else {
+                declared.join(", ")
+            }
+        )
+    };
+    if let Some(trigger) = &spec.trigger {
+        if !known(&trigger.topic) {
+            return Err(("topic", missing(&trigger.topic)));
+        }
+        if let Some(dead) = &trigger.dead_letter_topic
+            && !known(dead)
+        {
+            return Err(("dead_letter_topic", missing(dead)));
+        }
+    }
+    match spec.publish.iter().find(|t| !known(t)) {
+        Some(topic) => Err(("publish", missing(topic))),
+        None => Ok(()),
     }
 }
 

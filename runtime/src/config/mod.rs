@@ -1,14 +1,18 @@
-//! What users write: a function's settings ([`FunctionSpec`]), the app
-//! manifest (`wisp.toml`), `[server]` and `[server.pool]` settings, and the
+//! What users write: a function's settings ([`FunctionSpec`]), topics and
+//! triggers, the app manifest (`wisp.toml`), `[server]` and `[server.pool]` settings, and the
 //! units they are written in. Nothing here depends on the rest of Wisp.
 
+mod events;
 mod manifest;
 mod origins;
 mod pool;
 mod spec;
 mod units;
 
-pub use manifest::{ADMIN_TOKEN_ENV, Manifest, ServerSettings, default_max_connections};
+pub use events::{TopicSpec, TriggerSpec};
+pub use manifest::{
+    ADMIN_TOKEN_ENV, Manifest, ServerSettings, check_topic_names, default_max_connections,
+};
 pub use origins::{AllowedHosts, Grant};
 pub use pool::PoolSettings;
 pub use spec::{

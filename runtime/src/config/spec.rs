@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AllowedHosts, ByteSize, Span};
+use crate::config::{AllowedHosts, ByteSize, Span, TriggerSpec};
 
 /// One function's name, component and limits. Field names are the manifest
 /// keys; every limit has a default chosen to match what Cloud Run users expect.
@@ -21,8 +21,10 @@ pub struct FunctionSpec {
     #[serde(default)]
     pub component: String,
     /// Path prefix on whole segments; the longest matching prefix wins.
-    #[serde(default = "default_route")]
-    pub route: String,
+    /// Absent: `/`, unless the function has a `trigger` (then it takes no
+    /// HTTP traffic); see [`FunctionSpec::http_route`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     /// Linear-memory limit per instance, summed over the instance's memories.
     #[serde(default = "default_memory")]
     pub memory: ByteSize,
@@ -82,6 +84,12 @@ pub struct FunctionSpec {
     /// function with weight 2 gets two turns for every one of weight 1.
     #[serde(default = "default_cpu_weight")]
     pub cpu_weight: u32,
+    /// The topic subscription that makes this an event-driven function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<TriggerSpec>,
+    /// Topics the guest may publish to through `http://wisp.internal`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
 }
 
 fn default_cpu_weight() -> u32 {
@@ -130,9 +138,6 @@ pub enum Isolation {
     Instance,
 }
 
-fn default_route() -> String {
-    "/".into()
-}
 // 128 MiB fits Rust and C guests with room, and the 13-18 MB JS/Python
 // components (which want ~40-60 MiB at runtime).
 fn default_memory() -> ByteSize {
@@ -162,7 +167,7 @@ impl FunctionSpec {
         FunctionSpec {
             name: name.into(),
             component: component.into(),
-            route: default_route(),
+            route: None,
             memory: default_memory(),
             timeout: default_timeout(),
             max_instances: default_max_instances(),
@@ -180,7 +185,24 @@ impl FunctionSpec {
             snapshot: default_snapshot(),
             cpu_time: None,
             cpu_weight: default_cpu_weight(),
+            trigger: None,
+            publish: Vec::new(),
         }
+    }
+
+    /// The route HTTP requests reach it on, if any: `route`, else `/` for
+    /// functions without a trigger.
+    pub fn http_route(&self) -> Option<&str> {
+        match (&self.route, &self.trigger) {
+            (Some(route), _) => Some(normalize_route(route)),
+            (None, None) => Some("/"),
+            (None, Some(_)) => None,
+        }
+    }
+
+    /// The path event deliveries are posted to.
+    pub fn delivery_path(&self) -> &str {
+        self.http_route().unwrap_or("/")
     }
 
     /// Replaces each `env` value with [`HIDDEN_ENV_VALUE`]: what the admin
@@ -202,7 +224,15 @@ impl FunctionSpec {
                 "missing: give the path of a .wasm component".into(),
             ));
         }
-        validate_route(&self.route).map_err(|e| ("route", e))?;
+        if let Some(route) = &self.route {
+            validate_route(route).map_err(|e| ("route", e))?;
+        }
+        if let Some(trigger) = &self.trigger {
+            trigger.validate()?;
+        }
+        for topic in &self.publish {
+            validate_name(topic).map_err(|e| ("publish", e.replace("function", "topic")))?;
+        }
         if self.memory.bytes() < 64 * 1024 {
             return Err((
                 "memory",
@@ -334,7 +364,7 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         let mut spec = FunctionSpec::new("hello", "hello.wasm");
-        spec.route = "hello".into();
+        spec.route = Some("hello".into());
         assert_eq!(spec.validate().unwrap_err().0, "route");
         let mut spec = FunctionSpec::new("he llo", "hello.wasm");
         assert_eq!(spec.validate().unwrap_err().0, "name");

@@ -13,7 +13,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 use wasmtime::component::Component;
 
-use crate::config::{AllowedHosts, FunctionSpec, normalize_route};
+use crate::config::{AllowedHosts, FunctionSpec};
 use crate::deploy::artifact::{Artifacts, engine_fingerprint};
 use crate::deploy::component;
 use crate::deploy::routes::RouteTable;
@@ -22,6 +22,7 @@ use crate::invoke::LiveRevision;
 use crate::invoke::revision::Loaded;
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::host::HostConfig;
+use crate::sandbox::outbound::internal;
 use crate::store::{History, Revision, StateDir};
 use crate::telemetry::metrics::{FunctionMetrics, MetricsSnapshot};
 
@@ -109,6 +110,9 @@ pub struct Registry {
     routes: RwLock<Arc<RouteTable<LiveRevision>>>,
     /// Serializes changes so route checks and swaps see a consistent set.
     changes: tokio::sync::Mutex<()>,
+    /// Bumped after every change of the deployed set, for triggers that
+    /// follow it (event subscriptions).
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 fn now() -> u64 {
@@ -133,6 +137,10 @@ fn host_config(spec: &FunctionSpec, engine: &WispEngine) -> Result<HostConfig> {
             .collect(),
         allowed: Arc::new(allowed),
         own_ports: engine.own_ports.clone(),
+        internal: engine.internal.clone(),
+        grants: Arc::new(internal::Grants {
+            publish: spec.publish.clone(),
+        }),
         memory_limit: spec.memory.bytes(),
         dirs: spec
             .dirs
@@ -186,6 +194,7 @@ impl Registry {
             keep_revisions: keep_revisions.max(1),
             routes: RwLock::default(),
             changes: tokio::sync::Mutex::new(()),
+            changed: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -314,9 +323,11 @@ impl Registry {
     }
 
     fn check_route_free(&self, spec: &FunctionSpec) -> Result<()> {
-        let route = normalize_route(&spec.route);
+        let Some(route) = spec.http_route() else {
+            return Ok(());
+        };
         for other in self.functions.iter() {
-            if other.key() != &spec.name && normalize_route(&other.live.spec.route) == route {
+            if other.key() != &spec.name && other.live.spec.http_route() == Some(route) {
                 bail!(
                     "route `{route}` is already served by function `{}`",
                     other.key()
@@ -330,9 +341,15 @@ impl Registry {
         let table = RouteTable::new(
             self.functions
                 .iter()
-                .map(|f| (f.live.spec.route.clone(), f.live.clone())),
+                .filter_map(|f| Some((f.live.spec.http_route()?.to_string(), f.live.clone()))),
         );
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        self.changed.send_modify(|generation| *generation += 1);
+    }
+
+    /// Changes whenever a function is deployed, rolled back or deleted.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Saves `history` and makes `live` serve; the revision it replaces is

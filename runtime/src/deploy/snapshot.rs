@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use wasmtime::component::Component;
 use wasmtime_wizer::Wizer;
 
-use crate::config::{AllowedHosts, FunctionSpec};
+use crate::config::FunctionSpec;
 use crate::deploy::component;
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::host::{Host, HostConfig, new_store};
@@ -52,15 +52,8 @@ pub async fn preinitialize(
     env: &[(String, String)],
 ) -> Result<Option<Vec<u8>>> {
     let host = HostConfig {
-        function: "preinit".into(),
         env: env.to_vec(),
-        allowed: Arc::new(AllowedHosts::default()),
-        own_ports: engine.own_ports.clone(),
-        memory_limit: engine.pool.max_memory.bytes(),
-        dirs: Vec::new(),
-        cpu_time: None,
-        cpu_weight: 1,
-        lanes: engine.lanes.clone(),
+        ..HostConfig::bare("preinit", engine, engine.pool.max_memory.bytes())
     };
     let compiled = component::compile(&engine.engine, bytes)?;
     if !wants_init(&compiled) {

@@ -15,9 +15,7 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use crate::invoke::{Invocation, LiveRevision, Running};
 
-/// Status logged when the client closed the connection before the response
-/// was complete.
-pub const CLIENT_CLOSED: u16 = 499;
+pub use crate::invoke::failure::CLIENT_CLOSED;
 
 /// How a response ended.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -61,72 +61,43 @@ fn failure_response(
     id: InvocationId,
 ) -> Response<WasiBody> {
     let spec = &live.spec;
-    let busy = "too many requests: every instance of this function is busy".to_string();
-    let (status, message) = match failure {
-        Failure::NotFound => (
-            StatusCode::NOT_FOUND,
-            format!("function `{}` is not deployed", live.function),
-        ),
+    let message = match failure {
+        Failure::NotFound => format!("function `{}` is not deployed", live.function),
         Failure::AtCapacity(Rejected::QueueFull | Rejected::QueueTimeout) => {
-            (StatusCode::TOO_MANY_REQUESTS, busy)
+            "too many requests: every instance of this function is busy".to_string()
         }
-        Failure::PoolExhausted => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is at capacity".to_string(),
-        ),
-        Failure::BodyTooLarge(limit) => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than this function's limit of {limit}"),
-        ),
-        Failure::BadBody(e) => (
-            StatusCode::BAD_REQUEST,
-            format!("could not read the request body: {e}"),
-        ),
-        Failure::BodyTimeout(timeout) => (
-            StatusCode::REQUEST_TIMEOUT,
-            format!("the request body stalled: nothing arrived for {timeout}"),
-        ),
+        Failure::PoolExhausted => "the server is at capacity".to_string(),
+        Failure::BodyTooLarge(limit) => {
+            format!("request body is larger than this function's limit of {limit}")
+        }
+        Failure::BadBody(e) => format!("could not read the request body: {e}"),
+        Failure::BodyTimeout(timeout) => {
+            format!("the request body stalled: nothing arrived for {timeout}")
+        }
         // Not 413: the body may be fine, the server is holding too many
         // others at the moment; retrying later may succeed.
-        Failure::BodyBufferFull(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
+        Failure::BodyBufferFull(_) => {
             "the server is holding too many request bodies; retry, or send a content-length"
-                .to_string(),
+                .to_string()
+        }
+        Failure::StartFailed(_) => "the function could not be started".to_string(),
+        Failure::TimedOut(_) => format!(
+            "the function did not respond within its timeout of {}",
+            spec.timeout
         ),
-        Failure::StartFailed(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the function could not be started".to_string(),
-        ),
-        Failure::TimedOut(_) => (
-            StatusCode::GATEWAY_TIMEOUT,
-            format!(
-                "the function did not respond within its timeout of {}",
-                spec.timeout
-            ),
-        ),
-        // Distinct from a timeout (504), a full server (503) and a failing
-        // guest (500): the request computed too long; retrying won't help.
-        Failure::CpuLimit(limit) => (
-            StatusCode::LOOP_DETECTED,
-            format!("the function used more than its cpu_time limit of {limit}"),
-        ),
-        Failure::MemoryLimit(_) | Failure::Trapped(_) | Failure::NoResponse => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the function failed (trap, panic or no response)".to_string(),
-        ),
+        Failure::CpuLimit(limit) => {
+            format!("the function used more than its cpu_time limit of {limit}")
+        }
+        Failure::MemoryLimit(_) | Failure::Trapped(_) | Failure::NoResponse => {
+            "the function failed (trap, panic or no response)".to_string()
+        }
         // Nobody reads this one; the access log says 499.
-        Failure::Cancelled => (
-            StatusCode::from_u16(crate::http::access::CLIENT_CLOSED)
-                .unwrap_or(StatusCode::BAD_REQUEST),
-            "cancelled".to_string(),
-        ),
+        Failure::Cancelled => "cancelled".to_string(),
     };
+    let status = StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut resp = plain(status, format!("{message}; invocation id {id}\n"));
     set_invocation_header(&mut resp, id);
-    if matches!(
-        failure,
-        Failure::AtCapacity(_) | Failure::PoolExhausted | Failure::BodyBufferFull(_)
-    ) {
+    if failure.is_back_pressure() {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }

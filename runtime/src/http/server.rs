@@ -24,10 +24,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use wasmtime_wasi_http::WasiBody;
 
-use crate::config::{FunctionSpec, ServerSettings, default_max_connections};
+use crate::config::{FunctionSpec, ServerSettings, TopicSpec, default_max_connections};
 use crate::deploy::artifact::Artifacts;
 use crate::deploy::component;
 use crate::deploy::registry::Registry;
+use crate::events::{Events, publish};
 use crate::http::admin::{Admin, AdminToken, Guard, canonical_files_root};
 use crate::http::gateway::Gateway;
 use crate::invoke::BodyLimits;
@@ -47,12 +48,17 @@ const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Loads `functions` (component paths) and serves them, with the admin API
 /// when `settings.admin` is set, until a shutdown signal.
-pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Result<()> {
+pub async fn run(
+    settings: ServerSettings,
+    topics: Vec<TopicSpec>,
+    functions: Vec<FunctionSpec>,
+) -> Result<()> {
     let nofile = raise_fd_limit();
     settings.check_admin()?;
     settings.check_limits()?;
     let engine = WispEngine::new(&settings.pool)?;
     let own_ports = engine.own_ports.clone();
+    let internal = engine.internal.clone();
     let state = settings
         .state_dir
         .as_deref()
@@ -73,6 +79,7 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
         settings.cache_dir().as_deref(),
         settings.cache_max_size.bytes(),
     )?;
+    let state_path = state.as_ref().map(|s| s.root().to_path_buf());
     let registry = Registry::new(engine, state, artifacts, settings.keep_revisions.get());
     registry.restore().await?;
     let declared: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
@@ -94,6 +101,15 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
     }
     registry.retire_undeclared(&declared).await?;
     registry.settle().await;
+    let bodies = BodyLimits::new(settings.request_body_timeout, settings.max_buffered_body);
+    let events = Events::open(
+        state_path.as_deref(),
+        topics,
+        registry.clone(),
+        bodies.clone(),
+    )?;
+    internal.set(Arc::new(publish::Internal(events.clone())));
+    events.start().await?;
 
     let listener = bind(settings.listen, "functions").await?;
     let admin_listener = match settings.admin {
@@ -124,7 +140,6 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
         settings.max_buffered_body,
     );
     println!("wisp: listening on http://{}", listener.local_addr()?);
-    let bodies = BodyLimits::new(settings.request_body_timeout, settings.max_buffered_body);
     let gateway = Gateway::new(registry.clone(), bodies);
     // Each loop's door holds the only other references to `graceful`, so
     // it can be unwrapped for the drain once the loops have returned.
@@ -146,7 +161,12 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
             println!("wisp: admin token in {}", file.display());
         }
         println!("wisp: admin API on http://{bound}");
-        let admin = Admin::new(registry.clone(), Guard::new(token, bound), files_root);
+        let admin = Admin::new(
+            registry.clone(),
+            events.clone(),
+            Guard::new(token, bound),
+            files_root,
+        );
         loops.push(tokio::spawn(accept_loop(
             listener,
             door(ADMIN_MAX_CONNECTIONS),
@@ -160,6 +180,7 @@ pub async fn run(settings: ServerSettings, functions: Vec<FunctionSpec>) -> Resu
         settings.shutdown_grace
     );
     stop.cancel();
+    events.stop().await;
     for l in loops {
         let _ = l.await;
     }

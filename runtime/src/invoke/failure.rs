@@ -89,6 +89,44 @@ impl fmt::Display for Failure {
     }
 }
 
+impl Failure {
+    /// The HTTP status that answers it, also what logs and metrics of
+    /// other triggers record: 4xx when the request was at fault, 429/503
+    /// when Wisp was full (retry later), 5xx when the guest failed.
+    pub fn status(&self) -> u16 {
+        match self {
+            Failure::NotFound => 404,
+            Failure::AtCapacity(_) => 429,
+            Failure::PoolExhausted | Failure::BodyBufferFull(_) => 503,
+            Failure::BodyTooLarge(_) => 413,
+            Failure::BadBody(_) => 400,
+            Failure::BodyTimeout(_) => 408,
+            Failure::TimedOut(_) => 504,
+            // Distinct from a timeout (504), a full server (503) and a
+            // failing guest (500): it computed too long; retrying won't help.
+            Failure::CpuLimit(_) => 508,
+            Failure::StartFailed(_)
+            | Failure::MemoryLimit(_)
+            | Failure::Trapped(_)
+            | Failure::NoResponse => 500,
+            Failure::Cancelled => CLIENT_CLOSED,
+        }
+    }
+
+    /// Wisp was too busy to run it: not the guest's failure, worth a
+    /// retry later.
+    pub fn is_back_pressure(&self) -> bool {
+        matches!(
+            self,
+            Failure::AtCapacity(_) | Failure::PoolExhausted | Failure::BodyBufferFull(_)
+        )
+    }
+}
+
+/// Status logged when whoever waited went away before the response was
+/// complete (as nginx logs it).
+pub const CLIENT_CLOSED: u16 = 499;
+
 /// The request came back from `ProxyHandler` unserved because every
 /// instance slot was taken: offer it again once capacity changes.
 pub fn handed_back(

@@ -12,6 +12,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use crate::config::PoolSettings;
 use crate::sandbox::cpu::{self, CpuLanes, EPOCH_TICK};
 use crate::sandbox::host::Host;
+use crate::sandbox::outbound::internal;
 use crate::sandbox::outbound::policy::OwnPorts;
 
 /// Slots returned to the pool per batch of `madvise` calls.
@@ -27,6 +28,8 @@ pub struct WispEngine {
     /// The ports Wisp listens on, filled in once the listeners are bound;
     /// every function's outbound policy reads them.
     pub own_ports: Arc<OwnPorts>,
+    /// Wisp's services at `http://wisp.internal`, set once they exist.
+    pub internal: Arc<internal::Slot>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -90,6 +93,7 @@ impl WispEngine {
             pool: pool.clone(),
             lanes,
             own_ports: Arc::default(),
+            internal: Arc::default(),
             ticker_stop,
         }))
     }

@@ -11,8 +11,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::config::AllowedHosts;
 use crate::sandbox::cpu::{CpuLanes, CpuMeter};
 use crate::sandbox::guestlog::GuestLog;
-use crate::sandbox::outbound::OutboundHooks;
 use crate::sandbox::outbound::policy::OwnPorts;
+use crate::sandbox::outbound::{OutboundHooks, internal};
 use crate::sandbox::tag::InstanceTag;
 use crate::telemetry::metrics::FunctionMetrics;
 
@@ -88,6 +88,10 @@ pub struct HostConfig {
     pub allowed: Arc<AllowedHosts>,
     /// Wisp's own listening ports, which wildcard origins never reach.
     pub own_ports: Arc<OwnPorts>,
+    /// Wisp's own services at `http://wisp.internal`, and what this
+    /// function may do there.
+    pub internal: Arc<internal::Slot>,
+    pub grants: Arc<internal::Grants>,
     pub memory_limit: u64,
     /// `(host directory, guest path)` pairs, preopened read-only.
     pub dirs: Vec<(std::path::PathBuf, String)>,
@@ -95,6 +99,30 @@ pub struct HostConfig {
     pub cpu_time: Option<std::time::Duration>,
     pub cpu_weight: u32,
     pub lanes: Arc<CpuLanes>,
+}
+
+impl HostConfig {
+    /// No grants, no environment, no directories: what pre-initialization
+    /// and benchmarks run with.
+    pub fn bare(
+        function: &str,
+        engine: &crate::sandbox::engine::WispEngine,
+        memory_limit: u64,
+    ) -> Self {
+        HostConfig {
+            function: function.into(),
+            env: Vec::new(),
+            allowed: Arc::new(AllowedHosts::default()),
+            own_ports: engine.own_ports.clone(),
+            internal: engine.internal.clone(),
+            grants: Arc::default(),
+            memory_limit,
+            dirs: Vec::new(),
+            cpu_time: None,
+            cpu_weight: 1,
+            lanes: engine.lanes.clone(),
+        }
+    }
 }
 
 /// Component handles (resources, futures, streams) one instance may hold.
@@ -160,6 +188,8 @@ impl Host {
                 allowed: config.allowed.clone(),
                 own_ports: config.own_ports.clone(),
                 function: config.function.clone(),
+                internal: config.internal.clone(),
+                grants: config.grants.clone(),
             },
             limiter: MemoryLimiter::new(config.memory_limit, tag.clone()),
             cpu: CpuMeter::new(

@@ -55,6 +55,11 @@ pub struct StateDir {
 }
 
 impl StateDir {
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Opens (creating) the state directory, locks it for this process and
     /// removes the temp files a crash mid-write left behind.
     pub fn open(root: &Path) -> Result<Self> {

@@ -27,20 +27,22 @@ pub fn random_seed() -> u64 {
     std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8)
 }
 
-/// What caused an invocation. Only HTTP exists so far; events, schedules,
-/// task queues and jobs will add their kinds here, and every log line and
-/// metric of an invocation names its trigger.
+/// What caused an invocation: every log line and metric of an invocation
+/// names its trigger. Schedules, task queues and jobs will add theirs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Trigger {
     Http,
+    /// A delivery of a topic's event to a subscribed function.
+    Event,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 1] = [Trigger::Http];
+    pub const ALL: [Trigger; 2] = [Trigger::Http, Trigger::Event];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Trigger::Http => "http",
+            Trigger::Event => "event",
         }
     }
 

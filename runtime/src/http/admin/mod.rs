@@ -14,12 +14,14 @@ use wasmtime_wasi_http::WasiBody;
 
 use crate::config::FunctionSpec;
 use crate::deploy::registry::{NotFound, Registry};
+use crate::events::Events;
 use crate::http::respond::{empty, json, plain};
 use crate::store::Revision;
 use crate::telemetry::metrics::prometheus;
 
 mod guard;
 mod token;
+mod topics;
 
 pub use guard::Guard;
 pub use token::{AdminToken, TOKEN_FILE, read_token_file};
@@ -34,6 +36,7 @@ const WASM_TYPE: &str = "application/wasm";
 
 pub struct Admin {
     registry: Arc<Registry>,
+    events: Arc<Events>,
     guard: Guard,
     /// `[server] files_root`, resolved: where admin deploys' `dirs` must lie.
     files_root: Option<PathBuf>,
@@ -50,13 +53,19 @@ struct Uploaded {
     component: String,
 }
 
-type Reply = Result<Response<WasiBody>, (StatusCode, String)>;
+pub(super) type Reply = Result<Response<WasiBody>, (StatusCode, String)>;
 
 impl Admin {
     /// `files_root` must be canonical (see [`canonical_files_root`]).
-    pub fn new(registry: Arc<Registry>, guard: Guard, files_root: Option<PathBuf>) -> Arc<Self> {
+    pub fn new(
+        registry: Arc<Registry>,
+        events: Arc<Events>,
+        guard: Guard,
+        files_root: Option<PathBuf>,
+    ) -> Arc<Self> {
         Arc::new(Admin {
             registry,
+            events,
             guard,
             files_root,
         })
@@ -88,10 +97,9 @@ impl Admin {
             (&Method::GET, ["healthz"]) => Ok(self.health()),
             (&Method::GET, ["metrics"]) => {
                 let metrics = self.registry.metrics();
-                Ok(plain(
-                    StatusCode::OK,
-                    prometheus(metrics.iter().map(|(n, m)| (n.as_str(), &**m))),
-                ))
+                let mut text = prometheus(metrics.iter().map(|(n, m)| (n.as_str(), &**m)));
+                text.push_str(&self.events.prometheus());
+                Ok(plain(StatusCode::OK, text))
             }
             (&Method::POST, ["v1", "components"]) => self.upload(req).await,
             (&Method::GET, ["v1", "functions"]) => {
@@ -129,6 +137,7 @@ impl Admin {
                 let name = name.to_string();
                 self.rollback(&name, req).await
             }
+            (_, ["v1", "topics", ..]) => self.topics(method, &segments, req).await,
             _ => Err((
                 StatusCode::NOT_FOUND,
                 format!("no admin endpoint {method} {path}; see docs/admin-api.md"),
@@ -199,6 +208,9 @@ impl Admin {
             ));
         }
         confine_dirs(&mut spec, self.files_root.as_deref())
+            .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
+        self.events
+            .check_spec(&spec)
             .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
         let revision = self.registry.deploy(spec, None).await.map_err(refusal)?;
         Ok(shown(revision))

@@ -5,11 +5,13 @@
 //! loopback, private, link-local or unspecified ones ([`address`]) nor
 //! Wisp's own ports ([`policy`]). The check is made on the resolved address
 //! that is then connected to ([`connect`]), and the exchange itself is
-//! wasi:http's default client's ([`exchange`]).
+//! wasi:http's default client's ([`exchange`]). Requests to
+//! `http://wisp.internal` go to Wisp's own services instead ([`internal`]).
 
 pub mod address;
 pub mod connect;
 pub mod exchange;
+pub mod internal;
 pub mod policy;
 
 use std::future::Future;
@@ -28,6 +30,8 @@ pub struct OutboundHooks {
     pub allowed: Arc<AllowedHosts>,
     pub own_ports: Arc<OwnPorts>,
     pub function: Arc<str>,
+    pub internal: Arc<internal::Slot>,
+    pub grants: Arc<internal::Grants>,
 }
 
 type SendFuture =
@@ -40,6 +44,20 @@ impl WasiHttpHooks for OutboundHooks {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
+        if internal::is_internal(request.uri()) {
+            let Some(service) = self.internal.get().cloned() else {
+                return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            };
+            let caller = internal::Caller {
+                function: self.function.clone(),
+                grants: self.grants.clone(),
+            };
+            return Box::new(async move {
+                let response = service.serve(caller, request).await;
+                let io: IoFuture = Box::new(async { Ok(()) });
+                Ok((response, io))
+            });
+        }
         let Some(grant) = self.allowed.grant(request.uri()) else {
             tracing::warn!(
                 function = %self.function,
