@@ -350,3 +350,33 @@ async fn static_files_outbound_and_cpu_time_use_their_settings() {
     let (status, body) = get(&format!("{u}/burn?ms=5000")).await;
     assert_eq!(status, 508, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_flows_from_the_api_to_every_consumer() {
+    let (_dir, wisp) = example_app();
+    let (status, body) = send(
+        client()
+            .post(format!("{}/orders", wisp.url))
+            .header("content-type", "application/json")
+            .body(r#"{"id": 7, "item": "tea", "quantity": 2}"#),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = answer["event_id"].as_str().unwrap().to_string();
+    for consumer in ["on-order", "js-on-order", "py-on-order"] {
+        wisp.wait_for_log(&format!(
+            "{consumer}: order 7 item=\"tea\" quantity=2 ce-id={id} attempt=1"
+        ));
+    }
+
+    let (status, body) = send(
+        client()
+            .post(format!("{}/orders", wisp.url))
+            .header("content-type", "application/json")
+            .body(r#"{"id": 8, "item": "", "quantity": 2}"#),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("item"), "{body}");
+}
