@@ -1,25 +1,18 @@
-//! The embedded event store: SQLite in WAL mode with `synchronous = FULL`,
-//! so a committed transaction survives `kill -9` and power loss. One
-//! thread owns the connection and commits whatever has queued up while the
-//! previous commit was on its way to disk in one transaction (group
-//! commit): under load many publishes and acknowledgements share an fsync.
+//! The embedded event store: tables in the group-committing SQLite
+//! [`Database`], so under load many publishes and acknowledgements share
+//! an fsync.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::Result;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::oneshot;
 
 use crate::events::cloudevent::CloudEvent;
 use crate::events::store::{Change, EventStore, Pending, Seq, Stored};
-
-/// Changes merged into one transaction at most.
-const MAX_GROUP: usize = 4096;
+use crate::store::sqlite::Database;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -44,134 +37,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_seq ON deliveries (seq);
 ";
 
-type Reply<T> = oneshot::Sender<Result<T>>;
-type Read = Box<dyn FnOnce(&Connection) + Send>;
-
-enum Job {
-    Commit(Change, Option<Reply<Vec<Seq>>>),
-    Read(Read),
-}
-
 pub struct SqliteStore {
-    jobs: mpsc::Sender<Job>,
-    commits: Arc<AtomicU64>,
+    db: Database,
 }
 
 impl SqliteStore {
     /// Opens (creating) the store at `path`; `None` keeps it in memory (a
     /// server without a state directory, which cannot declare topics).
     pub fn open(path: Option<&Path>) -> Result<Self> {
-        let conn = match path {
-            Some(path) => Connection::open(path)
-                .with_context(|| format!("could not open the event store `{}`", path.display()))?,
-            None => Connection::open_in_memory()?,
-        };
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)
-            .context("could not create the event store's tables")?;
-        let (jobs, rx) = mpsc::channel();
-        let commits = Arc::new(AtomicU64::new(0));
-        let counter = commits.clone();
-        std::thread::Builder::new()
-            .name("wisp-events-store".into())
-            .spawn(move || writer(conn, rx, &counter))
-            .context("could not start the event store's thread")?;
-        Ok(SqliteStore { jobs, commits })
-    }
-
-    fn send(&self, job: Job) -> Result<()> {
-        self.jobs
-            .send(job)
-            .map_err(|_| anyhow!("the event store has stopped"))
-    }
-
-    async fn read<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Read(Box::new(move |conn| {
-            let _ = tx.send(read(conn));
-        })))?;
-        rx.await
-            .map_err(|_| anyhow!("the event store has stopped"))?
-    }
-}
-
-/// The store's thread: commits queued changes in groups, runs reads in
-/// between, until every sender is gone.
-fn writer(mut conn: Connection, jobs: mpsc::Receiver<Job>, commits: &AtomicU64) {
-    let mut queued = Vec::new();
-    while let Ok(first) = jobs.recv() {
-        queued.push(first);
-        while queued.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => queued.push(job),
-                Err(_) => break,
-            }
-        }
-        let mut group = Vec::new();
-        for job in queued.drain(..) {
-            match job {
-                Job::Commit(change, reply) => group.push((change, reply)),
-                Job::Read(read) => {
-                    // Reads see every change queued before them.
-                    commit_group(&mut conn, std::mem::take(&mut group), commits);
-                    read(&conn);
-                }
-            }
-        }
-        commit_group(&mut conn, group, commits);
-    }
-}
-
-fn commit_group(
-    conn: &mut Connection,
-    group: Vec<(Change, Option<Reply<Vec<Seq>>>)>,
-    commits: &AtomicU64,
-) {
-    if group.is_empty() {
-        return;
-    }
-    let mut results = Vec::with_capacity(group.len());
-    let outcome = (|| -> rusqlite::Result<()> {
-        let mut tx = conn.transaction()?;
-        for (change, _) in &group {
-            // A savepoint per change: one bad change fails alone.
-            let mut sp = tx.savepoint()?;
-            match apply(&sp, change) {
-                Ok(seqs) => {
-                    sp.commit()?;
-                    results.push(Ok(seqs));
-                }
-                Err(e) => {
-                    sp.rollback()?;
-                    results.push(Err(anyhow!("event store: {e}")));
-                }
-            }
-        }
-        tx.commit()
-    })();
-    commits.fetch_add(1, Ordering::Relaxed);
-    match outcome {
-        Ok(()) => {
-            for ((_, reply), result) in group.into_iter().zip(results) {
-                if let Some(reply) = reply {
-                    let _ = reply.send(result);
-                } else if let Err(e) = result {
-                    tracing::error!("{e:#}");
-                }
-            }
-        }
-        Err(e) => {
-            tracing::error!("event store: could not commit: {e}");
-            for (_, reply) in group {
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err(anyhow!("event store: could not commit: {e}")));
-                }
-            }
-        }
+        Ok(SqliteStore {
+            db: Database::open(path, SCHEMA, "event store")?,
+        })
     }
 }
 
@@ -255,110 +131,111 @@ fn stored(row: &rusqlite::Row) -> rusqlite::Result<Stored> {
 #[async_trait]
 impl EventStore for SqliteStore {
     async fn commit(&self, change: Change) -> Result<Vec<Seq>> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Job::Commit(change, Some(tx)))?;
-        rx.await
-            .map_err(|_| anyhow!("the event store has stopped"))?
+        self.db.write(move |conn| apply(conn, &change)).await
     }
 
     fn commit_soon(&self, change: Change) {
-        if self.send(Job::Commit(change, None)).is_err() {
-            tracing::warn!("the event store has stopped: a settled delivery will be redelivered");
-        }
+        self.db
+            .write_soon(move |conn| apply(conn, &change).map(drop));
     }
 
     async fn flush(&self) -> Result<()> {
-        self.commit(Change::default()).await.map(drop)
+        self.db.flush().await
     }
 
     async fn pending(&self, subscription: &str) -> Result<Vec<Pending>> {
         let subscription = subscription.to_string();
-        self.read(move |conn| {
-            let mut rows = conn.prepare(
-                "SELECT d.seq, d.attempts, d.due_ms, e.published_ms, d.key
+        self.db
+            .read(move |conn| {
+                let mut rows = conn.prepare(
+                    "SELECT d.seq, d.attempts, d.due_ms, e.published_ms, d.key
                  FROM deliveries d JOIN events e ON e.seq = d.seq
                  WHERE d.subscription = ?1 ORDER BY d.seq",
-            )?;
-            let pending = rows
-                .query_map([subscription], |row| {
-                    Ok(Pending {
-                        seq: row.get::<_, i64>(0)? as Seq,
-                        attempts: row.get(1)?,
-                        due_ms: row.get::<_, i64>(2)? as u64,
-                        published_ms: row.get::<_, i64>(3)? as u64,
-                        key: row.get(4)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(pending)
-        })
-        .await
+                )?;
+                let pending = rows
+                    .query_map([subscription], |row| {
+                        Ok(Pending {
+                            seq: row.get::<_, i64>(0)? as Seq,
+                            attempts: row.get(1)?,
+                            due_ms: row.get::<_, i64>(2)? as u64,
+                            published_ms: row.get::<_, i64>(3)? as u64,
+                            key: row.get(4)?,
+                        })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok(pending)
+            })
+            .await
     }
 
     async fn load(&self, seq: Seq) -> Result<Option<Stored>> {
-        self.read(move |conn| {
-            Ok(conn
+        self.db
+            .read(move |conn| {
+                Ok(conn
                 .prepare_cached(
                     "SELECT seq, topic, published_ms, attributes, data FROM events WHERE seq = ?1",
                 )?
                 .query_row([seq as i64], stored)
                 .optional()?)
-        })
-        .await
+            })
+            .await
     }
 
     async fn kept(&self, topic: &str, limit: usize) -> Result<Vec<Stored>> {
         let topic = topic.to_string();
-        self.read(move |conn| {
-            let mut rows = conn.prepare(
-                "SELECT seq, topic, published_ms, attributes, data FROM events
+        self.db
+            .read(move |conn| {
+                let mut rows = conn.prepare(
+                    "SELECT seq, topic, published_ms, attributes, data FROM events
                  WHERE topic = ?1 AND kept = 1 ORDER BY seq LIMIT ?2",
-            )?;
-            let kept = rows
-                .query_map(params![topic, limit as i64], stored)?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(kept)
-        })
-        .await
+                )?;
+                let kept = rows
+                    .query_map(params![topic, limit as i64], stored)?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok(kept)
+            })
+            .await
     }
 
     async fn forget_subscriptions(&self, keep: Vec<String>) -> Result<u64> {
-        self.read(move |conn| {
-            let tx = conn.unchecked_transaction()?;
-            tx.execute_batch(
+        self.db
+            .read(move |conn| {
+                let tx = conn.unchecked_transaction()?;
+                tx.execute_batch(
                 "CREATE TEMP TABLE IF NOT EXISTS keep (name TEXT PRIMARY KEY); DELETE FROM keep;",
             )?;
-            for name in &keep {
-                tx.execute("INSERT OR IGNORE INTO keep (name) VALUES (?1)", [name])?;
-            }
-            let forgotten = tx.execute(
-                "DELETE FROM deliveries WHERE subscription NOT IN (SELECT name FROM keep)",
-                [],
-            )?;
-            tx.execute(
-                "DELETE FROM events WHERE kept = 0
+                for name in &keep {
+                    tx.execute("INSERT OR IGNORE INTO keep (name) VALUES (?1)", [name])?;
+                }
+                let forgotten = tx.execute(
+                    "DELETE FROM deliveries WHERE subscription NOT IN (SELECT name FROM keep)",
+                    [],
+                )?;
+                tx.execute(
+                    "DELETE FROM events WHERE kept = 0
                  AND NOT EXISTS (SELECT 1 FROM deliveries WHERE deliveries.seq = events.seq)",
-                [],
-            )?;
-            tx.commit()?;
-            Ok(forgotten as u64)
-        })
-        .await
+                    [],
+                )?;
+                tx.commit()?;
+                Ok(forgotten as u64)
+            })
+            .await
     }
 
     async fn expire(&self, topic: &str, before_ms: u64) -> Result<u64> {
         let topic = topic.to_string();
-        self.read(move |conn| {
-            Ok(conn.execute(
-                "DELETE FROM events WHERE topic = ?1 AND kept = 1 AND published_ms < ?2",
-                params![topic, before_ms.min(i64::MAX as u64) as i64],
-            )? as u64)
-        })
-        .await
+        self.db
+            .read(move |conn| {
+                Ok(conn.execute(
+                    "DELETE FROM events WHERE topic = ?1 AND kept = 1 AND published_ms < ?2",
+                    params![topic, before_ms.min(i64::MAX as u64) as i64],
+                )? as u64)
+            })
+            .await
     }
 
     fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.db.commits()
     }
 }
 
