@@ -32,4 +32,5 @@ pub mod http;
 pub mod invoke;
 pub mod sandbox;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;

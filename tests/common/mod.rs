@@ -479,6 +479,8 @@ pub struct Report {
 pub struct Sink {
     pub url: String,
     reports: Arc<Mutex<Vec<Report>>>,
+    /// Requests being answered now, and the most there ever were.
+    in_flight: Arc<(AtomicUsize, AtomicUsize)>,
 }
 
 impl Sink {
@@ -486,44 +488,56 @@ impl Sink {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let reports: Arc<Mutex<Vec<Report>>> = Arc::default();
-        let kept = reports.clone();
+        let in_flight: Arc<(AtomicUsize, AtomicUsize)> = Arc::default();
+        let (kept, counted) = (reports.clone(), in_flight.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let kept = kept.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            let kept = kept.clone();
-                            async move {
-                                use http_body_util::BodyExt;
-                                let body = req
-                                    .into_body()
-                                    .collect()
-                                    .await
-                                    .map(|b| b.to_bytes())
-                                    .unwrap_or_default();
-                                let body = serde_json::from_slice(&body)
-                                    .unwrap_or(serde_json::Value::Null);
-                                kept.lock().unwrap().push(Report {
-                                    at: Instant::now(),
-                                    body,
-                                });
-                                tokio::time::sleep(delay).await;
-                                let mut resp = hyper::Response::new(http_body_util::Full::new(
-                                    bytes::Bytes::new(),
-                                ));
-                                *resp.status_mut() = hyper::StatusCode::NO_CONTENT;
-                                Ok::<_, std::convert::Infallible>(resp)
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
+                let (kept, counted) = (kept.clone(), counted.clone());
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (kept, counted) = (kept.clone(), counted.clone());
+                        async move {
+                            use http_body_util::BodyExt;
+                            let now = counted.0.fetch_add(1, Ordering::SeqCst) + 1;
+                            counted.1.fetch_max(now, Ordering::SeqCst);
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let body =
+                                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                            kept.lock().unwrap().push(Report {
+                                at: Instant::now(),
+                                body,
+                            });
+                            tokio::time::sleep(delay).await;
+                            counted.0.fetch_sub(1, Ordering::SeqCst);
+                            let mut resp = hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::new(),
+                            ));
+                            *resp.status_mut() = hyper::StatusCode::NO_CONTENT;
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
             }
         });
-        Sink { url, reports }
+        Sink {
+            url,
+            reports,
+            in_flight,
+        }
+    }
+
+    /// The most requests the sink was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.in_flight.1.load(Ordering::SeqCst)
     }
 
     pub fn reports(&self) -> Vec<Report> {

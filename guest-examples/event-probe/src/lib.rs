@@ -29,8 +29,9 @@ use wisp_sdk::outbound::OutboundRequest;
 use wisp_sdk::serde_json::{Value, json};
 use wisp_sdk::{CloudEvent, Method, Request, Response, http_handler};
 
-/// What the probe saw, as it reports it to the sink.
-fn report(event: &CloudEvent) -> Value {
+/// What the probe saw, as it reports it to the sink; `task` and `queue`
+/// when it came as a task (`x-wisp-task`, `x-wisp-queue`).
+fn report(event: &CloudEvent, task: Option<&str>, queue: Option<&str>) -> Value {
     json!({
         "id": event.id(),
         "attempt": event.delivery_attempt(),
@@ -38,12 +39,14 @@ fn report(event: &CloudEvent) -> Value {
         "subject": event.subject(),
         "partitionkey": event.attribute_value("partitionkey"),
         "data": event.data().map(String::from_utf8_lossy),
+        "task": task,
+        "queue": queue,
     })
 }
 
-fn send_report(event: &CloudEvent) -> Result<(), String> {
+fn send_report(report: Value) -> Result<(), String> {
     let sink = wisp_sdk::env::var("SINK").ok_or("env var SINK is not set")?;
-    let report = report(event).to_string();
+    let report = report.to_string();
     let reply = OutboundRequest::new(Method::Post, format!("{}/seen", sink.trim_end_matches('/')))
         .with_header("content-type", "application/json")
         .with_header("content-length", report.len().to_string())
@@ -94,11 +97,20 @@ fn decide(event: &CloudEvent, publish: impl FnOnce(&str, &CloudEvent) -> Result<
 
 #[http_handler]
 fn handle(mut req: Request) -> Response {
-    let event = match CloudEvent::from_request(&mut req) {
+    let task = req.header("x-wisp-task").map(str::to_owned);
+    let queue = req.header("x-wisp-queue").map(str::to_owned);
+    let task_attempt = req.header("x-wisp-task-attempt").map(str::to_owned);
+    let mut event = match CloudEvent::from_request(&mut req) {
         Ok(event) => event,
         Err(e) => return Response::text(format!("{e}\n")).with_status(e.status()),
     };
-    let (status, why) = match send_report(&event) {
+    // A task (or a schedule's firing) counts its attempts in x-wisp-task-attempt.
+    if event.delivery_attempt().is_none()
+        && let Some(attempt) = task_attempt
+    {
+        event = event.with_attribute("deliveryattempt", attempt);
+    }
+    let (status, why) = match send_report(report(&event, task.as_deref(), queue.as_deref())) {
         Ok(()) => decide(&event, events::publish),
         Err(reason) => (500, reason),
     };
@@ -122,13 +134,13 @@ mod tests {
 
     #[test]
     fn reports_what_it_saw() {
-        let seen = report(&event(r#"{"a":1}"#, 3).with_attribute("partitionkey", "k"));
+        let seen = report(&event(r#"{"a":1}"#, 3).with_attribute("partitionkey", "k"), None, None);
         assert_eq!(
             seen,
             json!({"id": "e1", "attempt": 3, "type": "com.example.test", "subject": null,
                    "partitionkey": "k", "data": "{\"a\":1}"})
         );
-        let bare = report(&CloudEvent::new("e2", "/t", "x"));
+        let bare = report(&CloudEvent::new("e2", "/t", "x"), None, None);
         assert_eq!((bare["attempt"].clone(), bare["data"].clone()), (Value::Null, Value::Null));
     }
 

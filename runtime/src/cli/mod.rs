@@ -16,6 +16,7 @@ use crate::http::server;
 
 mod client;
 mod events;
+mod tasks;
 
 /// Wisp: serve WebAssembly HTTP functions, each request in a fresh instance.
 #[derive(Parser)]
@@ -39,6 +40,12 @@ pub enum Command {
     Publish(events::PublishArgs),
     /// Inspect topics and their subscriptions, dead letters and replays.
     Topics(events::TopicsArgs),
+    /// Add, list and delete the tasks of a queue.
+    Tasks(tasks::TasksArgs),
+    /// List, pause, resume and purge task queues.
+    Queues(tasks::QueuesArgs),
+    /// List schedules; run, pause and resume one.
+    Schedules(tasks::SchedulesArgs),
 }
 
 #[derive(Args)]
@@ -322,12 +329,9 @@ impl Cli {
                     pool,
                     ..ServerSettings::default()
                 };
-                server::run(settings, Vec::new(), vec![spec]).await
+                server::run(Manifest::of_functions(settings, vec![spec])).await
             }
-            Command::Up(args) => {
-                let manifest = Manifest::load(&args.file)?;
-                server::run(manifest.server, manifest.topics, manifest.functions).await
-            }
+            Command::Up(args) => server::run(Manifest::load(&args.file)?).await,
             Command::Deploy(args) => {
                 let mut spec = FunctionSpec::new(args.name, args.component.to_string_lossy());
                 args.spec.apply(&mut spec)?;
@@ -338,6 +342,9 @@ impl Cli {
             }
             Command::Publish(args) => events::publish(args).await,
             Command::Topics(args) => events::topics(args).await,
+            Command::Tasks(args) => tasks::tasks(args).await,
+            Command::Queues(args) => tasks::queues(args).await,
+            Command::Schedules(args) => tasks::schedules(args).await,
         }
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use crate::config::{ByteSize, FunctionSpec, PoolSettings, Span, TopicSpec};
+use crate::config::{
+    ByteSize, CronSchedule, FunctionSpec, PoolSettings, QueueSpec, ScheduleSpec, Span, TopicSpec,
+};
 
 /// The environment variable that sets the admin API's bearer token, for the
 /// server and the CLI alike; it wins over `admin_token_file`.
@@ -23,6 +25,10 @@ struct Document {
     server: ServerSettings,
     #[serde(default, rename = "topic")]
     topics: Vec<TopicSpec>,
+    #[serde(default, rename = "queue")]
+    queues: Vec<QueueSpec>,
+    #[serde(default, rename = "schedule")]
+    schedules: Vec<ScheduleSpec>,
     #[serde(default, rename = "function")]
     functions: Vec<FunctionSpec>,
 }
@@ -212,7 +218,22 @@ impl ServerSettings {
 pub struct Manifest {
     pub server: ServerSettings,
     pub topics: Vec<TopicSpec>,
+    pub queues: Vec<QueueSpec>,
+    pub schedules: Vec<ScheduleSpec>,
     pub functions: Vec<FunctionSpec>,
+}
+
+impl Manifest {
+    /// Just `functions`, with these server settings (`wisp serve`).
+    pub fn of_functions(server: ServerSettings, functions: Vec<FunctionSpec>) -> Self {
+        Manifest {
+            server,
+            topics: Vec::new(),
+            queues: Vec::new(),
+            schedules: Vec::new(),
+            functions,
+        }
+    }
 }
 
 /// Spans of each `[[function]]` and `[[topic]]` table, to point errors at
@@ -223,6 +244,10 @@ struct Locate {
     function: Vec<toml::Spanned<toml::Table>>,
     #[serde(default)]
     topic: Vec<toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    queue: Vec<toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    schedule: Vec<toml::Spanned<toml::Table>>,
 }
 
 /// Which array of tables an error is about.
@@ -230,6 +255,8 @@ struct Locate {
 enum Kind {
     Function,
     Topic,
+    Queue,
+    Schedule,
 }
 
 struct Source<'a> {
@@ -237,6 +264,8 @@ struct Source<'a> {
     text: &'a str,
     functions: Vec<std::ops::Range<usize>>,
     topics: Vec<std::ops::Range<usize>>,
+    queues: Vec<std::ops::Range<usize>>,
+    schedules: Vec<std::ops::Range<usize>>,
 }
 
 impl Source<'_> {
@@ -263,6 +292,8 @@ impl Source<'_> {
         let (tables, noun) = match kind {
             Kind::Function => (&self.functions, "function"),
             Kind::Topic => (&self.topics, "topic"),
+            Kind::Queue => (&self.queues, "queue"),
+            Kind::Schedule => (&self.schedules, "schedule"),
         };
         let span = tables.get(index).cloned().unwrap_or(0..0);
         let body = &self.text[span.clone()];
@@ -318,6 +349,8 @@ impl Manifest {
             text,
             functions: locate.function.iter().map(|t| t.span()).collect(),
             topics: locate.topic.iter().map(|t| t.span()).collect(),
+            queues: locate.queue.iter().map(|t| t.span()).collect(),
+            schedules: locate.schedule.iter().map(|t| t.span()).collect(),
         };
         let base = path.parent().unwrap_or(Path::new("."));
         let topics = check_topics(&src, doc.topics)?;
@@ -328,6 +361,7 @@ impl Manifest {
         for (i, mut spec) in doc.functions.into_iter().enumerate() {
             spec.validate()
                 .and_then(|_| check_topic_names(&spec, &topics))
+                .and_then(|_| check_queue_names(&spec, &doc.queues))
                 .map_err(|(key, msg)| src.error(i, key, &spec.name, &msg))?;
             if let Some(first) = names.insert(spec.name.clone(), i) {
                 return Err(src.error(
@@ -367,11 +401,87 @@ impl Manifest {
             Some(base.join(server.state_dir.as_deref().unwrap_or(Path::new(".wisp"))));
         server.admin_token_file = server.admin_token_file.map(|f| base.join(f));
         server.files_root = server.files_root.map(|f| base.join(f));
+        check_queues(&src, &doc.queues, &names)?;
+        check_schedules(&src, &doc.schedules, &names)?;
         Ok(Manifest {
             server,
             topics,
+            queues: doc.queues,
+            schedules: doc.schedules,
             functions,
         })
+    }
+}
+
+/// A function a queue or schedule names must be declared in the manifest.
+fn missing_function(name: &str, functions: &HashMap<String, usize>) -> Option<String> {
+    (!functions.contains_key(name)).then(|| {
+        format!("no function `{name}` in this manifest; declare it with a [[function]] table")
+    })
+}
+
+fn check_queues(
+    src: &Source,
+    queues: &[QueueSpec],
+    functions: &HashMap<String, usize>,
+) -> Result<()> {
+    let mut names = HashMap::new();
+    for (i, queue) in queues.iter().enumerate() {
+        let error = |key: &str, msg: &str| src.error_in(Kind::Queue, i, key, &queue.name, msg);
+        queue.validate().map_err(|(key, msg)| error(key, &msg))?;
+        if let Some(first) = names.insert(queue.name.as_str(), i) {
+            return Err(error(
+                "name",
+                &format!("duplicate name; queue #{} already uses it", first + 1),
+            ));
+        }
+        if let Some(msg) = missing_function(&queue.function, functions) {
+            return Err(error("function", &msg));
+        }
+    }
+    Ok(())
+}
+
+fn check_schedules(
+    src: &Source,
+    schedules: &[ScheduleSpec],
+    functions: &HashMap<String, usize>,
+) -> Result<()> {
+    let mut names = HashMap::new();
+    for (i, schedule) in schedules.iter().enumerate() {
+        let error =
+            |key: &str, msg: &str| src.error_in(Kind::Schedule, i, key, &schedule.name, msg);
+        schedule.validate().map_err(|(key, msg)| error(key, &msg))?;
+        CronSchedule::parse(&schedule.cron, &schedule.time_zone)
+            .map_err(|(key, msg)| error(key, &msg))?;
+        if let Some(first) = names.insert(schedule.name.as_str(), i) {
+            return Err(error(
+                "name",
+                &format!("duplicate name; schedule #{} already uses it", first + 1),
+            ));
+        }
+        if let Some(msg) = missing_function(schedule.function(), functions) {
+            return Err(error("function", &msg));
+        }
+    }
+    Ok(())
+}
+
+/// Every queue a function may add tasks to must be declared.
+pub fn check_queue_names(
+    spec: &FunctionSpec,
+    queues: &[QueueSpec],
+) -> Result<(), (&'static str, String)> {
+    match spec
+        .enqueue
+        .iter()
+        .find(|q| !queues.iter().any(|d| d.name == **q))
+    {
+        Some(queue) => Err((
+            "enqueue",
+            format!("no queue `{queue}`; declare it with a [[queue]] table"),
+        )),
+        None => Ok(()),
     }
 }
 

@@ -90,6 +90,9 @@ pub struct FunctionSpec {
     /// Topics the guest may publish to through `http://wisp.internal`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<String>,
+    /// Queues the guest may add tasks to through `http://wisp.internal`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enqueue: Vec<String>,
 }
 
 fn default_cpu_weight() -> u32 {
@@ -187,6 +190,7 @@ impl FunctionSpec {
             cpu_weight: default_cpu_weight(),
             trigger: None,
             publish: Vec::new(),
+            enqueue: Vec::new(),
         }
     }
 
@@ -232,6 +236,9 @@ impl FunctionSpec {
         }
         for topic in &self.publish {
             validate_name(topic).map_err(|e| ("publish", e.replace("function", "topic")))?;
+        }
+        for queue in &self.enqueue {
+            validate_name(queue).map_err(|e| ("enqueue", e.replace("function", "queue")))?;
         }
         if self.memory.bytes() < 64 * 1024 {
             return Err((

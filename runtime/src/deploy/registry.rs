@@ -140,6 +140,7 @@ fn host_config(spec: &FunctionSpec, engine: &WispEngine) -> Result<HostConfig> {
         internal: engine.internal.clone(),
         grants: Arc::new(internal::Grants {
             publish: spec.publish.clone(),
+            enqueue: spec.enqueue.clone(),
         }),
         memory_limit: spec.memory.bytes(),
         dirs: spec

@@ -12,10 +12,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TriggerSpec;
-use crate::events::deliver::{Outcome, deliver};
+use crate::events::deliver::deliver;
 use crate::events::queue::{Entry, Queue, Settled};
 use crate::events::store::{Change, Seq};
 use crate::events::{Core, now_ms};
+use crate::invoke::call::Outcome;
 
 /// Extension attribute naming why an event was dead-lettered.
 pub const DEAD_LETTER_REASON: &str = "deadletterreason";
@@ -172,7 +173,7 @@ impl Subscription {
         let deadline = self.trigger.ack_deadline.unwrap_or(live.spec.timeout).0;
         self.counters.delivered.fetch_add(1, Relaxed);
         match deliver(&live, &core.bodies, &event, attempt, deadline).await {
-            Outcome::Acked => {
+            Outcome::Done => {
                 self.counters.acked.fetch_add(1, Relaxed);
                 self.settle_soon(core, seq);
                 Settled::Done { acked: true }

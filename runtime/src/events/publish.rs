@@ -21,7 +21,8 @@ const BATCH: &str = "application/cloudevents-batch+json";
 /// Events one batch may carry, each within `max_event_size`.
 const MAX_BATCH: usize = 1000;
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<WasiBody> {
+/// A compact JSON answer, as `wisp.internal` services give them.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<WasiBody> {
     let mut response = Response::new(full(Bytes::from(value.to_string())));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -32,7 +33,7 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<WasiBody> {
 }
 
 /// A refusal as JSON `{"error": ...}`, as the admin API words them.
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response<WasiBody> {
+pub fn refuse(status: StatusCode, message: impl Into<String>) -> Response<WasiBody> {
     json(status, &serde_json::json!({ "error": message.into() }))
 }
 

@@ -171,12 +171,11 @@ impl EventStore for SqliteStore {
     async fn load(&self, seq: Seq) -> Result<Option<Stored>> {
         self.db
             .read(move |conn| {
-                Ok(conn
-                .prepare_cached(
+                conn.prepare_cached(
                     "SELECT seq, topic, published_ms, attributes, data FROM events WHERE seq = ?1",
                 )?
                 .query_row([seq as i64], stored)
-                .optional()?)
+                .optional()
             })
             .await
     }

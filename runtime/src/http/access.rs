@@ -5,7 +5,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Method, Response, Uri};
@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use crate::invoke::{Invocation, LiveRevision, Running};
+use crate::telemetry::logging::millis;
 
 pub use crate::invoke::failure::CLIENT_CLOSED;
 
@@ -98,7 +99,7 @@ impl AccessRecord {
             method = %self.method,
             path = %self.uri.path(),
             status = self.status,
-            duration_ms = duration_ms(duration),
+            duration_ms = millis(duration),
             complete = ended == Ended::Complete,
             "{} {} {}",
             self.method, self.uri.path(), self.status,
@@ -112,10 +113,6 @@ impl Drop for AccessRecord {
     fn drop(&mut self) {
         self.finish(Ended::ClientGone);
     }
-}
-
-fn duration_ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 struct LoggedBody {

@@ -24,17 +24,19 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use wasmtime_wasi_http::WasiBody;
 
-use crate::config::{FunctionSpec, ServerSettings, TopicSpec, default_max_connections};
+use crate::config::{Manifest, default_max_connections};
 use crate::deploy::artifact::Artifacts;
 use crate::deploy::component;
 use crate::deploy::registry::Registry;
 use crate::events::{Events, publish};
-use crate::http::admin::{Admin, AdminToken, Guard, canonical_files_root};
+use crate::http::admin::{Admin, AdminToken, Guard, Triggers, canonical_files_root};
 use crate::http::gateway::Gateway;
 use crate::invoke::BodyLimits;
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::guestlog;
+use crate::sandbox::outbound::internal;
 use crate::store::StateDir;
+use crate::tasks::{self, Tasks};
 
 /// Connections the admin API serves at once, apart from function traffic
 /// so a flood there cannot lock the operator out.
@@ -48,11 +50,14 @@ const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Loads `functions` (component paths) and serves them, with the admin API
 /// when `settings.admin` is set, until a shutdown signal.
-pub async fn run(
-    settings: ServerSettings,
-    topics: Vec<TopicSpec>,
-    functions: Vec<FunctionSpec>,
-) -> Result<()> {
+pub async fn run(manifest: Manifest) -> Result<()> {
+    let Manifest {
+        server: settings,
+        topics,
+        queues,
+        schedules,
+        functions,
+    } = manifest;
     let nofile = raise_fd_limit();
     settings.check_admin()?;
     settings.check_limits()?;
@@ -108,8 +113,20 @@ pub async fn run(
         registry.clone(),
         bodies.clone(),
     )?;
-    internal.set(Arc::new(publish::Internal(events.clone())));
+    let tasks = Tasks::open(
+        state_path.as_deref(),
+        queues,
+        schedules,
+        registry.clone(),
+        bodies.clone(),
+    )
+    .await?;
+    internal.set(Arc::new(internal::Router {
+        topics: Arc::new(publish::Internal(events.clone())),
+        queues: Arc::new(tasks::internal::Internal(tasks.clone())),
+    }));
     events.start().await?;
+    tasks.start();
 
     let listener = bind(settings.listen, "functions").await?;
     let admin_listener = match settings.admin {
@@ -163,7 +180,10 @@ pub async fn run(
         println!("wisp: admin API on http://{bound}");
         let admin = Admin::new(
             registry.clone(),
-            events.clone(),
+            Triggers {
+                events: events.clone(),
+                tasks: tasks.clone(),
+            },
             Guard::new(token, bound),
             files_root,
         );
@@ -181,6 +201,7 @@ pub async fn run(
     );
     stop.cancel();
     events.stop().await;
+    tasks.stop().await;
     for l in loops {
         let _ = l.await;
     }

@@ -5,10 +5,12 @@
 //! On the way: the request body limits ([`body`]), [`admission`] (one fair
 //! wait with a deadline), an instance from [`instances`] (fresh, stashed or
 //! reused), the [`worker`] that runs it, and [`failure`] to name how it
-//! ended.
+//! ended. Triggers other than HTTP run requests to completion with
+//! [`call`].
 
 pub mod admission;
 pub mod body;
+pub mod call;
 pub mod failure;
 pub mod instances;
 pub mod invocation;

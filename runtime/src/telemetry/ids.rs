@@ -28,21 +28,32 @@ pub fn random_seed() -> u64 {
 }
 
 /// What caused an invocation: every log line and metric of an invocation
-/// names its trigger. Schedules, task queues and jobs will add theirs.
+/// names its trigger. Jobs will add theirs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Trigger {
     Http,
     /// A delivery of a topic's event to a subscribed function.
     Event,
+    /// A task of a queue.
+    Task,
+    /// A schedule's firing.
+    Schedule,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 2] = [Trigger::Http, Trigger::Event];
+    pub const ALL: [Trigger; 4] = [
+        Trigger::Http,
+        Trigger::Event,
+        Trigger::Task,
+        Trigger::Schedule,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Trigger::Http => "http",
             Trigger::Event => "event",
+            Trigger::Task => "task",
+            Trigger::Schedule => "schedule",
         }
     }
 

@@ -17,9 +17,11 @@ use crate::deploy::registry::{NotFound, Registry};
 use crate::events::Events;
 use crate::http::respond::{empty, json, plain};
 use crate::store::Revision;
+use crate::tasks::Tasks;
 use crate::telemetry::metrics::prometheus;
 
 mod guard;
+mod queues;
 mod token;
 mod topics;
 
@@ -34,9 +36,16 @@ const MAX_JSON: usize = 1 << 20;
 /// The media type component uploads must declare.
 const WASM_TYPE: &str = "application/wasm";
 
+/// What the admin API manages beside functions.
+pub struct Triggers {
+    pub events: Arc<Events>,
+    pub tasks: Arc<Tasks>,
+}
+
 pub struct Admin {
     registry: Arc<Registry>,
     events: Arc<Events>,
+    tasks: Arc<Tasks>,
     guard: Guard,
     /// `[server] files_root`, resolved: where admin deploys' `dirs` must lie.
     files_root: Option<PathBuf>,
@@ -59,13 +68,14 @@ impl Admin {
     /// `files_root` must be canonical (see [`canonical_files_root`]).
     pub fn new(
         registry: Arc<Registry>,
-        events: Arc<Events>,
+        triggers: Triggers,
         guard: Guard,
         files_root: Option<PathBuf>,
     ) -> Arc<Self> {
         Arc::new(Admin {
             registry,
-            events,
+            events: triggers.events,
+            tasks: triggers.tasks,
             guard,
             files_root,
         })
@@ -138,6 +148,7 @@ impl Admin {
                 self.rollback(&name, req).await
             }
             (_, ["v1", "topics", ..]) => self.topics(method, &segments, req).await,
+            (_, ["v1", "queues" | "schedules", ..]) => self.queues(method, &segments, req).await,
             _ => Err((
                 StatusCode::NOT_FOUND,
                 format!("no admin endpoint {method} {path}; see docs/admin-api.md"),
@@ -211,6 +222,7 @@ impl Admin {
             .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
         self.events
             .check_spec(&spec)
+            .and_then(|()| self.tasks.check_spec(&spec))
             .map_err(|e| (StatusCode::BAD_REQUEST, e))?;
         let revision = self.registry.deploy(spec, None).await.map_err(refusal)?;
         Ok(shown(revision))
@@ -310,4 +322,37 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, (Statu
                 format!("could not read the request body (limit {limit} bytes): {e}"),
             )
         })
+}
+
+/// Entries a listing returns when the request names no `limit`.
+const DEFAULT_LIMIT: usize = 100;
+
+/// The `limit` query parameter of a listing.
+fn limit_of<B>(req: &Request<B>) -> Result<usize, (StatusCode, String)> {
+    req.uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("limit="))
+        .map(|n| {
+            n.parse().map_err(|_| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("limit `{n}` is not a number"),
+                )
+            })
+        })
+        .transpose()
+        .map(|limit| limit.unwrap_or(DEFAULT_LIMIT))
+}
+
+/// The refusal for a path the admin API does not serve.
+fn unknown(method: &Method, segments: &[&str]) -> (StatusCode, String) {
+    (
+        StatusCode::NOT_FOUND,
+        format!(
+            "no admin endpoint {method} /{}; see docs/admin-api.md",
+            segments.join("/")
+        ),
+    )
 }

@@ -4,11 +4,8 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
 use crate::events::EventsError;
-use crate::http::admin::{Admin, Reply};
+use crate::http::admin::{Admin, Reply, limit_of, unknown};
 use crate::http::respond::json;
-
-/// Dead letters listed when the request names no `limit`.
-const DEFAULT_LIMIT: usize = 100;
 
 fn refusal(e: EventsError) -> (StatusCode, String) {
     let status = match e {
@@ -33,22 +30,7 @@ impl Admin {
                 Ok(self.events.publish_http(topic, &parts.headers, body).await)
             }
             (&Method::GET, ["v1", "topics", topic, "events"]) => {
-                let limit = req
-                    .uri()
-                    .query()
-                    .into_iter()
-                    .flat_map(|q| q.split('&'))
-                    .find_map(|pair| pair.strip_prefix("limit="))
-                    .map(|n| {
-                        n.parse().map_err(|_| {
-                            (
-                                StatusCode::BAD_REQUEST,
-                                format!("limit `{n}` is not a number"),
-                            )
-                        })
-                    })
-                    .transpose()?
-                    .unwrap_or(DEFAULT_LIMIT);
+                let limit = limit_of(&req)?;
                 let kept = self.events.kept(topic, limit).await.map_err(refusal)?;
                 Ok(json(StatusCode::OK, &kept))
             }
@@ -59,13 +41,7 @@ impl Admin {
                     &serde_json::json!({ "replayed": replayed }),
                 ))
             }
-            _ => Err((
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no admin endpoint {method} /{}; see docs/admin-api.md",
-                    segments.join("/")
-                ),
-            )),
+            _ => Err(unknown(method, segments)),
         }
     }
 }

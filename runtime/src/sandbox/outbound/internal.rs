@@ -1,8 +1,10 @@
-//! `http://wisp.internal`: Wisp's own services — publishing events — that a
+//! `http://wisp.internal`: Wisp's own services — publishing events, adding
+//! tasks — that a
 //! guest reaches with plain outbound HTTP, so every language's ordinary
 //! HTTP client works. Requests to it are served in-process, never resolved
 //! or sent over a network, and need no `allowed_outbound_hosts` entry; what
-//! a function may do there is its grants' business (`publish = [...]`).
+//! a function may do there is its grants' business (`publish = [...]`,
+//! `enqueue = [...]`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +21,8 @@ pub const HOST: &str = "wisp.internal";
 pub struct Grants {
     /// Topics it may publish to.
     pub publish: Vec<String>,
+    /// Queues it may add tasks to.
+    pub enqueue: Vec<String>,
 }
 
 /// Who is calling.
@@ -33,6 +37,22 @@ pub type Answer = Pin<Box<dyn Future<Output = Response<WasiBody>> + Send>>;
 /// Serves `wisp.internal` requests.
 pub trait Service: Send + Sync + 'static {
     fn serve(&self, caller: Caller, request: Request<WasiBody>) -> Answer;
+}
+
+/// Routes `/topics/…` and `/queues/…` to the services that own them.
+pub struct Router {
+    pub topics: Arc<dyn Service>,
+    pub queues: Arc<dyn Service>,
+}
+
+impl Service for Router {
+    fn serve(&self, caller: Caller, request: Request<WasiBody>) -> Answer {
+        if request.uri().path().starts_with("/queues/") {
+            self.queues.serve(caller, request)
+        } else {
+            self.topics.serve(caller, request)
+        }
+    }
 }
 
 /// Where the server puts the service once it exists: functions are

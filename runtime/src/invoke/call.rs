@@ -1,0 +1,94 @@
+//! A request from a trigger other than HTTP — an event delivery, a task,
+//! a schedule firing — run to completion through [`invoke`](super::invoke):
+//! the response is read to its end, the whole within a deadline, and the
+//! outcome named the way every such trigger needs it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::Request;
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::WasiBody;
+
+use crate::invoke::{self, BodyLimits, Failure, LiveRevision};
+use crate::telemetry::ids::Trigger;
+
+/// What an attempt means for whoever retries it.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// A 2xx: done.
+    Done,
+    /// 429, 503 or Wisp's own refusal: try again later without counting
+    /// the attempt against the function.
+    BackPressure(String),
+    /// Any other status, a trap, a timeout, no response: a counted attempt.
+    Failed(String),
+}
+
+/// The limit of one attempt, and the setting that gave it (named in the
+/// failure).
+pub struct Deadline {
+    pub limit: Duration,
+    pub setting: &'static str,
+}
+
+/// Runs `request` on `live` as an invocation of `trigger`; `what` names the
+/// attempt in the access log ("event 42 attempt 1").
+pub async fn call(
+    live: &Arc<LiveRevision>,
+    bodies: &BodyLimits,
+    trigger: Trigger,
+    request: Request<WasiBody>,
+    deadline: Deadline,
+    what: &str,
+) -> (u16, Outcome) {
+    let invocation = invoke::start(trigger);
+    let started = Instant::now();
+    live.metrics.invocation_started(trigger);
+    let run = async {
+        let (response, running) = invoke::invoke(live, invocation.clone(), bodies, request).await?;
+        let status = response.status().as_u16();
+        // The guest may still be writing; its work is over when the body is.
+        let complete = response.into_body().collect().await.is_ok();
+        running.finish();
+        Ok::<_, Failure>((status, complete))
+    };
+    let (status, outcome) = match tokio::time::timeout(deadline.limit, run).await {
+        Err(_) => (
+            504,
+            Outcome::Failed(format!(
+                "no response within {} = {}",
+                deadline.setting,
+                humantime::format_duration(deadline.limit)
+            )),
+        ),
+        Ok(Err(failure)) if failure.is_back_pressure() => {
+            (failure.status(), Outcome::BackPressure(failure.to_string()))
+        }
+        Ok(Err(failure)) => (failure.status(), Outcome::Failed(failure.to_string())),
+        Ok(Ok((status, false))) => (
+            status,
+            Outcome::Failed(format!("status {status}, then the response body failed")),
+        ),
+        Ok(Ok((status, true))) => (
+            status,
+            match status {
+                200..=299 => Outcome::Done,
+                429 | 503 => Outcome::BackPressure(format!("the function answered {status}")),
+                _ => Outcome::Failed(format!("the function answered {status}")),
+            },
+        ),
+    };
+    live.metrics.invocation_finished(trigger, status);
+    tracing::info!(
+        target: "wisp::access",
+        function = %live.function,
+        revision = live.number,
+        invocation = %invocation.id,
+        %trigger,
+        status,
+        duration_ms = crate::telemetry::logging::millis(started.elapsed()),
+        "{what}: {status}",
+    );
+    (status, outcome)
+}
