@@ -380,3 +380,34 @@ async fn an_order_flows_from_the_api_to_every_consumer() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("item"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_and_schedule_handlers_answer_on_their_routes() {
+    let (_dir, wisp) = example_app();
+    let (status, body) = send(
+        client()
+            .post(format!("{}/send-email", wisp.url))
+            .header("x-wisp-task", "welcome-42")
+            .header("x-wisp-task-attempt", "1")
+            .body(r#"{"to": "a@example.com", "subject": "hi"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    wisp.wait_for_log("send-email: to=a@example.com subject=hi task=welcome-42 attempt=1");
+    let (status, _) = send(client().post(format!("{}/send-email", wisp.url)).body("{}")).await;
+    assert_eq!(status, 400);
+
+    let (status, body) = send(
+        client()
+            .post(format!("{}/daily-report", wisp.url))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", "daily-report-1")
+            .header("ce-source", "/schedules/daily-report")
+            .header("ce-type", "dev.wisp.schedule.fired")
+            .header("content-type", "application/json")
+            .body(r#"{"schedule": "daily-report", "scheduled_time": "2026-11-29T21:00:00.000Z"}"#),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    wisp.wait_for_log("daily-report: report for 2026-11-29T21:00:00.000Z (event daily-report-1)");
+}
