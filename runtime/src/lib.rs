@@ -19,6 +19,8 @@
 //!   the admin API and `http://wisp.internal`.
 //! - [`sandbox`]: where guest code runs: engine, store state, guest logs,
 //!   outbound policy.
+//! - [`state`]: state for guests through WASI: wasi:keyvalue stores
+//!   (SQLite embedded, Redis), wasi:config values and secrets.
 //! - [`deploy`]: component checks, artifact cache, snapshots, the registry of
 //!   live revisions and routes.
 //! - [`store`]: the state directory (components, revision histories).
@@ -31,5 +33,6 @@ pub mod events;
 pub mod http;
 pub mod invoke;
 pub mod sandbox;
+pub mod state;
 pub mod store;
 pub mod telemetry;

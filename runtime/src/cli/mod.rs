@@ -10,7 +10,7 @@ use http::Method;
 use serde_json::Value;
 
 use crate::config::{
-    ByteSize, FunctionSpec, Isolation, Manifest, PoolSettings, ServerSettings, Span,
+    ByteSize, FunctionSpec, Isolation, Manifest, PoolSettings, ServerSettings, Span, StateSpec,
 };
 use crate::http::server;
 
@@ -322,11 +322,17 @@ impl Cli {
                     pool,
                     ..ServerSettings::default()
                 };
-                server::run(settings, Vec::new(), vec![spec]).await
+                server::run(settings, Vec::new(), StateSpec::default(), vec![spec]).await
             }
             Command::Up(args) => {
                 let manifest = Manifest::load(&args.file)?;
-                server::run(manifest.server, manifest.topics, manifest.functions).await
+                server::run(
+                    manifest.server,
+                    manifest.topics,
+                    manifest.state,
+                    manifest.functions,
+                )
+                .await
             }
             Command::Deploy(args) => {
                 let mut spec = FunctionSpec::new(args.name, args.component.to_string_lossy());

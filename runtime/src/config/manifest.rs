@@ -10,7 +10,10 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use crate::config::{ByteSize, FunctionSpec, PoolSettings, Span, TopicSpec};
+use crate::config::{
+    ByteSize, FunctionSpec, PoolSettings, SecretSpec, Span, StateSpec, StoreSpec, TopicSpec,
+    check_state_names,
+};
 
 /// The environment variable that sets the admin API's bearer token, for the
 /// server and the CLI alike; it wins over `admin_token_file`.
@@ -23,6 +26,10 @@ struct Document {
     server: ServerSettings,
     #[serde(default, rename = "topic")]
     topics: Vec<TopicSpec>,
+    #[serde(default, rename = "store")]
+    stores: Vec<StoreSpec>,
+    #[serde(default, rename = "secret")]
+    secrets: Vec<SecretSpec>,
     #[serde(default, rename = "function")]
     functions: Vec<FunctionSpec>,
 }
@@ -212,17 +219,22 @@ impl ServerSettings {
 pub struct Manifest {
     pub server: ServerSettings,
     pub topics: Vec<TopicSpec>,
+    /// Stores and secrets; secret files are absolute paths.
+    pub state: StateSpec,
     pub functions: Vec<FunctionSpec>,
 }
 
-/// Spans of each `[[function]]` and `[[topic]]` table, to point errors at
-/// lines.
+/// Spans of each array-of-tables entry, to point errors at lines.
 #[derive(Deserialize)]
 struct Locate {
     #[serde(default)]
     function: Vec<toml::Spanned<toml::Table>>,
     #[serde(default)]
     topic: Vec<toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    store: Vec<toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    secret: Vec<toml::Spanned<toml::Table>>,
 }
 
 /// Which array of tables an error is about.
@@ -230,6 +242,8 @@ struct Locate {
 enum Kind {
     Function,
     Topic,
+    Store,
+    Secret,
 }
 
 struct Source<'a> {
@@ -237,6 +251,8 @@ struct Source<'a> {
     text: &'a str,
     functions: Vec<std::ops::Range<usize>>,
     topics: Vec<std::ops::Range<usize>>,
+    stores: Vec<std::ops::Range<usize>>,
+    secrets: Vec<std::ops::Range<usize>>,
 }
 
 impl Source<'_> {
@@ -263,6 +279,8 @@ impl Source<'_> {
         let (tables, noun) = match kind {
             Kind::Function => (&self.functions, "function"),
             Kind::Topic => (&self.topics, "topic"),
+            Kind::Store => (&self.stores, "store"),
+            Kind::Secret => (&self.secrets, "secret"),
         };
         let span = tables.get(index).cloned().unwrap_or(0..0);
         let body = &self.text[span.clone()];
@@ -318,9 +336,12 @@ impl Manifest {
             text,
             functions: locate.function.iter().map(|t| t.span()).collect(),
             topics: locate.topic.iter().map(|t| t.span()).collect(),
+            stores: locate.store.iter().map(|t| t.span()).collect(),
+            secrets: locate.secret.iter().map(|t| t.span()).collect(),
         };
         let base = path.parent().unwrap_or(Path::new("."));
         let topics = check_topics(&src, doc.topics)?;
+        let state = check_state(&src, base, doc.stores, doc.secrets)?;
 
         let mut names = HashMap::new();
         let mut routes = HashMap::new();
@@ -328,6 +349,7 @@ impl Manifest {
         for (i, mut spec) in doc.functions.into_iter().enumerate() {
             spec.validate()
                 .and_then(|_| check_topic_names(&spec, &topics))
+                .and_then(|()| check_state_names(&spec, &state))
                 .map_err(|(key, msg)| src.error(i, key, &spec.name, &msg))?;
             if let Some(first) = names.insert(spec.name.clone(), i) {
                 return Err(src.error(
@@ -370,6 +392,7 @@ impl Manifest {
         Ok(Manifest {
             server,
             topics,
+            state,
             functions,
         })
     }
@@ -392,6 +415,46 @@ fn check_topics(src: &Source, topics: Vec<TopicSpec>) -> Result<Vec<TopicSpec>> 
         }
     }
     Ok(topics)
+}
+
+fn check_state(
+    src: &Source,
+    base: &Path,
+    stores: Vec<StoreSpec>,
+    mut secrets: Vec<SecretSpec>,
+) -> Result<StateSpec> {
+    let mut names = HashMap::new();
+    for (i, store) in stores.iter().enumerate() {
+        store
+            .validate()
+            .map_err(|(key, msg)| src.error_in(Kind::Store, i, key, &store.name, &msg))?;
+        if let Some(first) = names.insert(store.name.as_str(), i) {
+            return Err(src.error_in(
+                Kind::Store,
+                i,
+                "name",
+                &store.name,
+                &format!("duplicate name; store #{} already uses it", first + 1),
+            ));
+        }
+    }
+    let mut names = HashMap::new();
+    for (i, secret) in secrets.iter_mut().enumerate() {
+        secret
+            .validate()
+            .map_err(|(key, msg)| src.error_in(Kind::Secret, i, key, &secret.name, &msg))?;
+        if let Some(first) = names.insert(secret.name.clone(), i) {
+            return Err(src.error_in(
+                Kind::Secret,
+                i,
+                "name",
+                &secret.name,
+                &format!("duplicate name; secret #{} already uses it", first + 1),
+            ));
+        }
+        secret.file = secret.file.as_ref().map(|f| base.join(f));
+    }
+    Ok(StateSpec { stores, secrets })
 }
 
 /// Every topic a function names (subscribes to, dead-letters to, publishes
@@ -506,6 +569,18 @@ allowed_outbound_hosts = ["http://127.0.0.1:9000"]
             ("[server]\ncache_max_size = \"lots\"\n", "invalid size"),
             ("[server]\nmax_connections = 0\n", "max_connections = 0"),
             ("[server]\nidle_timeout = \"0s\"\n", "idle_timeout"),
+            (
+                "[[store]]\nname = \"photos\"\nkind = \"blobstore\"\n",
+                ":3: store `photos`: `kind`: `blobstore` is not a store kind Wisp serves; supported: keyvalue",
+            ),
+            (
+                "[[store]]\nname = \"cache\"\nkind = \"keyvalue\"\n[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nkeyvalue = [\"cach\"]\n",
+                ":7: function `a`: `keyvalue`: no key-value store `cach`",
+            ),
+            (
+                "[[secret]]\nname = \"k\"\nenv = \"K\"\n[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nsecrets = [\"j\"]\n",
+                ":7: function `a`: `secrets`: no secret `j`",
+            ),
         ];
         for (text, expected) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());

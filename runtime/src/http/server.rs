@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use wasmtime_wasi_http::WasiBody;
 
-use crate::config::{FunctionSpec, ServerSettings, TopicSpec, default_max_connections};
+use crate::config::{FunctionSpec, ServerSettings, StateSpec, TopicSpec, default_max_connections};
 use crate::deploy::artifact::Artifacts;
 use crate::deploy::component;
 use crate::deploy::registry::Registry;
@@ -34,6 +34,7 @@ use crate::http::gateway::Gateway;
 use crate::invoke::BodyLimits;
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::guestlog;
+use crate::state::Services;
 use crate::store::StateDir;
 
 /// Connections the admin API serves at once, apart from function traffic
@@ -51,6 +52,7 @@ const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn run(
     settings: ServerSettings,
     topics: Vec<TopicSpec>,
+    stores: StateSpec,
     functions: Vec<FunctionSpec>,
 ) -> Result<()> {
     let nofile = raise_fd_limit();
@@ -80,7 +82,14 @@ pub async fn run(
         settings.cache_max_size.bytes(),
     )?;
     let state_path = state.as_ref().map(|s| s.root().to_path_buf());
-    let registry = Registry::new(engine, state, artifacts, settings.keep_revisions.get());
+    let services = Services::open(state_path.as_deref(), &stores)?;
+    let registry = Registry::new(
+        engine,
+        state,
+        services,
+        artifacts,
+        settings.keep_revisions.get(),
+    );
     registry.restore().await?;
     let declared: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
     for mut spec in functions {

@@ -14,6 +14,9 @@ use crate::sandbox::guestlog::GuestLog;
 use crate::sandbox::outbound::policy::OwnPorts;
 use crate::sandbox::outbound::{OutboundHooks, internal};
 use crate::sandbox::tag::InstanceTag;
+use crate::state::config::{ConfigValues, ConfigView};
+use crate::state::keyvalue::KeyValueView;
+use crate::state::{Grants, StateView};
 use crate::telemetry::metrics::FunctionMetrics;
 
 /// Resources (streams, fields, pollables, …) one instance may hold at once.
@@ -75,6 +78,8 @@ pub struct Host {
     http: WasiHttpCtx,
     hooks: OutboundHooks,
     limiter: MemoryLimiter,
+    /// The stores, config values and secrets it may reach.
+    state: Arc<Grants>,
     /// CPU time charged and the instance's turns on the cores.
     pub cpu: CpuMeter,
     pub tag: Arc<InstanceTag>,
@@ -99,6 +104,8 @@ pub struct HostConfig {
     pub cpu_time: Option<std::time::Duration>,
     pub cpu_weight: u32,
     pub lanes: Arc<CpuLanes>,
+    /// Key-value stores, config values and secrets, resolved at deploy.
+    pub state: Arc<Grants>,
 }
 
 impl HostConfig {
@@ -121,6 +128,7 @@ impl HostConfig {
             cpu_time: None,
             cpu_weight: 1,
             lanes: engine.lanes.clone(),
+            state: Arc::default(),
         }
     }
 }
@@ -152,7 +160,9 @@ impl Host {
     }
 
     /// Like [`Host::new`], also copying guest output into `sink` (for init
-    /// runs, whose output belongs in the deploy error).
+    /// runs, whose output belongs in the deploy error). Init gets no state:
+    /// a snapshot must not bake in stored data, config or secrets, which
+    /// change without the component changing.
     pub fn capturing(
         config: &HostConfig,
         tag: Arc<InstanceTag>,
@@ -167,7 +177,12 @@ impl Host {
         metrics: Option<Arc<FunctionMetrics>>,
         sink: Option<Arc<Mutex<String>>>,
     ) -> wasmtime::Result<Self> {
-        let (stdout, stderr) = GuestLog::pair(tag.clone(), metrics, sink);
+        let state = if sink.is_some() {
+            Arc::default()
+        } else {
+            config.state.clone()
+        };
+        let (stdout, stderr) = GuestLog::pair(tag.clone(), metrics, sink, state.redact.clone());
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&config.env).stdout(stdout).stderr(stderr);
         // Sockets stay closed: outbound traffic goes through wasi:http, where
@@ -192,6 +207,7 @@ impl Host {
                 grants: config.grants.clone(),
             },
             limiter: MemoryLimiter::new(config.memory_limit, tag.clone()),
+            state,
             cpu: CpuMeter::new(
                 config.lanes.clone(),
                 tag.clone(),
@@ -208,6 +224,21 @@ impl WasiView for Host {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl ConfigView for Host {
+    fn config_values(&mut self) -> &ConfigValues {
+        &self.state.config
+    }
+}
+
+impl StateView for Host {
+    fn keyvalue(&mut self) -> KeyValueView<'_> {
+        KeyValueView {
+            table: &mut self.table,
+            granted: &self.state.keyvalue,
         }
     }
 }
