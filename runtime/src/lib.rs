@@ -19,11 +19,11 @@
 //!   the admin API and `http://wisp.internal`.
 //! - [`sandbox`]: where guest code runs: engine, store state, guest logs,
 //!   outbound policy.
-//! - [`state`]: state for guests through WASI: wasi:keyvalue stores
-//!   (SQLite embedded, Redis), wasi:config values and secrets.
 //! - [`deploy`]: component checks, artifact cache, snapshots, the registry of
 //!   live revisions and routes.
 //! - [`store`]: the state directory (components, revision histories).
+//! - [`state`]: state for guests through WASI: wasi:keyvalue stores
+//!   (SQLite embedded, Redis), wasi:config values and secrets.
 //! - [`telemetry`]: ids and trigger kinds, logging, metrics.
 
 pub mod cli;
