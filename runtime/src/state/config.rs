@@ -37,15 +37,6 @@ impl ConfigValues {
     }
 }
 
-impl std::fmt::Debug for ConfigValues {
-    /// Keys only: some values are secrets.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.pairs.iter().map(|(k, _)| k))
-            .finish()
-    }
-}
-
 /// An instance's way to its function's values.
 pub trait ConfigView: Send + 'static {
     fn config_values(&mut self) -> &ConfigValues;
