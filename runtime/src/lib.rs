@@ -21,9 +21,9 @@
 //!   outbound policy.
 //! - [`deploy`]: component checks, artifact cache, snapshots, the registry of
 //!   live revisions and routes.
-//! - [`store`]: the state directory (components, revision histories).
 //! - [`state`]: state for guests through WASI: wasi:keyvalue stores
 //!   (SQLite embedded, Redis), wasi:config values and secrets.
+//! - [`store`]: the state directory (components, revision histories).
 //! - [`telemetry`]: ids and trigger kinds, logging, metrics.
 
 pub mod cli;

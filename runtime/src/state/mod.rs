@@ -61,11 +61,10 @@ impl Services {
                     })?;
                     let db = match &database {
                         Some(db) => db,
-                        None => database.insert(keyvalue::sqlite::Database::open(
-                            &dir.join(keyvalue::sqlite::FILE),
-                        )?),
+                        None => database
+                            .insert(keyvalue::sqlite::open(&dir.join(keyvalue::sqlite::FILE))?),
                     };
-                    db.store(&store.name)
+                    keyvalue::sqlite::store(db, &store.name)
                 }
             };
             stores.insert(store.name.clone(), backend);

@@ -26,6 +26,8 @@ impl std::fmt::Display for Error {
     }
 }
 
+impl std::error::Error for Error {}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// One page of keys and where the next one starts. The cursor is opaque to
