@@ -113,6 +113,10 @@ async fn plain_examples() {
     );
     assert_eq!(get(&format!("{u}/counter")).await, (200, "1\n".into()));
     assert_eq!(get(&format!("{u}/counter")).await, (200, "1\n".into()));
+    // Fresh instances each time, yet the visits add up: they live in the
+    // `counter` key-value store.
+    assert_eq!(get(&format!("{u}/visits")).await, (200, "1\n".into()));
+    assert_eq!(get(&format!("{u}/visits")).await, (200, "2\n".into()));
     assert_eq!(
         get(&format!("{u}/slow?ms=20")).await,
         (200, "slept 20 ms\n".into())

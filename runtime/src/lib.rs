@@ -17,10 +17,15 @@
 //! - [`events`]: topics and event-driven functions: CloudEvents codec,
 //!   durable store (SQLite), per-subscription dispatchers, publishing over
 //!   the admin API and `http://wisp.internal`.
+//! - [`tasks`]: task queues and cron schedules on the durable store.
+//! - [`jobs`]: run-to-completion jobs: commands run as indexed, retried
+//!   tasks, executions durable across restarts.
 //! - [`sandbox`]: where guest code runs: engine, store state, guest logs,
 //!   outbound policy.
 //! - [`deploy`]: component checks, artifact cache, snapshots, the registry of
 //!   live revisions and routes.
+//! - [`state`]: state for guests through WASI: wasi:keyvalue stores
+//!   (SQLite embedded, Redis), wasi:config values and secrets.
 //! - [`store`]: the state directory (components, revision histories).
 //! - [`telemetry`]: ids and trigger kinds, logging, metrics.
 
@@ -30,7 +35,9 @@ pub mod deploy;
 pub mod events;
 pub mod http;
 pub mod invoke;
+pub mod jobs;
 pub mod sandbox;
+pub mod state;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;

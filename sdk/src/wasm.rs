@@ -44,6 +44,17 @@ pub mod bindings {
     });
 }
 
+/// Bindings for the state imports (world `state`): wasi:keyvalue and
+/// wasi:config, behind `crate::kv` and `crate::config`.
+pub mod state_bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "wisp:sdk/state",
+        generate_all,
+        runtime_path: "wisp_sdk::__private::wit_bindgen::rt",
+    });
+}
+
 /// Bindings for the `wizer-initialize` export (world `init`), shared by p2
 /// and p3 handlers. A plain synchronous export, so the wit-bindgen runtime
 /// it uses does not matter next to p3's.

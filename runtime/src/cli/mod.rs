@@ -16,6 +16,7 @@ use crate::http::server;
 
 mod client;
 mod events;
+mod jobs;
 mod tasks;
 
 /// Wisp: serve WebAssembly HTTP functions, each request in a fresh instance.
@@ -46,6 +47,8 @@ pub enum Command {
     Queues(tasks::QueuesArgs),
     /// List schedules; run, pause and resume one.
     Schedules(tasks::SchedulesArgs),
+    /// Run jobs; list, describe, follow and cancel their executions.
+    Jobs(jobs::JobsArgs),
 }
 
 #[derive(Args)]
@@ -345,6 +348,7 @@ impl Cli {
             Command::Tasks(args) => tasks::tasks(args).await,
             Command::Queues(args) => tasks::queues(args).await,
             Command::Schedules(args) => tasks::schedules(args).await,
+            Command::Jobs(args) => jobs::jobs(args).await,
         }
     }
 }

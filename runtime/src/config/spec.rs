@@ -93,6 +93,17 @@ pub struct FunctionSpec {
     /// Queues the guest may add tasks to through `http://wisp.internal`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub enqueue: Vec<String>,
+    /// Key-value stores (`[[store]]` names) the guest may open through
+    /// wasi:keyvalue; opening any other bucket is refused as access-denied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyvalue: Vec<String>,
+    /// Values the guest reads through wasi:config.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Secrets (`[[secret]]` names) the guest reads through wasi:config under
+    /// their names. Only names: values never enter a spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 fn default_cpu_weight() -> u32 {
@@ -191,6 +202,9 @@ impl FunctionSpec {
             trigger: None,
             publish: Vec::new(),
             enqueue: Vec::new(),
+            keyvalue: Vec::new(),
+            config: BTreeMap::new(),
+            secrets: Vec::new(),
         }
     }
 
@@ -266,6 +280,15 @@ impl FunctionSpec {
                 "cpu_weight",
                 format!("{} is not between 1 and 100", self.cpu_weight),
             ));
+        }
+        for store in &self.keyvalue {
+            validate_name(store).map_err(|e| ("keyvalue", e.replace("function", "store")))?;
+        }
+        for key in self.config.keys() {
+            crate::config::validate_config_key(key).map_err(|e| ("config", e))?;
+        }
+        for name in &self.secrets {
+            crate::config::validate_config_key(name).map_err(|e| ("secrets", e))?;
         }
         for key in self.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {

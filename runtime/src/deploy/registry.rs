@@ -23,6 +23,7 @@ use crate::invoke::revision::Loaded;
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::host::HostConfig;
 use crate::sandbox::outbound::internal;
+use crate::state::Services;
 use crate::store::{History, Revision, StateDir};
 use crate::telemetry::metrics::{FunctionMetrics, MetricsSnapshot};
 
@@ -95,6 +96,8 @@ struct Prepared {
 pub struct Registry {
     engine: Arc<WispEngine>,
     state: Option<StateDir>,
+    /// Stores and secrets that deploys resolve grants against.
+    services: Arc<Services>,
     functions: DashMap<String, Function>,
     failed: DashMap<String, Failed>,
     /// Kept across revisions and deletes so counters never go backwards.
@@ -124,11 +127,16 @@ fn now() -> u64 {
 
 /// Checks `spec` and resolves what its instances are given, once per
 /// deploy; init and every instance use the result.
-fn host_config(spec: &FunctionSpec, engine: &WispEngine) -> Result<HostConfig> {
+fn host_config(
+    spec: &FunctionSpec,
+    engine: &WispEngine,
+    services: &Services,
+) -> Result<HostConfig> {
     let allowed: AllowedHosts = spec
         .validate()
         .map_err(|(key, msg)| anyhow!("`{key}`: {msg}"))?;
     Ok(HostConfig {
+        state: Arc::new(services.grants(spec)?),
         function: spec.name.as_str().into(),
         env: spec
             .env
@@ -180,12 +188,14 @@ impl Registry {
     pub fn new(
         engine: Arc<WispEngine>,
         state: Option<StateDir>,
+        services: Arc<Services>,
         artifacts: Artifacts,
         keep_revisions: usize,
     ) -> Arc<Self> {
         Arc::new(Registry {
             engine,
             state,
+            services,
             functions: DashMap::new(),
             failed: DashMap::new(),
             metrics: DashMap::new(),
@@ -204,6 +214,12 @@ impl Registry {
     pub fn route(&self, path: &str) -> Option<Arc<LiveRevision>> {
         let table = self.routes.read().unwrap_or_else(|e| e.into_inner());
         table.lookup(path).cloned()
+    }
+
+    /// The artifact cache (compiled code by content hash), for what else
+    /// Wisp compiles: jobs' commands.
+    pub fn artifacts(&self) -> &Artifacts {
+        &self.artifacts
     }
 
     /// The revision of function `name` serving now, if it is deployed: what
@@ -298,7 +314,7 @@ impl Registry {
                 spec.memory
             );
         }
-        let host = host_config(spec, &self.engine)?;
+        let host = host_config(spec, &self.engine, &self.services)?;
         let bytes = self.bytes(digest_of(&spec.component)?)?;
         let (component, snapshotted, key) = self.runnable(spec, &bytes, &host).await?;
         Ok(Prepared {

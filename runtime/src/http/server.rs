@@ -32,9 +32,11 @@ use crate::events::{Events, publish};
 use crate::http::admin::{Admin, AdminToken, Guard, Triggers, canonical_files_root};
 use crate::http::gateway::Gateway;
 use crate::invoke::BodyLimits;
+use crate::jobs::Jobs;
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::guestlog;
 use crate::sandbox::outbound::internal;
+use crate::state::Services;
 use crate::store::StateDir;
 use crate::tasks::{self, Tasks};
 
@@ -56,6 +58,8 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         topics,
         queues,
         schedules,
+        state: stores,
+        jobs,
         functions,
     } = manifest;
     let nofile = raise_fd_limit();
@@ -64,6 +68,7 @@ pub async fn run(manifest: Manifest) -> Result<()> {
     let engine = WispEngine::new(&settings.pool)?;
     let own_ports = engine.own_ports.clone();
     let internal = engine.internal.clone();
+    let engine_for_jobs = engine.clone();
     let state = settings
         .state_dir
         .as_deref()
@@ -85,7 +90,14 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         settings.cache_max_size.bytes(),
     )?;
     let state_path = state.as_ref().map(|s| s.root().to_path_buf());
-    let registry = Registry::new(engine, state, artifacts, settings.keep_revisions.get());
+    let services = Services::open(state_path.as_deref(), &stores)?;
+    let registry = Registry::new(
+        engine,
+        state,
+        services,
+        artifacts,
+        settings.keep_revisions.get(),
+    );
     registry.restore().await?;
     let declared: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
     for mut spec in functions {
@@ -125,8 +137,10 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         topics: Arc::new(publish::Internal(events.clone())),
         queues: Arc::new(tasks::internal::Internal(tasks.clone())),
     }));
+    let jobs = Jobs::open(state_path.as_deref(), jobs, engine_for_jobs, &registry).await?;
     events.start().await?;
     tasks.start();
+    jobs.start().await?;
 
     let listener = bind(settings.listen, "functions").await?;
     let admin_listener = match settings.admin {
@@ -183,6 +197,7 @@ pub async fn run(manifest: Manifest) -> Result<()> {
             Triggers {
                 events: events.clone(),
                 tasks: tasks.clone(),
+                jobs: jobs.clone(),
             },
             Guard::new(token, bound),
             files_root,
@@ -202,6 +217,7 @@ pub async fn run(manifest: Manifest) -> Result<()> {
     stop.cancel();
     events.stop().await;
     tasks.stop().await;
+    jobs.stop().await;
     for l in loops {
         let _ = l.await;
     }

@@ -43,7 +43,9 @@ pub struct Reuse {
 /// Process-wide instance ids.
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
 
-fn next_instance_id() -> InstanceId {
+/// A process-unique instance id (random start, so ids do not repeat across
+/// restarts).
+pub fn next_instance_id() -> InstanceId {
     if NEXT_INSTANCE.load(Ordering::Relaxed) == 0 {
         let _ = NEXT_INSTANCE.compare_exchange(
             0,

@@ -82,6 +82,9 @@ impl WispEngine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        // wasi:keyvalue and wasi:config, every version; what an instance
+        // reaches is its function's grants.
+        crate::state::add_to_linker(&mut linker)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -27,6 +27,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use crate::config::ByteSize;
 use crate::sandbox::tag::{InstanceTag, InvocationField};
+use crate::state::secrets::redact;
 use crate::telemetry::ids::{InstanceId, InvocationId};
 use crate::telemetry::metrics::FunctionMetrics;
 
@@ -185,6 +186,9 @@ struct Output {
     metrics: Option<Arc<FunctionMetrics>>,
     /// Also receives every line, up to [`MAX_CAPTURE`] bytes.
     sink: Option<Arc<Mutex<String>>>,
+    /// Secret values the function was granted, replaced before a line goes
+    /// anywhere.
+    secrets: Arc<[String]>,
 }
 
 impl Output {
@@ -202,6 +206,7 @@ impl Output {
     /// Sends one complete line on, or drops and counts it.
     fn emit(&self, stream: Stream, truncated: bool, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
+        let line = redact(&line, &self.secrets);
         let line = line.strip_suffix('\r').unwrap_or(&line);
         if let Some(sink) = &self.sink {
             let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
@@ -295,17 +300,19 @@ struct LineState {
 impl GuestLog {
     /// An instance's stdout and stderr. Dropped lines count in `metrics`;
     /// `sink` also receives every line (init runs, whose output belongs in
-    /// the deploy error).
+    /// the deploy error); `secrets` are redacted from every line.
     pub fn pair(
         tag: Arc<InstanceTag>,
         metrics: Option<Arc<FunctionMetrics>>,
         sink: Option<Arc<Mutex<String>>>,
+        secrets: Arc<[String]>,
     ) -> (GuestLog, GuestLog) {
         let output = Arc::new(Output {
             tag,
             budget: Mutex::default(),
             metrics,
             sink,
+            secrets,
         });
         let log = |stream| GuestLog {
             inner: Arc::new(LineBuffer {
@@ -422,7 +429,12 @@ mod tests {
         let tag = InstanceTag::new("f".into(), InstanceId(1), false);
         let metrics = Arc::new(FunctionMetrics::default());
         let sink = Arc::new(Mutex::new(String::new()));
-        let (stdout, stderr) = GuestLog::pair(tag.clone(), Some(metrics.clone()), Some(sink));
+        let (stdout, stderr) = GuestLog::pair(
+            tag.clone(),
+            Some(metrics.clone()),
+            Some(sink),
+            Arc::from([]),
+        );
         tag.set_invocation(InvocationId(1));
         let extra = 5;
         for i in 0..MAX_LINES_PER_INVOCATION as u64 + extra {

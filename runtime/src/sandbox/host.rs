@@ -5,15 +5,20 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::config::AllowedHosts;
+use crate::sandbox::command::Stdio;
 use crate::sandbox::cpu::{CpuLanes, CpuMeter};
 use crate::sandbox::guestlog::GuestLog;
 use crate::sandbox::outbound::policy::OwnPorts;
 use crate::sandbox::outbound::{OutboundHooks, internal};
 use crate::sandbox::tag::InstanceTag;
+use crate::state::config::{ConfigValues, ConfigView};
+use crate::state::keyvalue::KeyValueView;
+use crate::state::{Grants, StateView};
 use crate::telemetry::metrics::FunctionMetrics;
 
 /// Resources (streams, fields, pollables, …) one instance may hold at once.
@@ -75,6 +80,8 @@ pub struct Host {
     http: WasiHttpCtx,
     hooks: OutboundHooks,
     limiter: MemoryLimiter,
+    /// The stores, config values and secrets it may reach.
+    state: Arc<Grants>,
     /// CPU time charged and the instance's turns on the cores.
     pub cpu: CpuMeter,
     pub tag: Arc<InstanceTag>,
@@ -99,6 +106,8 @@ pub struct HostConfig {
     pub cpu_time: Option<std::time::Duration>,
     pub cpu_weight: u32,
     pub lanes: Arc<CpuLanes>,
+    /// Key-value stores, config values and secrets, resolved at deploy.
+    pub state: Arc<Grants>,
 }
 
 impl HostConfig {
@@ -121,6 +130,7 @@ impl HostConfig {
             cpu_time: None,
             cpu_weight: 1,
             lanes: engine.lanes.clone(),
+            state: Arc::default(),
         }
     }
 }
@@ -148,17 +158,30 @@ impl Host {
         tag: Arc<InstanceTag>,
         metrics: Arc<FunctionMetrics>,
     ) -> wasmtime::Result<Self> {
-        Self::build(config, tag, Some(metrics), None)
+        Self::build(config, tag, Some(metrics), None, None)
+    }
+
+    /// A command's host state: [`Host::new`] with `stdio`'s arguments,
+    /// environment, stdin and stdout.
+    pub fn command(
+        config: &HostConfig,
+        tag: Arc<InstanceTag>,
+        metrics: Arc<FunctionMetrics>,
+        stdio: Stdio,
+    ) -> wasmtime::Result<Self> {
+        Self::build(config, tag, Some(metrics), None, Some(stdio))
     }
 
     /// Like [`Host::new`], also copying guest output into `sink` (for init
-    /// runs, whose output belongs in the deploy error).
+    /// runs, whose output belongs in the deploy error). Init gets no state:
+    /// a snapshot must not bake in stored data, config or secrets, which
+    /// change without the component changing.
     pub fn capturing(
         config: &HostConfig,
         tag: Arc<InstanceTag>,
         sink: Arc<Mutex<String>>,
     ) -> wasmtime::Result<Self> {
-        Self::build(config, tag, None, Some(sink))
+        Self::build(config, tag, None, Some(sink), None)
     }
 
     fn build(
@@ -166,10 +189,28 @@ impl Host {
         tag: Arc<InstanceTag>,
         metrics: Option<Arc<FunctionMetrics>>,
         sink: Option<Arc<Mutex<String>>>,
+        stdio: Option<Stdio>,
     ) -> wasmtime::Result<Self> {
-        let (stdout, stderr) = GuestLog::pair(tag.clone(), metrics, sink);
+        let state = if sink.is_some() {
+            Arc::default()
+        } else {
+            config.state.clone()
+        };
+        let (stdout, stderr) = GuestLog::pair(tag.clone(), metrics, sink, state.redact.clone());
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&config.env).stdout(stdout).stderr(stderr);
+        if let Some(stdio) = stdio {
+            wasi.args(&[config.function.as_ref()])
+                .args(&stdio.args)
+                .envs(&stdio.env)
+                .stdin(MemoryInputPipe::new(stdio.stdin));
+            if let Some(out) = stdio.stdout {
+                wasi.stdout(out);
+            }
+            if let Some(err) = stdio.stderr {
+                wasi.stderr(err);
+            }
+        }
         // Sockets stay closed: outbound traffic goes through wasi:http, where
         // allowed_outbound_hosts is enforced.
         wasi.allow_tcp(false)
@@ -192,6 +233,7 @@ impl Host {
                 grants: config.grants.clone(),
             },
             limiter: MemoryLimiter::new(config.memory_limit, tag.clone()),
+            state,
             cpu: CpuMeter::new(
                 config.lanes.clone(),
                 tag.clone(),
@@ -208,6 +250,21 @@ impl WasiView for Host {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl ConfigView for Host {
+    fn config_values(&mut self) -> &ConfigValues {
+        &self.state.config
+    }
+}
+
+impl StateView for Host {
+    fn keyvalue(&mut self) -> KeyValueView<'_> {
+        KeyValueView {
+            table: &mut self.table,
+            granted: &self.state.keyvalue,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! (WASI context, limits, tags), CPU time and fair turns on the cores, where
 //! guest output goes, and the outbound HTTP policy.
 
+pub mod command;
 pub mod cpu;
 pub mod engine;
 pub mod guestlog;

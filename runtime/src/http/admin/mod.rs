@@ -16,11 +16,13 @@ use crate::config::FunctionSpec;
 use crate::deploy::registry::{NotFound, Registry};
 use crate::events::Events;
 use crate::http::respond::{empty, json, plain};
+use crate::jobs::Jobs;
 use crate::store::Revision;
 use crate::tasks::Tasks;
 use crate::telemetry::metrics::prometheus;
 
 mod guard;
+mod jobs;
 mod queues;
 mod token;
 mod topics;
@@ -31,7 +33,7 @@ pub use token::{AdminToken, TOKEN_FILE, read_token_file};
 /// Largest component upload; JS and Python components are 13-18 MB.
 const MAX_UPLOAD: usize = 256 << 20;
 /// Largest JSON body (settings, rollback).
-const MAX_JSON: usize = 1 << 20;
+pub(super) const MAX_JSON: usize = 1 << 20;
 
 /// The media type component uploads must declare.
 const WASM_TYPE: &str = "application/wasm";
@@ -40,12 +42,14 @@ const WASM_TYPE: &str = "application/wasm";
 pub struct Triggers {
     pub events: Arc<Events>,
     pub tasks: Arc<Tasks>,
+    pub jobs: Arc<Jobs>,
 }
 
 pub struct Admin {
     registry: Arc<Registry>,
     events: Arc<Events>,
     tasks: Arc<Tasks>,
+    jobs: Arc<Jobs>,
     guard: Guard,
     /// `[server] files_root`, resolved: where admin deploys' `dirs` must lie.
     files_root: Option<PathBuf>,
@@ -76,6 +80,7 @@ impl Admin {
             registry,
             events: triggers.events,
             tasks: triggers.tasks,
+            jobs: triggers.jobs,
             guard,
             files_root,
         })
@@ -149,6 +154,7 @@ impl Admin {
             }
             (_, ["v1", "topics", ..]) => self.topics(method, &segments, req).await,
             (_, ["v1", "queues" | "schedules", ..]) => self.queues(method, &segments, req).await,
+            (_, ["v1", "jobs" | "executions", ..]) => self.jobs(method, &segments, req).await,
             _ => Err((
                 StatusCode::NOT_FOUND,
                 format!("no admin endpoint {method} {path}; see docs/admin-api.md"),
@@ -311,7 +317,10 @@ fn refusal(e: anyhow::Error) -> (StatusCode, String) {
     (status, format!("{e:#}"))
 }
 
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, (StatusCode, String)> {
+pub(super) async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+) -> Result<Bytes, (StatusCode, String)> {
     Limited::new(req.into_body(), limit)
         .collect()
         .await

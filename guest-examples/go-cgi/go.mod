@@ -1,0 +1,3 @@
+module wisp/examples/go-cgi
+
+go 1.27.1

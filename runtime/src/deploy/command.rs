@@ -1,0 +1,153 @@
+//! Commands as components: a `wasi:cli/run` component is linked as is; a
+//! WASI preview-1 core module with a `_start` export (Go's `GOOS=wasip1`,
+//! wasi-sdk, ruby.wasm) is first wrapped into one with the preview-1
+//! command adapter. Anything else is refused, naming what it is.
+
+use anyhow::{Result, anyhow, bail};
+use wasi_preview1_component_adapter_provider::{
+    WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+};
+use wasmparser::{Parser, Payload};
+use wasmtime::component::Component;
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+use crate::sandbox::engine::WispEngine;
+use crate::sandbox::host::Host;
+
+/// Whether `bytes` is a core module (not a component).
+fn is_core_module(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && &bytes[..4] == b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}
+
+/// The exports of a core module, by name.
+fn core_exports(bytes: &[u8]) -> Result<Vec<String>> {
+    let mut exports = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        if let Payload::ExportSection(section) =
+            payload.map_err(|e| anyhow!("not a valid module: {e}"))?
+        {
+            for export in section {
+                exports.push(
+                    export
+                        .map_err(|e| anyhow!("not a valid module: {e}"))?
+                        .name
+                        .to_string(),
+                );
+            }
+        }
+    }
+    Ok(exports)
+}
+
+/// A component that runs as a command: `bytes` as they are if already a
+/// component, else the preview-1 module wrapped with the command adapter.
+/// CPU-heavy for modules: call it off the async runtime.
+pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>> {
+    if !is_core_module(bytes) {
+        crate::deploy::component::check_header(bytes)?;
+        return Ok(bytes.to_vec());
+    }
+    let exports = core_exports(bytes)?;
+    if !exports.iter().any(|e| e == "_start") {
+        bail!(
+            "this core module exports no `_start`, so it is not a WASI command ({}); build \
+             the program as a command (wasm32-wasip1 `main`, Go GOOS=wasip1) or as a \
+             wasi:cli/run component",
+            if exports.is_empty() {
+                "it exports nothing".to_string()
+            } else {
+                format!("it exports {}", exports.join(", "))
+            }
+        );
+    }
+    wit_component::ComponentEncoder::default()
+        .module(bytes)
+        .and_then(|e| {
+            e.adapter(
+                WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+                WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+            )
+        })
+        .and_then(|e| e.validate(true).encode())
+        .map_err(|e| anyhow!("could not adapt the WASI preview-1 module into a component: {e:#}"))
+}
+
+/// Links a command component against what Wisp provides.
+pub fn prepare(engine: &WispEngine, component: &Component) -> Result<CommandPre<Host>> {
+    let pre = engine
+        .linker
+        .instantiate_pre(component)
+        .map_err(|e| anyhow!("the command imports something Wisp does not provide: {e:#}"))?;
+    CommandPre::new(pre).map_err(|_| {
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&engine.engine)
+            .map(|(name, _)| format!("`{name}`"))
+            .collect();
+        anyhow!(
+            "the component is not a command: it needs to export `wasi:cli/run@0.2.x`, but it \
+             exports {}{}",
+            if exports.is_empty() {
+                "nothing".to_string()
+            } else {
+                exports.join(", ")
+            },
+            if exports
+                .iter()
+                .any(|e| e.contains("wasi:http/incoming-handler"))
+            {
+                "; it is an HTTP function: serve it as a [[function]]"
+            } else {
+                ""
+            }
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_without_start_and_reactors_are_refused_naming_what_they_are() {
+        let reactor = wat::parse_str(r#"(module (func (export "_initialize")))"#).unwrap();
+        let err = componentize(&reactor).unwrap_err().to_string();
+        assert!(
+            err.contains("no `_start`") && err.contains("_initialize"),
+            "{err}"
+        );
+        let empty = wat::parse_str("(module)").unwrap();
+        let err = componentize(&empty).unwrap_err().to_string();
+        assert!(err.contains("exports nothing"), "{err}");
+    }
+
+    #[test]
+    fn a_preview1_command_is_adapted_into_a_runnable_component() {
+        let module = wat::parse_str(
+            r#"(module
+                 (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                 (memory (export "memory") 1)
+                 (func (export "_start") (call $exit (i32.const 7))))"#,
+        )
+        .unwrap();
+        let component = componentize(&module).unwrap();
+        assert_eq!(&component[4..8], &[0x0d, 0, 1, 0]);
+        let engine = WispEngine::new(&crate::config::PoolSettings {
+            instances: 4,
+            core_instances: 8,
+            memories: 4,
+            tables: 8,
+            ..Default::default()
+        })
+        .unwrap();
+        let compiled = Component::new(&engine.engine, &component).unwrap();
+        prepare(&engine, &compiled).unwrap();
+        let http = wat::parse_str("(component)").unwrap();
+        let compiled = Component::new(&engine.engine, &http).unwrap();
+        let err = prepare(&engine, &compiled).err().unwrap().to_string();
+        assert!(
+            err.contains("not a command") && err.contains("exports nothing"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! One execution of a job: its tasks run `parallelism` at a time, each
+//! attempt a fresh instance of the command with the Cloud Run Jobs
+//! environment, retried up to `max_retries`; every state change is recorded
+//! before the next step, so a restart resumes where it was.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use wasmtime::Engine;
+use wasmtime_wasi::cli::AsyncStdoutStream;
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+use crate::config::JobSpec;
+use crate::invoke::instances::next_instance_id;
+use crate::jobs::store::{Execution, JobStore, TaskState};
+use crate::sandbox::command::{self, Exit, STDOUT_BUDGET, Stdio};
+use crate::sandbox::host::{Host, HostConfig};
+use crate::sandbox::tag::InstanceTag;
+use crate::telemetry::metrics::FunctionMetrics;
+
+/// How long the last lines of an attempt's output may take to be stored.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Lines of output written to the store at once.
+const LOG_BATCH: usize = 64;
+
+/// A job, loaded: its settings and its linked command.
+pub struct Job {
+    pub spec: JobSpec,
+    pub pre: CommandPre<Host>,
+    pub host: HostConfig,
+    pub metrics: Arc<FunctionMetrics>,
+}
+
+/// What every task of one execution shares.
+struct Context {
+    job: Arc<Job>,
+    exec: Execution,
+    store: JobStore,
+    engine: Engine,
+    cancel: CancellationToken,
+}
+
+/// Runs (or resumes) `exec` to its end; returns its final state.
+pub async fn execute(
+    job: Arc<Job>,
+    exec: Execution,
+    tasks: Vec<TaskState>,
+    store: JobStore,
+    engine: Engine,
+    cancel: CancellationToken,
+) -> &'static str {
+    let slots = Arc::new(Semaphore::new(exec.parallelism.max(1) as usize));
+    let cx = Arc::new(Context {
+        job,
+        exec,
+        store,
+        engine,
+        cancel,
+    });
+    let mut running = Vec::new();
+    let mut failed = false;
+    for task in tasks {
+        match task.state.as_str() {
+            "succeeded" => continue,
+            "failed" => {
+                failed = true;
+                continue;
+            }
+            _ => {}
+        }
+        // An attempt a restart interrupted is not the task's failure.
+        let done = if task.state == "running" {
+            task.attempts.saturating_sub(1)
+        } else {
+            task.attempts
+        };
+        let (cx, slots) = (cx.clone(), slots.clone());
+        running.push(tokio::spawn(async move {
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return false;
+            };
+            run_task(&cx, task.index, done).await
+        }));
+    }
+    for task in running {
+        failed |= !task.await.unwrap_or(false);
+    }
+    let state = if cx.cancel.is_cancelled() {
+        "cancelled"
+    } else if failed {
+        "failed"
+    } else {
+        "succeeded"
+    };
+    if let Err(e) = cx.store.finish(&cx.exec.id, state).await {
+        tracing::error!(execution = %cx.exec.id, "{e:#}");
+    }
+    tracing::info!(job = %cx.job.spec.name, execution = %cx.exec.id, "execution {state}");
+    state
+}
+
+/// Runs task `idx` until it succeeds or runs out of retries; whether it
+/// succeeded.
+async fn run_task(cx: &Context, idx: u32, mut attempt: u32) -> bool {
+    let exec = &cx.exec.id;
+    loop {
+        if cx.cancel.is_cancelled() {
+            return false;
+        }
+        if let Err(e) = cx.store.start_task(exec, idx, attempt + 1).await {
+            tracing::error!(execution = %exec, "{e:#}");
+            return false;
+        }
+        let exit = tokio::select! {
+            exit = run_attempt(cx, idx, attempt) => exit,
+            _ = cx.cancel.cancelled() => return false,
+        };
+        let retries_left = attempt < cx.job.spec.max_retries;
+        let state = match (exit.success(), retries_left) {
+            (true, _) => "succeeded",
+            (false, true) => "pending",
+            (false, false) => "failed",
+        };
+        tracing::info!(
+            job = %cx.job.spec.name, execution = %exec, task = idx, attempt,
+            "task {idx} attempt {attempt}: {exit}"
+        );
+        if let Err(e) = cx.store.end_task(exec, idx, state, exit.to_string()).await {
+            tracing::error!(execution = %exec, "{e:#}");
+        }
+        match state {
+            "succeeded" => return true,
+            "failed" => return false,
+            _ => attempt += 1,
+        }
+    }
+}
+
+/// The environment of one attempt: the job's, the execution's overrides,
+/// and the Cloud Run Jobs variables under both names.
+fn environment(cx: &Context, idx: u32, attempt: u32) -> Vec<(String, String)> {
+    let mut env: BTreeMap<String, String> = cx.exec.env.clone();
+    let values = [
+        ("JOB", cx.job.spec.name.clone()),
+        ("EXECUTION", cx.exec.id.clone()),
+        ("TASK_INDEX", idx.to_string()),
+        ("TASK_COUNT", cx.exec.tasks.to_string()),
+        ("TASK_ATTEMPT", attempt.to_string()),
+    ];
+    for (name, value) in values {
+        env.insert(format!("WISP_{name}"), value.clone());
+        env.insert(format!("CLOUD_RUN_{name}"), value);
+    }
+    env.into_iter().collect()
+}
+
+/// A pipe whose lines go to the job's log, tagged with task and attempt.
+fn log_pipe(
+    cx: &Context,
+    idx: u32,
+    attempt: u32,
+    stream: &'static str,
+) -> (AsyncStdoutStream, tokio::task::JoinHandle<()>) {
+    let (writer, reader) = tokio::io::duplex(STDOUT_BUDGET);
+    let (store, exec, job) = (
+        cx.store.clone(),
+        cx.exec.id.clone(),
+        cx.job.spec.name.clone(),
+    );
+    let drain = tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        let mut batch = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(target: "wisp::job", %job, execution = %exec, task = idx, attempt, stream, "{line}");
+            batch.push(line);
+            if batch.len() >= LOG_BATCH {
+                store.log(&exec, idx, attempt, stream, std::mem::take(&mut batch));
+            }
+        }
+        if !batch.is_empty() {
+            store.log(&exec, idx, attempt, stream, batch);
+        }
+    });
+    (AsyncStdoutStream::new(STDOUT_BUDGET, writer), drain)
+}
+
+async fn run_attempt(cx: &Context, idx: u32, attempt: u32) -> Exit {
+    let (stdout, out_drain) = log_pipe(cx, idx, attempt, "stdout");
+    let (stderr, err_drain) = log_pipe(cx, idx, attempt, "stderr");
+    let stdio = Stdio {
+        args: cx.job.spec.args.clone(),
+        env: environment(cx, idx, attempt),
+        stdin: bytes::Bytes::new(),
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+    };
+    let tag = InstanceTag::new(cx.job.host.function.clone(), next_instance_id(), false);
+    let exit = match Host::command(&cx.job.host, tag, cx.job.metrics.clone(), stdio) {
+        Ok(host) => command::run(&cx.engine, &cx.job.pre, host, cx.job.spec.task_timeout.0).await,
+        Err(e) => Exit::Failed(format!("{e:#}")),
+    };
+    // The store (and with it the pipes' writers) is gone: the drains end,
+    // unless a writer lingers somewhere; the lines are in the log anyway.
+    for drain in [out_drain, err_drain] {
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+    }
+    exit
+}

@@ -1,0 +1,136 @@
+//! State for stateless functions, through the standard WASI interfaces:
+//! wasi:keyvalue stores ([`keyvalue`]), wasi:config values and secrets
+//! ([`config`], [`secrets`]).
+//!
+//! [`Services`] holds what the server opened from `[[store]]` and
+//! `[[secret]]`; a deploy turns a function's grants into [`Grants`] once,
+//! which every instance shares. The linker knows every interface; what an
+//! instance can reach is only what its `Grants` hold.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow};
+use wasmtime::component::Linker;
+
+use crate::config::{BackendSpec, FunctionSpec, StateSpec};
+
+pub mod config;
+pub mod keyvalue;
+pub mod secrets;
+
+use config::{ConfigValues, ConfigView};
+use keyvalue::{KeyValue, KeyValueView};
+use secrets::Secret;
+
+/// The stores and secrets a server offers its functions.
+#[derive(Default)]
+pub struct Services {
+    stores: BTreeMap<String, Arc<dyn KeyValue>>,
+    secrets: BTreeMap<String, Secret>,
+}
+
+/// What one function's instances may reach, resolved at deploy.
+#[derive(Default)]
+pub struct Grants {
+    pub keyvalue: keyvalue::Granted,
+    pub config: ConfigValues,
+    /// The values of its secrets, which its guest log never shows.
+    pub redact: Arc<[String]>,
+}
+
+impl Services {
+    /// Opens every declared store (the embedded ones share one database in
+    /// `state_dir`; Redis ones connect on first use) and reads every secret.
+    pub fn open(state_dir: Option<&Path>, spec: &StateSpec) -> Result<Arc<Self>> {
+        let mut database = None;
+        let mut stores = BTreeMap::new();
+        for store in &spec.stores {
+            let backend: Arc<dyn KeyValue> = match &store.backend {
+                Some(BackendSpec::Redis(url)) => Arc::new(
+                    keyvalue::redis::RedisStore::new(url)
+                        .map_err(|e| anyhow!("store `{}`: {e:#}", store.name))?,
+                ),
+                None => {
+                    let dir = state_dir.ok_or_else(|| {
+                        anyhow!(
+                            "store `{}` is embedded and needs a state_dir to keep its data in",
+                            store.name
+                        )
+                    })?;
+                    let db = match &database {
+                        Some(db) => db,
+                        None => database
+                            .insert(keyvalue::sqlite::open(&dir.join(keyvalue::sqlite::FILE))?),
+                    };
+                    keyvalue::sqlite::store(db, &store.name)
+                }
+            };
+            stores.insert(store.name.clone(), backend);
+        }
+        let secrets = spec
+            .secrets
+            .iter()
+            .map(|s| Ok((s.name.clone(), secrets::read(s)?)))
+            .collect::<Result<_>>()?;
+        Ok(Arc::new(Services { stores, secrets }))
+    }
+
+    /// Resolves `spec`'s grants; an error names the key and what is
+    /// missing, for a deploy to refuse.
+    pub fn grants(&self, spec: &FunctionSpec) -> Result<Grants> {
+        let missing = |what: &str, name: &str, key: &str| {
+            anyhow!("`{key}`: no {what} `{name}` on this server; declare it in the manifest")
+        };
+        let keyvalue = spec
+            .keyvalue
+            .iter()
+            .map(|name| match self.stores.get(name) {
+                Some(store) => Ok((name.clone(), store.clone())),
+                None => Err(missing("key-value store", name, "keyvalue")),
+            })
+            .collect::<Result<_>>()?;
+        let mut pairs: Vec<(String, String)> = spec
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut redact = Vec::new();
+        for name in &spec.secrets {
+            let secret = self
+                .secrets
+                .get(name)
+                .ok_or_else(|| missing("secret", name, "secrets"))?;
+            if spec.config.contains_key(name) {
+                return Err(anyhow!(
+                    "`secrets`: `{name}` is also a `config` key; rename one"
+                ));
+            }
+            pairs.push((name.clone(), secret.value().to_string()));
+            redact.push(secret.value().to_string());
+        }
+        Ok(Grants {
+            keyvalue,
+            config: ConfigValues::new(pairs),
+            redact: redact.into(),
+        })
+    }
+}
+
+/// How the linked state interfaces reach an instance's grants and its
+/// resource table; implemented by the `Store` data.
+pub trait StateView: ConfigView {
+    fn keyvalue(&mut self) -> KeyValueView<'_>;
+}
+
+fn keyvalue_view<T: StateView>(host: &mut T) -> KeyValueView<'_> {
+    host.keyvalue()
+}
+
+/// Links wasi:keyvalue (draft, draft2) and wasi:config (rc.1,
+/// draft-2024-09-27).
+pub fn add_to_linker<T: StateView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    keyvalue::add_to_linker(linker, keyvalue_view::<T>)?;
+    config::add_to_linker(linker)
+}
