@@ -19,11 +19,7 @@ use serde_json::{Value, json};
 fn manifest(dir: &Path, sink: &Sink, trigger: &str, extra: &str) -> String {
     format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-state_dir = "{state}"
-
+{server}
 [[topic]]
 name = "orders"
 
@@ -45,7 +41,7 @@ dead_letter_topic = "orders-dlq"
 {trigger}
 {extra}
 "#,
-        state = dir.join("state").display(),
+        server = common::server_table(dir),
         probe = guest("event-probe").display(),
         sink = sink.url,
     )

@@ -45,7 +45,10 @@ fn warm_big_components(manifest: &str, examples: &Path) {
         let size = std::fs::metadata(&path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .len();
-        if size > BIG_COMPONENT {
+        // Commands (preview-1 modules such as ruby.wasm) are no HTTP
+        // functions to serve alone; `wisp up` compiles them in time.
+        let core_module = std::fs::read(&path).is_ok_and(|b| b.get(4..8) == Some(&[1, 0, 0, 0]));
+        if size > BIG_COMPONENT && !core_module {
             drop(Wisp::serve(&path, &[]));
         }
     }
@@ -73,6 +76,11 @@ fn example_app() -> (tempfile::TempDir, Wisp) {
         &text,
         "= \"static-files/public\"",
         &format!("= \"{}/static-files/public\"", examples.display()),
+    );
+    let text = rewrite(
+        &text,
+        "= \"ruby-app\"",
+        &format!("= \"{}/ruby-app\"", examples.display()),
     );
     let text = rewrite(
         &text,
@@ -414,4 +422,18 @@ async fn the_task_and_schedule_handlers_answer_on_their_routes() {
     .await;
     assert_eq!(status, 204, "{body}");
     wisp.wait_for_log("daily-report: report for 2026-11-29T21:00:00.000Z (event daily-report-1)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_functions_answer_in_every_language() {
+    let (_dir, wisp) = example_app();
+    for (path, expected) in [
+        ("/cgi/hi", "hello from CGI: GET /hi"),
+        ("/c-cgi/hi", "Hello from C CGI, world! GET /hi"),
+        ("/ruby/hi", "hello from Ruby"),
+    ] {
+        let (status, body) = get(&format!("{}{path}", wisp.url)).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.contains(expected), "{path}: {body}");
+    }
 }

@@ -15,11 +15,7 @@ use serde_json::{Value, json};
 fn manifest(dir: &Path, sink: &Sink, job: &str) -> String {
     format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-state_dir = "{state}"
-
+{server}
 [[job]]
 name = "resize"
 component = "{resize}"
@@ -27,7 +23,7 @@ args = ["--quality", "80"]
 allowed_outbound_hosts = ["{sink}"]
 {job}
 "#,
-        state = dir.join("state").display(),
+        server = common::server_table(dir),
         resize = guest("resize").display(),
         sink = sink.url,
     )

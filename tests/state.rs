@@ -22,11 +22,7 @@ fn manifest(dir: &Path, backend: Option<&str>, extra: &str) -> String {
         .unwrap_or_default();
     format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-state_dir = "{state}"
-
+{server}
 [[store]]
 name = "cache"
 kind = "keyvalue"
@@ -46,7 +42,7 @@ max_queue = 1000
 queue_timeout = "60s"
 {extra}
 "#,
-        state = dir.join("state").display(),
+        server = common::server_table(dir),
         probe = guest("kv-probe").display(),
     )
 }

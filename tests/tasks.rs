@@ -17,11 +17,7 @@ use serde_json::{Value, json};
 fn manifest(dir: &Path, sink: &Sink, extra: &str) -> String {
     format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-state_dir = "{state}"
-
+{server}
 [[function]]
 name = "probe"
 component = "{probe}"
@@ -30,7 +26,7 @@ env = {{ SINK = "{sink}" }}
 allowed_outbound_hosts = ["{sink}"]
 {extra}
 "#,
-        state = dir.join("state").display(),
+        server = common::server_table(dir),
         probe = guest("event-probe").display(),
         sink = sink.url,
     )

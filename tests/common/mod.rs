@@ -466,6 +466,15 @@ pub async fn upstream() -> Upstream {
     }
 }
 
+/// A `[server]` table on ephemeral loopback ports, admin API on, state
+/// under `dir/state` (the same across restarts of a test).
+pub fn server_table(dir: &Path) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nstate_dir = \"{}\"\n",
+        dir.join("state").display()
+    )
+}
+
 /// What a [`Sink`] received: the JSON body of one POST, and when.
 #[derive(Clone, Debug)]
 pub struct Report {

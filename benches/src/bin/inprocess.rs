@@ -36,7 +36,7 @@ use serde_json::json;
 use wasmtime::component::Component;
 use wisp::config::{FunctionSpec, Isolation, PoolSettings, ServerSettings, Span};
 use wisp::deploy::{component, snapshot};
-use wisp::invoke::revision::Loaded;
+use wisp::invoke::revision::{Entry, Loaded};
 use wisp::invoke::{self, BodyLimits, LiveRevision};
 use wisp::sandbox::engine::WispEngine;
 use wisp::sandbox::host::HostConfig;
@@ -148,7 +148,7 @@ async fn measure(
     }
     let loaded = Loaded {
         engine: engine.engine.clone(),
-        pre: component::prepare(engine, component)?,
+        pre: Entry::Proxy(component::prepare(engine, component)?),
         host: host_config(engine),
         snapshotted: false,
     };

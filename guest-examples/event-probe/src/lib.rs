@@ -134,11 +134,11 @@ mod tests {
 
     #[test]
     fn reports_what_it_saw() {
-        let seen = report(&event(r#"{"a":1}"#, 3).with_attribute("partitionkey", "k"), None, None);
+        let seen = report(&event(r#"{"a":1}"#, 3).with_attribute("partitionkey", "k"), Some("t1"), Some("q"));
         assert_eq!(
             seen,
             json!({"id": "e1", "attempt": 3, "type": "com.example.test", "subject": null,
-                   "partitionkey": "k", "data": "{\"a\":1}"})
+                   "partitionkey": "k", "data": "{\"a\":1}", "task": "t1", "queue": "q"})
         );
         let bare = report(&CloudEvent::new("e2", "/t", "x"), None, None);
         assert_eq!((bare["attempt"].clone(), bare["data"].clone()), (Value::Null, Value::Null));

@@ -23,7 +23,8 @@ pub use origins::{AllowedHosts, Grant};
 pub use pool::PoolSettings;
 pub use server::{ADMIN_TOKEN_ENV, ServerSettings, default_max_connections};
 pub use spec::{
-    CPU_TICK, DEFAULT_IDLE_TIMEOUT, FunctionSpec, Isolation, normalize_route, validate_name,
+    CPU_TICK, DEFAULT_IDLE_TIMEOUT, FunctionSpec, Handler, Isolation, normalize_route,
+    validate_name,
 };
 pub use state::{
     BackendSpec, STORE_KINDS, SecretSpec, StateSpec, StoreSpec, check_state_names,

@@ -90,6 +90,13 @@ pub struct FunctionSpec {
     /// Topics the guest may publish to through `http://wisp.internal`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publish: Vec<String>,
+    /// `http` (a wasi:http component) or `cgi` (a command run once per
+    /// request, CGI/1.1).
+    #[serde(default, skip_serializing_if = "Handler::is_http")]
+    pub handler: Handler,
+    /// `argv[1..]` of a `cgi` command.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
     /// Queues the guest may add tasks to through `http://wisp.internal`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub enqueue: Vec<String>,
@@ -138,6 +145,23 @@ impl std::str::FromStr for Isolation {
                 "`{s}` is not an isolation mode: use `invocation` or `instance`"
             )),
         }
+    }
+}
+
+/// How a function takes requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Handler {
+    /// Its `wasi:http` handler.
+    #[default]
+    Http,
+    /// Its `wasi:cli/run` command, once per request, as CGI/1.1.
+    Cgi,
+}
+
+impl Handler {
+    fn is_http(&self) -> bool {
+        *self == Handler::Http
     }
 }
 
@@ -202,6 +226,8 @@ impl FunctionSpec {
             trigger: None,
             publish: Vec::new(),
             enqueue: Vec::new(),
+            handler: Handler::Http,
+            args: Vec::new(),
             keyvalue: Vec::new(),
             config: BTreeMap::new(),
             secrets: Vec::new(),
@@ -267,6 +293,22 @@ impl FunctionSpec {
             return Err(("max_instances", "must be at least 1".into()));
         }
         self.validate_isolation()?;
+        if self.handler == Handler::Cgi {
+            if self.isolation == Isolation::Instance {
+                return Err((
+                    "isolation",
+                    "a cgi function runs its command once per request: leave isolation out".into(),
+                ));
+            }
+            if self.trigger.is_some() {
+                return Err((
+                    "trigger",
+                    "event triggers need a wasi:http function, not handler = \"cgi\"".into(),
+                ));
+            }
+        } else if !self.args.is_empty() {
+            return Err(("args", "only a handler = \"cgi\" command takes args".into()));
+        }
         if let Some(cpu) = self.cpu_time
             && cpu.0 < CPU_TICK
         {

@@ -15,7 +15,7 @@ use crate::sandbox::engine::WispEngine;
 use crate::sandbox::host::Host;
 
 /// Whether `bytes` is a core module (not a component).
-fn is_core_module(bytes: &[u8]) -> bool {
+pub fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && &bytes[..4] == b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }
 
@@ -132,14 +132,7 @@ mod tests {
         .unwrap();
         let component = componentize(&module).unwrap();
         assert_eq!(&component[4..8], &[0x0d, 0, 1, 0]);
-        let engine = WispEngine::new(&crate::config::PoolSettings {
-            instances: 4,
-            core_instances: 8,
-            memories: 4,
-            tables: 8,
-            ..Default::default()
-        })
-        .unwrap();
+        let engine = WispEngine::for_tests();
         let compiled = Component::new(&engine.engine, &component).unwrap();
         prepare(&engine, &compiled).unwrap();
         let http = wat::parse_str("(component)").unwrap();

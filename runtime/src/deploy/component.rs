@@ -100,14 +100,7 @@ mod tests {
 
     #[test]
     fn refuses_component_without_handler() {
-        let engine = WispEngine::new(&crate::config::PoolSettings {
-            instances: 4,
-            core_instances: 8,
-            memories: 4,
-            tables: 8,
-            ..Default::default()
-        })
-        .unwrap();
+        let engine = WispEngine::for_tests();
         let bytes = wat::parse_str("(component)").unwrap();
         let component = compile(&engine.engine, &bytes).unwrap();
         let err = prepare(&engine, &component).err().unwrap().to_string();

@@ -12,16 +12,16 @@ use anyhow::{Result, anyhow, bail};
 use dashmap::DashMap;
 use serde::Serialize;
 use wasmtime::component::Component;
+use wasmtime_wasi::p2::bindings::CommandPre;
 
-use crate::config::{AllowedHosts, FunctionSpec};
+use crate::config::{AllowedHosts, FunctionSpec, Handler};
 use crate::deploy::artifact::{Artifacts, engine_fingerprint};
-use crate::deploy::component;
 use crate::deploy::routes::RouteTable;
-use crate::deploy::snapshot;
+use crate::deploy::{command, component, snapshot};
 use crate::invoke::LiveRevision;
-use crate::invoke::revision::Loaded;
+use crate::invoke::revision::{Entry, Loaded};
 use crate::sandbox::engine::WispEngine;
-use crate::sandbox::host::HostConfig;
+use crate::sandbox::host::{Host, HostConfig, preopens};
 use crate::sandbox::outbound::internal;
 use crate::state::Services;
 use crate::store::{History, Revision, StateDir};
@@ -151,20 +151,7 @@ fn host_config(
             enqueue: spec.enqueue.clone(),
         }),
         memory_limit: spec.memory.bytes(),
-        dirs: spec
-            .dirs
-            .iter()
-            .map(|(guest, host)| {
-                let dir = std::path::PathBuf::from(host);
-                if dir.is_dir() {
-                    Ok((dir, guest.clone()))
-                } else {
-                    Err(anyhow!(
-                        "`dirs`: `{guest}` = `{host}`: no such directory on the host"
-                    ))
-                }
-            })
-            .collect::<Result<_>>()?,
+        dirs: preopens(&spec.dirs)?,
         cpu_time: spec.cpu_time.map(|t| t.0),
         cpu_weight: spec.cpu_weight,
         lanes: engine.lanes.clone(),
@@ -231,14 +218,29 @@ impl Registry {
     /// Validates, compiles and stores a component; returns its `sha256:`
     /// reference.
     pub async fn add_component(&self, bytes: Vec<u8>) -> Result<String> {
-        component::check_header(&bytes)?;
         let digest = component::digest(&bytes);
         let bytes: Arc<[u8]> = bytes.into();
-        let compiled = self
-            .artifacts
-            .compile(bytes.clone(), &digest, &short(&digest))
-            .await?;
-        component::prepare(&self.engine, &compiled)?;
+        if command::is_core_module(&bytes) {
+            // A preview-1 program: only a command (`handler = "cgi"`) runs
+            // it, adapted at deploy; check now that it is one.
+            let copy = bytes.clone();
+            let command = tokio::task::spawn_blocking(move || command::componentize(&copy)).await?;
+            if let Err(why) = command {
+                let http = component::check_header(&bytes)
+                    .err()
+                    .unwrap_or_else(|| anyhow!(""));
+                bail!("{http:#}; nor is it a command for handler = \"cgi\": {why:#}");
+            }
+        } else {
+            component::check_header(&bytes)?;
+            let compiled = self
+                .artifacts
+                .compile(bytes.clone(), &digest, &short(&digest))
+                .await?;
+            if let Err(http) = component::prepare(&self.engine, &compiled) {
+                command::prepare(&self.engine, &compiled).map_err(|_| http)?;
+            }
+        }
         if let Some(state) = &self.state {
             state.put_component(&digest, &bytes)?;
         }
@@ -302,6 +304,24 @@ impl Registry {
         ))
     }
 
+    /// A command function's command: adapted if it is a preview-1 program,
+    /// compiled through the cache (under the adapted bytes' digest), linked.
+    async fn command(
+        &self,
+        spec: &FunctionSpec,
+        bytes: &Arc<[u8]>,
+    ) -> Result<(CommandPre<Host>, String)> {
+        let original = bytes.clone();
+        let adapted =
+            tokio::task::spawn_blocking(move || command::componentize(&original)).await??;
+        let key = component::digest(&adapted);
+        let compiled = self
+            .artifacts
+            .compile(adapted.into(), &key, &format!("{} (command)", spec.name))
+            .await?;
+        Ok((command::prepare(&self.engine, &compiled)?, key))
+    }
+
     /// Checks `spec`, then compiles (or loads from the cache), pre-initializes
     /// and links its component: the slow part of a deploy, done before the
     /// change lock is taken.
@@ -316,11 +336,24 @@ impl Registry {
         }
         let host = host_config(spec, &self.engine, &self.services)?;
         let bytes = self.bytes(digest_of(&spec.component)?)?;
+        if spec.handler == Handler::Cgi {
+            let (pre, key) = self.command(spec, &bytes).await?;
+            return Ok(Prepared {
+                loaded: Loaded {
+                    engine: self.engine.engine.clone(),
+                    pre: Entry::Command(pre),
+                    host,
+                    snapshotted: false,
+                },
+                bytes,
+                compiled: vec![key],
+            });
+        }
         let (component, snapshotted, key) = self.runnable(spec, &bytes, &host).await?;
         Ok(Prepared {
             loaded: Loaded {
                 engine: self.engine.engine.clone(),
-                pre: component::prepare(&self.engine, &component)?,
+                pre: Entry::Proxy(component::prepare(&self.engine, &component)?),
                 host,
                 snapshotted,
             },

@@ -15,7 +15,7 @@ use crate::config::TriggerSpec;
 use crate::events::deliver::deliver;
 use crate::events::queue::{Entry, Queue, Settled};
 use crate::events::store::{Change, Seq};
-use crate::events::{Core, now_ms};
+use crate::events::{Core, idle, now_ms};
 use crate::invoke::call::Outcome;
 
 /// Extension attribute naming why an event was dead-lettered.
@@ -125,16 +125,8 @@ impl Subscription {
                 continue;
             }
             let due = self.queue().next_due();
-            let sleep = due.map(|d| Duration::from_millis(d.saturating_sub(now)));
-            tokio::select! {
-                _ = self.stop.cancelled() => return,
-                _ = self.wake.notified() => {}
-                _ = async {
-                    match sleep {
-                        Some(d) => tokio::time::sleep(d).await,
-                        None => std::future::pending().await,
-                    }
-                } => {}
+            if !idle(&self.stop, &self.wake, now, due).await {
+                return;
             }
         }
     }

@@ -46,6 +46,27 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(600);
 /// Kept events one replay moves at most.
 const REPLAY_LIMIT: usize = 10_000;
 
+/// Waits for a wake-up, or until `until_ms` (forever without one);
+/// `false` once `stop` is cancelled. The idle wait of every dispatcher.
+pub async fn idle(
+    stop: &CancellationToken,
+    wake: &tokio::sync::Notify,
+    now_ms: u64,
+    until_ms: Option<u64>,
+) -> bool {
+    let sleep = until_ms.map(|t| Duration::from_millis(t.saturating_sub(now_ms)));
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = wake.notified() => true,
+        _ = async {
+            match sleep {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        } => true,
+    }
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -93,6 +93,7 @@ fn failure_response(
         }
         // Nobody reads this one; the access log says 499.
         Failure::Cancelled => "cancelled".to_string(),
+        Failure::CommandFailed(why) => format!("the function's command failed: {why}"),
     };
     let status = StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut resp = plain(status, format!("{message}; invocation id {id}\n"));

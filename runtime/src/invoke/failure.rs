@@ -45,6 +45,8 @@ pub enum Failure {
     NoResponse,
     /// Whoever waited for the response went away first.
     Cancelled,
+    /// A command function (CGI) ended without a response head.
+    CommandFailed(String),
 }
 
 impl fmt::Display for Failure {
@@ -85,6 +87,7 @@ impl fmt::Display for Failure {
                 f.write_str("function failed: the handler returned without a response")
             }
             Failure::Cancelled => f.write_str("cancelled: nobody waits for the response any more"),
+            Failure::CommandFailed(why) => write!(f, "command failed: {why}"),
         }
     }
 }
@@ -110,6 +113,8 @@ impl Failure {
             | Failure::Trapped(_)
             | Failure::NoResponse => 500,
             Failure::Cancelled => CLIENT_CLOSED,
+            // The command is the upstream a CGI gateway answers for.
+            Failure::CommandFailed(_) => 502,
         }
     }
 

@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod body;
 pub mod call;
+pub mod cgi;
 pub mod failure;
 pub mod instances;
 pub mod invocation;
@@ -114,7 +115,16 @@ async fn run(
     let request = request.map(|b| limits.timed(b, invocation));
     let mut request =
         body::limit_body(limits, live.spec.max_request_body, invocation, request).await?;
-    let admission = &live.instances().admission;
+    let handler = match &live.handler {
+        revision::Handler::Proxy(handler) => handler,
+        revision::Handler::Cgi(cgi) => {
+            let served = cgi::serve(live, cgi, invocation, request, arrived).await;
+            cancel.0 = None;
+            return served;
+        }
+    };
+    let instances = &handler.state().instances;
+    let admission = &instances.admission;
     let deadline = arrived + admission.queue_timeout();
     let mut place = Some(
         admission
@@ -122,14 +132,14 @@ async fn run(
             .await
             .map_err(Failure::AtCapacity)?,
     );
-    if live.instances().reuse.is_none()
+    if instances.reuse.is_none()
         && let Some(place) = place.take()
     {
         invocation.hold(place);
     }
     loop {
         let since = admission.generation();
-        match live.handler.handle(invocation.clone(), request).await {
+        match handler.handle(invocation.clone(), request).await {
             Ok(response) => {
                 cancel.0 = None;
                 let running = Running {

@@ -1,15 +1,17 @@
 //! A live revision: one deployed revision of a function, loaded and able to
 //! serve — its settings, its instance factory and the `ProxyHandler` whose
-//! workers run its instances.
+//! workers run its instances, or for a command function, its command.
 
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use wasmtime::Engine;
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::handler::{ProxyHandler, ProxyPre};
 
 use crate::config::{DEFAULT_IDLE_TIMEOUT, FunctionSpec, Isolation};
 use crate::invoke::admission::Admission;
+use crate::invoke::cgi::Cgi;
 use crate::invoke::instances::{Instances, Reuse};
 use crate::invoke::worker::Workers;
 use crate::sandbox::host::{Host, HostConfig};
@@ -25,13 +27,27 @@ pub struct LiveRevision {
     pub snapshotted: bool,
     /// The function's counters (shared by all its revisions).
     pub metrics: Arc<FunctionMetrics>,
-    pub(crate) handler: ProxyHandler<Workers>,
+    pub(crate) handler: Handler,
+}
+
+/// How a revision runs requests.
+pub(crate) enum Handler {
+    /// A wasi:http component's instances, through `ProxyHandler`.
+    Proxy(ProxyHandler<Workers>),
+    /// A command, once per request.
+    Cgi(Box<Cgi>),
+}
+
+/// What a revision runs.
+pub enum Entry {
+    Proxy(ProxyPre<Host>),
+    Command(CommandPre<Host>),
 }
 
 /// What a revision is loaded from.
 pub struct Loaded {
     pub engine: Engine,
-    pub pre: ProxyPre<Host>,
+    pub pre: Entry,
     pub host: HostConfig,
     pub snapshotted: bool,
 }
@@ -43,11 +59,32 @@ impl LiveRevision {
         loaded: Loaded,
         metrics: Arc<FunctionMetrics>,
     ) -> Result<Arc<Self>> {
-        let world = match loaded.pre {
+        let pre = match loaded.pre {
+            Entry::Proxy(pre) => pre,
+            Entry::Command(pre) => {
+                let admission =
+                    Admission::new(spec.max_instances, 1, spec.max_queue, spec.queue_timeout.0);
+                return Ok(Arc::new(LiveRevision {
+                    function: loaded.host.function.clone(),
+                    number,
+                    world: "wasi:cli/run (cgi)",
+                    snapshotted: false,
+                    metrics,
+                    handler: Handler::Cgi(Box::new(Cgi {
+                        engine: loaded.engine,
+                        pre,
+                        host: loaded.host,
+                        admission,
+                    })),
+                    spec,
+                }));
+            }
+        };
+        let world = match pre {
             ProxyPre::P2(_) => "wasi:http@0.2",
             ProxyPre::P3(_) => "wasi:http@0.3",
         };
-        if spec.concurrency > 1 && matches!(loaded.pre, ProxyPre::P2(_)) {
+        if spec.concurrency > 1 && matches!(pre, ProxyPre::P2(_)) {
             bail!(
                 "concurrency = {} needs a wasi:http@0.3 component, but this one is wasi:http@0.2, \
                  whose handler serves one request at a time per instance; use concurrency = 1 \
@@ -70,7 +107,7 @@ impl LiveRevision {
         );
         let instances = Instances::new(
             loaded.engine,
-            loaded.pre,
+            pre,
             loaded.host,
             spec.timeout.0,
             admission,
@@ -84,18 +121,25 @@ impl LiveRevision {
             world,
             snapshotted: loaded.snapshotted,
             metrics,
-            handler: ProxyHandler::new(Workers { instances }),
+            handler: Handler::Proxy(ProxyHandler::new(Workers { instances })),
         }))
     }
 
-    pub fn instances(&self) -> &Arc<Instances> {
-        &self.handler.state().instances
+    /// Its instance factory; none for a command function, whose every
+    /// request is a new run.
+    pub fn instances(&self) -> Option<&Arc<Instances>> {
+        match &self.handler {
+            Handler::Proxy(handler) => Some(&handler.state().instances),
+            Handler::Cgi(_) => None,
+        }
     }
 
     /// Stops taking new work (replaced, rolled back or deleted): ready
     /// instances go now, idle ones at once, busy ones when their requests
     /// are done. Requests already running finish on it.
     pub fn retire(&self) {
-        self.instances().retire();
+        if let Some(instances) = self.instances() {
+            instances.retire();
+        }
     }
 }

@@ -21,7 +21,7 @@ use crate::deploy::registry::Registry;
 use crate::jobs::run::{Job, execute};
 use crate::jobs::store::{Execution, JobStore, LogLine, TaskState};
 use crate::sandbox::engine::WispEngine;
-use crate::sandbox::host::HostConfig;
+use crate::sandbox::host::{HostConfig, preopens};
 
 /// Why a job operation was refused.
 #[derive(Debug)]
@@ -78,20 +78,7 @@ pub struct Jobs {
 fn host_config(spec: &JobSpec, engine: &WispEngine) -> Result<HostConfig> {
     let allowed = AllowedHosts::parse(&spec.allowed_outbound_hosts)
         .map_err(|e| anyhow!("`allowed_outbound_hosts`: {e}"))?;
-    let dirs = spec
-        .dirs
-        .iter()
-        .map(|(guest, host)| {
-            let dir = PathBuf::from(host);
-            if dir.is_dir() {
-                Ok((dir, guest.clone()))
-            } else {
-                Err(anyhow!(
-                    "`dirs`: `{guest}` = `{host}`: no such directory on the host"
-                ))
-            }
-        })
-        .collect::<Result<_>>()?;
+    let dirs = preopens(&spec.dirs)?;
     Ok(HostConfig {
         env: spec
             .env

@@ -102,6 +102,21 @@ impl WispEngine {
     }
 }
 
+#[cfg(test)]
+impl WispEngine {
+    /// A small engine for unit tests: a pool of a few instances.
+    pub fn for_tests() -> Arc<Self> {
+        WispEngine::new(&PoolSettings {
+            instances: 4,
+            core_instances: 8,
+            memories: 4,
+            tables: 8,
+            ..Default::default()
+        })
+        .expect("a small test engine")
+    }
+}
+
 impl Drop for WispEngine {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);

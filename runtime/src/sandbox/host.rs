@@ -110,6 +110,25 @@ pub struct HostConfig {
     pub state: Arc<Grants>,
 }
 
+/// `dirs` (guest path → host directory) as preopens; every host directory
+/// must exist.
+pub fn preopens(
+    dirs: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<Vec<(std::path::PathBuf, String)>> {
+    dirs.iter()
+        .map(|(guest, host)| {
+            let dir = std::path::PathBuf::from(host);
+            if dir.is_dir() {
+                Ok((dir, guest.clone()))
+            } else {
+                Err(anyhow::anyhow!(
+                    "`dirs`: `{guest}` = `{host}`: no such directory on the host"
+                ))
+            }
+        })
+        .collect()
+}
+
 impl HostConfig {
     /// No grants, no environment, no directories: what pre-initialization
     /// and benchmarks run with.

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Retry;
 use crate::deploy::registry::Registry;
 use crate::events::deliver::internal_uri;
-use crate::events::now_ms;
+use crate::events::{idle, now_ms};
 use crate::invoke::call::{Deadline, Outcome, call};
 use crate::invoke::{self, BodyLimits};
 use crate::tasks::store::{Pending, Record, Seq, TaskStore};
@@ -216,16 +216,8 @@ impl Dispatcher {
                     tokio::spawn(self.clone().attempt(task));
                 }
                 Next::Wait(until) => {
-                    let sleep = until.map(|t| Duration::from_millis(t.saturating_sub(now)));
-                    tokio::select! {
-                        _ = self.stop.cancelled() => return,
-                        _ = self.wake.notified() => {}
-                        _ = async {
-                            match sleep {
-                                Some(d) => tokio::time::sleep(d).await,
-                                None => std::future::pending().await,
-                            }
-                        } => {}
+                    if !idle(&self.stop, &self.wake, now, until).await {
+                        return;
                     }
                 }
             }
