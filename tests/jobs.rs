@@ -281,3 +281,28 @@ fn components_that_are_not_commands_are_refused_naming_what_they_are() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_starts_executions_of_a_job() {
+    let sink = Sink::start(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let job =
+        "tasks = 2\n\n[[schedule]]\nname = \"nightly\"\ncron = \"* * * * * *\"\njob = \"resize\"\n";
+    let wisp = Wisp::up(dir.path(), &manifest(dir.path(), &sink, job));
+    let admin = wisp.admin.clone().unwrap();
+    let execution = loop {
+        let (_, body) = send(client().get(format!("{admin}/v1/jobs/resize/executions"))).await;
+        let list: Value = serde_json::from_str(&body).unwrap();
+        if let Some(first) = list.as_array().and_then(|l| l.last()) {
+            break first["id"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let done = finished(&wisp, &execution).await;
+    assert_eq!(
+        (done["state"].clone(), done["tasks"].clone()),
+        (json!("succeeded"), json!(2))
+    );
+    let (_, body) = send(client().get(format!("{admin}/v1/schedules"))).await;
+    assert!(body.contains("job resize"), "{body}");
+}

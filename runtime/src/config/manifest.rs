@@ -248,7 +248,8 @@ impl Manifest {
         server.admin_token_file = server.admin_token_file.map(|f| base.join(f));
         server.files_root = server.files_root.map(|f| base.join(f));
         check_queues(&src, &doc.queues, &names)?;
-        check_schedules(&src, &doc.schedules, &names)?;
+        let job_names: Vec<&str> = doc.jobs.iter().map(|j| j.name.as_str()).collect();
+        check_schedules(&src, &doc.schedules, &names, &job_names)?;
         Ok(Manifest {
             server,
             topics,
@@ -327,6 +328,7 @@ fn check_schedules(
     src: &Source,
     schedules: &[ScheduleSpec],
     functions: &HashMap<String, usize>,
+    jobs: &[&str],
 ) -> Result<()> {
     let mut names = HashMap::new();
     for (i, schedule) in schedules.iter().enumerate() {
@@ -341,8 +343,19 @@ fn check_schedules(
                 &format!("duplicate name; schedule #{} already uses it", first + 1),
             ));
         }
-        if let Some(msg) = missing_function(schedule.function(), functions) {
-            return Err(error("function", &msg));
+        match &schedule.job {
+            Some(job) if !jobs.contains(&job.as_str()) => {
+                return Err(error(
+                    "job",
+                    &format!("no job `{job}` in this manifest; declare it with a [[job]] table"),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                if let Some(msg) = missing_function(schedule.function(), functions) {
+                    return Err(error("function", &msg));
+                }
+            }
         }
     }
     Ok(())

@@ -226,6 +226,9 @@ pub struct ScheduleSpec {
     /// Or invoked with this request.
     #[serde(default)]
     pub target: Option<Target>,
+    /// Or: start an execution of this `[[job]]`.
+    #[serde(default)]
+    pub job: Option<String>,
     #[serde(default = "default_schedule_attempts")]
     pub max_attempts: u32,
     #[serde(default = "default_schedule_min_backoff")]
@@ -279,21 +282,26 @@ impl ScheduleSpec {
     /// the scheduler that parses them.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         validate_name(&self.name).map_err(|e| ("name", e.replace("function", "schedule")))?;
-        match (&self.function, &self.target) {
-            (Some(_), Some(_)) => {
+        let given = [
+            self.function.is_some(),
+            self.target.is_some(),
+            self.job.is_some(),
+        ];
+        match given.iter().filter(|given| **given).count() {
+            0 => {
                 return Err((
-                    "target",
-                    "give either `function` (a CloudEvent) or `target` (a request), not both"
+                    "function",
+                    "missing: name the function to invoke, a `target` request, or a `job` to run"
                         .into(),
                 ));
             }
-            (None, None) => {
+            1 => {}
+            _ => {
                 return Err((
-                    "function",
-                    "missing: name the function to invoke, or a `target` request".into(),
+                    "target",
+                    "give one of `function` (a CloudEvent), `target` (a request) or `job`".into(),
                 ));
             }
-            _ => {}
         }
         if let Some(target) = &self.target {
             if http::Method::from_bytes(target.method.as_bytes()).is_err() {

@@ -125,19 +125,21 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         registry.clone(),
         bodies.clone(),
     )?;
+
+    let jobs = Jobs::open(state_path.as_deref(), jobs, engine_for_jobs, &registry).await?;
     let tasks = Tasks::open(
         state_path.as_deref(),
         queues,
         schedules,
         registry.clone(),
         bodies.clone(),
+        jobs.clone(),
     )
     .await?;
     internal.set(Arc::new(internal::Router {
         topics: Arc::new(publish::Internal(events.clone())),
         queues: Arc::new(tasks::internal::Internal(tasks.clone())),
     }));
-    let jobs = Jobs::open(state_path.as_deref(), jobs, engine_for_jobs, &registry).await?;
     events.start().await?;
     tasks.start();
     jobs.start().await?;

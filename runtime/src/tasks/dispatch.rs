@@ -21,6 +21,7 @@ use crate::events::deliver::internal_uri;
 use crate::events::{idle, now_ms};
 use crate::invoke::call::{Deadline, Outcome, call};
 use crate::invoke::{self, BodyLimits};
+use crate::jobs::{Jobs, JobsError, RunRequest};
 use crate::tasks::store::{Pending, Record, Seq, TaskStore};
 use crate::tasks::task::rfc3339;
 use crate::telemetry::ids::Trigger;
@@ -43,6 +44,9 @@ pub struct Lane {
     pub deadline: Option<(Duration, &'static str)>,
     /// Told how each run ended (schedules record their last result).
     pub on_settled: Option<OnSettled>,
+    /// Instead of a request to `function`: start an execution of this job
+    /// (a schedule that runs a job).
+    pub job: Option<(Arc<Jobs>, String)>,
 }
 
 /// Counts since the server started.
@@ -171,6 +175,11 @@ impl Dispatcher {
         self.stop.cancel();
     }
 
+    /// Whether the task is still stored (not deleted while it waited).
+    async fn store_has(&self, task: &Pending) -> bool {
+        self.store.load(task.seq).await.ok().flatten().is_some()
+    }
+
     fn next(&self, now: u64) -> Next {
         let mut state = self.state();
         if state.paused {
@@ -242,16 +251,16 @@ impl Dispatcher {
     }
 
     /// One attempt; the next due time when the task stays.
-    async fn try_once(&self, task: &Pending) -> Option<u64> {
+    /// Delivers `task` to the lane's function as an HTTP request.
+    async fn request(
+        &self,
+        task: &Pending,
+        attempt: u32,
+        first_attempt_ms: u64,
+    ) -> Option<(u16, Outcome)> {
         let lane = &self.lane;
         let (request, body) = self.store.load(task.seq).await.ok().flatten()?;
-        let now = now_ms();
-        let later = |attempts: u32| now + lane.retry.backoff(attempts.max(1)).as_millis() as u64;
-        let Some(live) = self.registry.live(&lane.function) else {
-            return Some(later(task.attempts));
-        };
-        let attempt = task.attempts + 1;
-        let first_attempt_ms = task.first_attempt_ms.unwrap_or(now);
+        let live = self.registry.live(&lane.function)?;
         let mut http = http::Request::new(invoke::full(body));
         *http.method_mut() = Method::from_bytes(request.method.as_bytes()).unwrap_or(Method::POST);
         *http.uri_mut() =
@@ -279,16 +288,46 @@ impl Dispatcher {
         }
         let (limit, setting) = lane.deadline.unwrap_or((live.spec.timeout.0, "timeout"));
         let what = format!("task {}/{} attempt {attempt}", lane.queue, task.name);
-        self.counters.dispatched.fetch_add(1, Relaxed);
-        let (status, outcome) = call(
-            &live,
-            &self.bodies,
-            lane.trigger,
-            http,
-            Deadline { limit, setting },
-            &what,
+        Some(
+            call(
+                &live,
+                &self.bodies,
+                lane.trigger,
+                http,
+                Deadline { limit, setting },
+                &what,
+            )
+            .await,
         )
-        .await;
+    }
+
+    /// Starts an execution of the lane's job (a schedule that runs a job).
+    async fn start_job(&self, jobs: &Arc<Jobs>, job: &str) -> (u16, Outcome) {
+        match jobs.run(job, RunRequest::default()).await {
+            Ok(execution) => {
+                tracing::info!(queue = %self.lane.queue, %job, %execution, "started a job execution");
+                (201, Outcome::Done)
+            }
+            Err(JobsError::Store(e)) => (503, Outcome::BackPressure(format!("{e:#}"))),
+            Err(e) => (400, Outcome::Failed(e.to_string())),
+        }
+    }
+
+    async fn try_once(&self, task: &Pending) -> Option<u64> {
+        let lane = &self.lane;
+        let now = now_ms();
+        let later = |attempts: u32| now + lane.retry.backoff(attempts.max(1)).as_millis() as u64;
+        let attempt = task.attempts + 1;
+        let first_attempt_ms = task.first_attempt_ms.unwrap_or(now);
+        let attempted = match &lane.job {
+            Some((jobs, job)) => Some(self.start_job(jobs, job).await),
+            None => self.request(task, attempt, first_attempt_ms).await,
+        };
+        // Gone (deleted meanwhile) or its function not deployed: later.
+        let Some((status, outcome)) = attempted else {
+            return self.store_has(task).await.then(|| later(task.attempts));
+        };
+        self.counters.dispatched.fetch_add(1, Relaxed);
         let report = |error: Option<String>| {
             if let Some(on_settled) = &lane.on_settled {
                 on_settled(status, error);

@@ -28,6 +28,7 @@ use crate::config::{CronSchedule, QueueSpec, ScheduleSpec};
 use crate::deploy::registry::Registry;
 use crate::events::now_ms;
 use crate::invoke::BodyLimits;
+use crate::jobs::Jobs;
 use crate::tasks::dispatch::{Dispatcher, Lane};
 use crate::tasks::schedule::{Schedule, ScheduleInfo};
 use crate::tasks::store::{AddError, Listed, Pending, TaskStore};
@@ -102,6 +103,7 @@ impl Tasks {
         schedules: Vec<ScheduleSpec>,
         registry: Arc<Registry>,
         bodies: Arc<BodyLimits>,
+        jobs: Arc<Jobs>,
     ) -> Result<Arc<Self>> {
         let store = TaskStore::open(state_dir)?;
         let dispatcher =
@@ -117,6 +119,7 @@ impl Tasks {
                 retry: spec.retry(),
                 deadline: Some((spec.dispatch_deadline.0, "dispatch_deadline")),
                 on_settled: None,
+                job: None,
             };
             let queue = Queue {
                 dispatcher: dispatcher(lane),
@@ -145,6 +148,7 @@ impl Tasks {
                 on_settled: Some(Box::new(move |status, error| {
                     results.schedule_result(&name, status, error);
                 })),
+                job: spec.job.clone().map(|job| (jobs.clone(), job)),
             };
             fired.insert(
                 spec.name.clone(),

@@ -248,7 +248,10 @@ impl Schedule {
             name: self.spec.name.clone(),
             cron: self.spec.cron.clone(),
             time_zone: self.spec.time_zone.clone(),
-            function: self.spec.function().to_string(),
+            function: match &self.spec.job {
+                Some(job) => format!("job {job}"),
+                None => self.spec.function().to_string(),
+            },
             paused,
             next: next.map(|t| self.cron.local(t).to_rfc3339()),
             next_utc: next.map(|t| t.to_rfc3339()),
