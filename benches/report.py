@@ -10,7 +10,10 @@ first. Sections:
   3. cold start: process spawn to first 200, fresh and warm artifact cache;
   4. density: resident memory with N sleeping invocations in flight;
   5. noisy neighbours: hello beside spinning, memory-bombing and CPU-heavy
-     functions, in one Wisp process vs one `wasmtime serve` per function.
+     functions, in one Wisp process vs one `wasmtime serve` per function;
+  6. events: CloudEvents published over the admin API, delivered to and
+     acknowledged by a no-op event function with a durable store
+     (events.py): events/s end to end, publish → ack latency, fsyncs/event.
 
 Every figure is the median of several runs. The machine is shared and
 noisy, so the ratios between servers measured in the same run are the
@@ -34,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import events
 import sections
 
 BENCHES = Path(__file__).resolve().parent
@@ -47,6 +51,7 @@ def tool_paths():
         "wisp": TARGET / "release/wisp",
         "inprocess": TARGET / "release/inprocess",
         "hyper": TARGET / "release/hyper-hello",
+        "events-load": TARGET / "release/events-load",
         "wasmtime": Path(os.environ.get("WISP_BENCH_WASMTIME", TOOLS / "wasmtime")),
         "wrk": Path(shutil.which("wrk") or "wrk"),
         "guests": REPO / "guest-examples/target",
@@ -475,7 +480,7 @@ def chart(res, agg, path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short runs, to check that everything works")
-    ap.add_argument("--only", default="1,2,3,4,5", help="sections to run, e.g. 2,3")
+    ap.add_argument("--only", default="1,2,3,4,5,6", help="sections to run, e.g. 2,3")
     ap.add_argument("--runs", type=int, help="runs per measurement (default 3; cold start 10 for hello)")
     ap.add_argument("--http-guests", default=",".join(sections.HTTP_GROUPS),
                     help="guests of section 2, from: " + ", ".join(sections.HTTP_GROUPS))
@@ -499,7 +504,8 @@ def main():
     print(flush=True)
 
     runs = args.runs or (1 if args.quick else 3)
-    res = {"inprocess": [], "inprocess_derived": [], "http": {}, "cold": {}, "density": None, "noisy": {}}
+    res = {"inprocess": [], "inprocess_derived": [], "http": {}, "cold": {}, "density": None, "noisy": {},
+           "events": None}
     started = time.monotonic()
     ctx = sections.Context(tools=tools, env=env, scratch=scratch, quick=args.quick, runs=runs, log=log)
     try:
@@ -517,14 +523,19 @@ def main():
             res["density"] = asyncio.run(sections.density(ctx))
         if 5 in only:
             res["noisy"] = sections.noisy(ctx)
+        if 6 in only:
+            res["events"] = events.events(ctx)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     elapsed = time.monotonic() - started
 
     agg, noisy = http_agg(res), noisy_agg(res)
-    rows = inprocess_rows(res) + http_rows(agg) + cold_rows(res) + density_rows(res) + noisy_rows(noisy)
+    rows = (inprocess_rows(res) + http_rows(agg) + cold_rows(res) + density_rows(res) + noisy_rows(noisy)
+            + events.rows(res["events"]))
     text = table(rows)
     if tables := noisy_tables(noisy):
+        text += "\n\n" + tables
+    if tables := events.table(res["events"]):
         text += "\n\n" + tables
     print("## Results\n")
     print(text)

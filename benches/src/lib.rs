@@ -1,8 +1,9 @@
 //! Helpers shared by the Wisp benchmark binaries. The benchmark itself is
 //! driven by `benches/run` (see `benches/README.md`); the binaries here are
 //! the parts that have to be Rust: the in-process invocation measurement,
-//! which links the Wisp library, and the native hyper server that serves as
-//! the throughput ceiling in the HTTP comparison.
+//! which links the Wisp library, the native hyper server that serves as
+//! the throughput ceiling in the HTTP comparison, and the events load
+//! generator (section 6).
 
 use std::time::Duration;
 

@@ -1,0 +1,462 @@
+//! `events-load`: the load generator of benchmark section 6 (events).
+//!
+//! It talks to a running `wisp up` through its admin API only: publishes
+//! binary-mode CloudEvents to `POST /v1/topics/{topic}/events` and reads
+//! `GET /metrics` for `wisp_events_acked_total{topic,function}` and
+//! `wisp_event_store_commits_total`. Three modes:
+//!
+//! - `wait`: until the subscription of `--function` to `--topic` shows in
+//!   the metrics (the server is up and the subscription started);
+//! - `throughput`: publishes `--events` events over `--connections`
+//!   keep-alive connections as fast as each connection gets its `202`,
+//!   then polls the metrics every `--poll-ms` until all of them are
+//!   acknowledged by the function; prints the publish rate, the
+//!   end-to-end rate (events ÷ (last ack seen − first publish sent)) and
+//!   the store's commits per event;
+//! - `latency`: publishes one event every `--interval-ms` over one
+//!   connection, and prints each event's id with the wall-clock time (Unix
+//!   nanoseconds) just before it was sent and when its `202` came back.
+//!   `benches/events.py` joins those with the ack times of Wisp's access log
+//!   (same machine, same clock).
+//!
+//! A current-thread runtime: on a 2-core machine the load generator should
+//! take one core at most, leaving the other to the server.
+//!
+//! Output: one JSON object on stdout; progress and problems on stderr. The
+//! admin token comes from `WISP_ADMIN_TOKEN` (or `--token`), not argv.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpStream;
+use wisp_benches::percentile;
+
+#[derive(Parser)]
+#[command(
+    about = "Publishes events to a Wisp admin API and measures their delivery (JSON on stdout)"
+)]
+struct Args {
+    /// The admin API's address, e.g. 127.0.0.1:8081.
+    #[arg(long)]
+    admin: String,
+    /// The admin API's bearer token.
+    #[arg(long, env = "WISP_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// The subscribed function whose acknowledgements are counted.
+    #[arg(long)]
+    function: String,
+    /// Prefix of the `ce-id`s sent (ids must be unique per source).
+    #[arg(long, default_value = "bench")]
+    id_prefix: String,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Waits until the subscription shows in the metrics.
+    Wait {
+        #[arg(long, default_value_t = 120.0)]
+        timeout_secs: f64,
+    },
+    /// Publishes as fast as possible, then waits for every ack.
+    Throughput {
+        #[arg(long)]
+        events: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 5)]
+        poll_ms: u64,
+        #[arg(long, default_value_t = 300.0)]
+        timeout_secs: f64,
+    },
+    /// One event every `interval_ms`, each id with its send time.
+    Latency {
+        #[arg(long)]
+        events: u64,
+        #[arg(long, default_value_t = 10.0)]
+        interval_ms: f64,
+        #[arg(long, default_value_t = 120.0)]
+        timeout_secs: f64,
+    },
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// One keep-alive HTTP/1.1 connection to the admin API.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Result<Conn> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("could not connect to the admin API at {addr}"))?;
+        // Small requests back to back: without NODELAY Nagle holds each one
+        // behind the previous answer's ACK.
+        stream.set_nodelay(true)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn { sender })
+    }
+
+    async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes)> {
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+}
+
+struct Client {
+    args: Args,
+}
+
+impl Client {
+    fn request(&self, method: Method, path: &str) -> http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            // The admin API refuses any Host but its own address.
+            .header(header::HOST, &self.args.admin)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.args.token))
+    }
+
+    /// A binary-mode CloudEvent with a tiny JSON body.
+    fn event(&self, id: &str, n: u64) -> Result<Request<Full<Bytes>>> {
+        Ok(self
+            .request(
+                Method::POST,
+                &format!("/v1/topics/{}/events", self.args.topic),
+            )
+            .header("ce-specversion", "1.0")
+            .header("ce-id", id)
+            .header("ce-source", "/bench/events-load")
+            .header("ce-type", "com.example.bench")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(format!("{{\"n\":{n}}}"))))?)
+    }
+
+    async fn publish(&self, conn: &mut Conn, id: &str, n: u64) -> Result<()> {
+        let (status, body) = conn.send(self.event(id, n)?).await?;
+        ensure!(
+            status == StatusCode::ACCEPTED,
+            "publish answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok(())
+    }
+
+    async fn metrics(&self, conn: &mut Conn) -> Result<Metrics> {
+        let req = self
+            .request(Method::GET, "/metrics")
+            .body(Full::new(Bytes::new()))?;
+        let (status, body) = conn.send(req).await?;
+        ensure!(
+            status == StatusCode::OK,
+            "GET /metrics answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok(Metrics::parse(
+            std::str::from_utf8(&body)?,
+            &self.args.topic,
+            &self.args.function,
+        ))
+    }
+
+    /// Polls every `poll` until `done` holds, within `timeout`.
+    async fn poll_until(
+        &self,
+        conn: &mut Conn,
+        poll: Duration,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&Metrics) -> bool,
+    ) -> Result<(Metrics, Instant)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.metrics(conn).await?;
+            let at = Instant::now();
+            if done(&m) {
+                return Ok((m, at));
+            }
+            if at > deadline {
+                bail!("{what}: not within {timeout:?}; last metrics: {m:?}");
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// Waits until the store's commit counter stops moving: acks are
+    /// settled in the store shortly after the function answers, and those
+    /// commits belong to the events just delivered.
+    async fn settled(&self, conn: &mut Conn) -> Result<Metrics> {
+        let mut last = self.metrics(conn).await?;
+        let mut same = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while same < 3 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let m = self.metrics(conn).await?;
+            if m.commits == last.commits {
+                same += 1;
+            } else {
+                same = 0;
+            }
+            last = m;
+        }
+        Ok(last)
+    }
+}
+
+/// What the benchmark reads from `GET /metrics`.
+#[derive(Clone, Debug, Default)]
+struct Metrics {
+    /// `None` until the subscription exists.
+    acked: Option<u64>,
+    delivered: u64,
+    retried: u64,
+    dead_lettered: u64,
+    dropped: u64,
+    published: u64,
+    commits: u64,
+}
+
+impl Metrics {
+    fn parse(text: &str, topic: &str, function: &str) -> Metrics {
+        let labels = format!("{{topic=\"{topic}\",function=\"{function}\"}} ");
+        let per_sub = |name: &str| -> Option<u64> {
+            let prefix = format!("{name}{labels}");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        let published = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "wisp_events_published_total{{topic=\"{topic}\"}} "
+                ))
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let commits = text
+            .lines()
+            .find_map(|l| l.strip_prefix("wisp_event_store_commits_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Metrics {
+            acked: per_sub("wisp_events_acked_total"),
+            delivered: per_sub("wisp_events_delivered_total").unwrap_or(0),
+            retried: per_sub("wisp_events_retried_total").unwrap_or(0),
+            dead_lettered: per_sub("wisp_events_dead_lettered_total").unwrap_or(0),
+            dropped: per_sub("wisp_events_dropped_total").unwrap_or(0),
+            published,
+            commits,
+        }
+    }
+
+    fn acked(&self) -> u64 {
+        self.acked.unwrap_or(0)
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+async fn wait(client: &Client, timeout_secs: f64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout_secs);
+    // The admin API may not listen yet.
+    let mut conn = loop {
+        match Conn::open(&client.args.admin).await {
+            Ok(conn) => break conn,
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    let (m, _) = client
+        .poll_until(
+            &mut conn,
+            Duration::from_millis(20),
+            left,
+            "the subscription",
+            |m| m.acked.is_some(),
+        )
+        .await?;
+    println!(
+        "{}",
+        json!({ "mode": "wait", "acked": m.acked(), "commits": m.commits })
+    );
+    Ok(())
+}
+
+async fn throughput(
+    client: Arc<Client>,
+    events: u64,
+    connections: usize,
+    poll_ms: u64,
+    timeout_secs: f64,
+) -> Result<()> {
+    ensure!(events > 0 && connections > 0, "need events and connections");
+    let mut control = Conn::open(&client.args.admin).await?;
+    let before = client.settled(&mut control).await?;
+    ensure!(
+        before.acked.is_some(),
+        "no subscription of `{}` to `{}` in the metrics",
+        client.args.function,
+        client.args.topic
+    );
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(Conn::open(&client.args.admin).await?);
+    }
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let started_ns = unix_ns();
+    let mut tasks = Vec::with_capacity(connections);
+    for mut conn in conns {
+        let (client, next) = (client.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= events {
+                    return Ok::<_, anyhow::Error>(latencies);
+                }
+                let id = format!("{}-{n}", client.args.id_prefix);
+                let t = Instant::now();
+                client.publish(&mut conn, &id, n).await?;
+                latencies.push(ms(t.elapsed()));
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(events as usize);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let published = started.elapsed();
+    // Acks cannot all be in before the last 202, so polling starts here and
+    // does not take the server's CPU during the publishing.
+    let target = before.acked() + events;
+    let (acked_m, acked_at) = client
+        .poll_until(
+            &mut control,
+            Duration::from_millis(poll_ms),
+            Duration::from_secs_f64(timeout_secs),
+            "all acks",
+            |m| m.acked() >= target,
+        )
+        .await?;
+    let end_to_end = acked_at - started;
+    let after = client.settled(&mut control).await?;
+    latencies.sort_by(f64::total_cmp);
+    let commits = after.commits - before.commits;
+    println!(
+        "{}",
+        json!({
+            "mode": "throughput",
+            "events": events,
+            "connections": connections,
+            "started_unix_ns": started_ns,
+            "publish_seconds": published.as_secs_f64(),
+            "publish_rate": events as f64 / published.as_secs_f64(),
+            "publish_p50_ms": percentile(&latencies, 50.0),
+            "publish_p99_ms": percentile(&latencies, 99.0),
+            "end_to_end_seconds": end_to_end.as_secs_f64(),
+            "end_to_end_rate": events as f64 / end_to_end.as_secs_f64(),
+            "poll_ms": poll_ms,
+            "acked": acked_m.acked() - before.acked(),
+            "delivered": after.delivered - before.delivered,
+            "retried": after.retried - before.retried,
+            "dead_lettered": after.dead_lettered - before.dead_lettered,
+            "dropped": after.dropped - before.dropped,
+            "published": after.published - before.published,
+            "commits": commits,
+            "commits_per_event": commits as f64 / events as f64,
+        })
+    );
+    Ok(())
+}
+
+async fn latency(client: &Client, events: u64, interval_ms: f64, timeout_secs: f64) -> Result<()> {
+    let mut control = Conn::open(&client.args.admin).await?;
+    let before = client.settled(&mut control).await?;
+    let mut conn = Conn::open(&client.args.admin).await?;
+    let interval = Duration::from_secs_f64(interval_ms / 1e3);
+    let start = Instant::now();
+    let mut sent = Vec::with_capacity(events as usize);
+    for n in 0..events {
+        tokio::time::sleep_until((start + interval * n as u32).into()).await;
+        let id = format!("{}-{n}", client.args.id_prefix);
+        let sent_ns = unix_ns();
+        client.publish(&mut conn, &id, n).await?;
+        sent.push(json!([id, sent_ns, unix_ns()]));
+    }
+    let target = before.acked() + events;
+    let (m, _) = client
+        .poll_until(
+            &mut control,
+            Duration::from_millis(20),
+            Duration::from_secs_f64(timeout_secs),
+            "all acks",
+            |m| m.acked() >= target,
+        )
+        .await?;
+    let after = client.settled(&mut control).await?;
+    let commits = after.commits - before.commits;
+    println!(
+        "{}",
+        json!({
+            "mode": "latency",
+            "interval_ms": interval_ms,
+            "acked": m.acked() - before.acked(),
+            "retried": after.retried - before.retried,
+            "commits": commits,
+            "commits_per_event": commits as f64 / events as f64,
+            // [ce-id, unix ns just before sending, unix ns at the 202]
+            "sent": sent,
+        })
+    );
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let client = Arc::new(Client { args });
+    match client.args.mode {
+        Mode::Wait { timeout_secs } => wait(&client, timeout_secs).await,
+        Mode::Throughput {
+            events,
+            connections,
+            poll_ms,
+            timeout_secs,
+        } => throughput(client.clone(), events, connections, poll_ms, timeout_secs).await,
+        Mode::Latency {
+            events,
+            interval_ms,
+            timeout_secs,
+        } => latency(&client, events, interval_ms, timeout_secs).await,
+    }
+}
