@@ -315,3 +315,31 @@ fn contains_recursive(dir: &Path, needle: &[u8]) -> bool {
         }
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_read_and_write_stores_with_wisp_kv() {
+    let dir = tempfile::tempdir().unwrap();
+    let wisp = Wisp::up(dir.path(), &manifest(dir.path(), None, ""));
+    let admin = wisp.admin.clone().unwrap();
+    let kv = |args: &[&str]| {
+        let mut all = vec!["kv"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--admin", &admin]);
+        let out = common::wisp_command(&all);
+        assert!(
+            out.status.success(),
+            "wisp {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    kv(&["set", "cache", "greeting", "hi there"]);
+    assert_eq!(kv(&["get", "cache", "greeting"]).trim(), "hi there");
+    assert_eq!(kv(&["list", "cache"]).trim(), "greeting");
+    assert!(kv(&["list"]).contains("other"));
+    kv(&["delete", "cache", "greeting"]);
+    assert_eq!(kv(&["list", "cache"]).trim(), "");
+    let out = common::wisp_command(&["kv", "get", "nope", "k", "--admin", &admin]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no store `nope`"));
+}

@@ -17,6 +17,7 @@ use crate::http::server;
 mod client;
 mod events;
 mod jobs;
+mod kv;
 mod tasks;
 
 /// Wisp: serve WebAssembly HTTP functions, each request in a fresh instance.
@@ -49,6 +50,8 @@ pub enum Command {
     Schedules(tasks::SchedulesArgs),
     /// Run jobs; list, describe, follow and cancel their executions.
     Jobs(jobs::JobsArgs),
+    /// Read and write the key-value stores.
+    Kv(kv::KvArgs),
 }
 
 #[derive(Args)]
@@ -349,6 +352,7 @@ impl Cli {
             Command::Queues(args) => tasks::queues(args).await,
             Command::Schedules(args) => tasks::schedules(args).await,
             Command::Jobs(args) => jobs::jobs(args).await,
+            Command::Kv(args) => kv::kv(args).await,
         }
     }
 }

@@ -94,7 +94,7 @@ pub async fn run(manifest: Manifest) -> Result<()> {
     let registry = Registry::new(
         engine,
         state,
-        services,
+        services.clone(),
         artifacts,
         settings.keep_revisions.get(),
     );
@@ -200,6 +200,7 @@ pub async fn run(manifest: Manifest) -> Result<()> {
                 events: events.clone(),
                 tasks: tasks.clone(),
                 jobs: jobs.clone(),
+                services: services.clone(),
             },
             Guard::new(token, bound),
             files_root,

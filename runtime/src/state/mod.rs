@@ -77,6 +77,16 @@ impl Services {
         Ok(Arc::new(Services { stores, secrets }))
     }
 
+    /// The store `name`, for the operator (admin API, `wisp kv`).
+    pub fn store(&self, name: &str) -> Option<&Arc<dyn KeyValue>> {
+        self.stores.get(name)
+    }
+
+    /// The names of the declared key-value stores.
+    pub fn store_names(&self) -> Vec<String> {
+        self.stores.keys().cloned().collect()
+    }
+
     /// Resolves `spec`'s grants; an error names the key and what is
     /// missing, for a deploy to refuse.
     pub fn grants(&self, spec: &FunctionSpec) -> Result<Grants> {

@@ -17,6 +17,7 @@ use crate::deploy::registry::{NotFound, Registry};
 use crate::events::Events;
 use crate::http::respond::{empty, json, plain};
 use crate::jobs::Jobs;
+use crate::state::Services;
 use crate::store::Revision;
 use crate::tasks::Tasks;
 use crate::telemetry::metrics::prometheus;
@@ -24,6 +25,7 @@ use crate::telemetry::metrics::prometheus;
 mod guard;
 mod jobs;
 mod queues;
+mod stores;
 mod token;
 mod topics;
 
@@ -31,7 +33,7 @@ pub use guard::Guard;
 pub use token::{AdminToken, TOKEN_FILE, read_token_file};
 
 /// Largest component upload; JS and Python components are 13-18 MB.
-const MAX_UPLOAD: usize = 256 << 20;
+pub(super) const MAX_UPLOAD: usize = 256 << 20;
 /// Largest JSON body (settings, rollback).
 pub(super) const MAX_JSON: usize = 1 << 20;
 
@@ -43,6 +45,8 @@ pub struct Triggers {
     pub events: Arc<Events>,
     pub tasks: Arc<Tasks>,
     pub jobs: Arc<Jobs>,
+    /// Key-value stores, for `wisp kv`.
+    pub services: Arc<Services>,
 }
 
 pub struct Admin {
@@ -50,6 +54,7 @@ pub struct Admin {
     events: Arc<Events>,
     tasks: Arc<Tasks>,
     jobs: Arc<Jobs>,
+    services: Arc<Services>,
     guard: Guard,
     /// `[server] files_root`, resolved: where admin deploys' `dirs` must lie.
     files_root: Option<PathBuf>,
@@ -81,6 +86,7 @@ impl Admin {
             events: triggers.events,
             tasks: triggers.tasks,
             jobs: triggers.jobs,
+            services: triggers.services,
             guard,
             files_root,
         })
@@ -155,6 +161,7 @@ impl Admin {
             (_, ["v1", "topics", ..]) => self.topics(method, &segments, req).await,
             (_, ["v1", "queues" | "schedules", ..]) => self.queues(method, &segments, req).await,
             (_, ["v1", "jobs" | "executions", ..]) => self.jobs(method, &segments, req).await,
+            (_, ["v1", "stores", ..]) => self.stores(method, &segments, req).await,
             _ => Err((
                 StatusCode::NOT_FOUND,
                 format!("no admin endpoint {method} {path}; see docs/admin-api.md"),
