@@ -382,3 +382,51 @@ fn bad_schedules_and_queues_are_refused_at_load_naming_the_problem() {
         assert!(err.contains("wisp.toml:"), "no file:line in:\n{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_add_tasks_to_granted_queues_only() {
+    let sink = Sink::start(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = r#"enqueue = ["q"]
+
+[[queue]]
+name = "q"
+function = "probe"
+max_attempts = 1
+
+[[queue]]
+name = "other"
+function = "probe"
+"#;
+    let wisp = Wisp::up(dir.path(), &manifest(dir.path(), &sink, extra));
+    let child = task("child", json!({}));
+    let (status, body) = enqueue(
+        &wisp,
+        "q",
+        task(
+            "parent",
+            json!({ "enqueue": { "queue": "q", "task": child } }),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    eventually("the task the guest added runs", || {
+        !sink.of("child").is_empty()
+    })
+    .await;
+    assert_eq!(sink.of("child")[0].body["queue"], "q");
+
+    let sneaky = task("sneaky", json!({}));
+    let (status, _) = enqueue(
+        &wisp,
+        "q",
+        task(
+            "denied",
+            json!({ "enqueue": { "queue": "other", "task": sneaky } }),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201);
+    wisp.wait_for_log("enqueue denied: queue not in `enqueue`");
+    assert!(sink.of("sneaky").is_empty());
+}

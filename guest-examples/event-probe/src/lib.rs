@@ -59,6 +59,26 @@ fn send_report(report: Value) -> Result<(), String> {
     }
 }
 
+/// Adds `{"queue": Q, "task": {...}}`'s task to queue Q through
+/// `http://wisp.internal`: 204 when Wisp answered 201, else 500 naming the
+/// status.
+fn enqueue(spec: &Value) -> (u16, String) {
+    let Some(queue) = spec.get("queue").and_then(Value::as_str) else {
+        return (500, "enqueue needs a string queue".into());
+    };
+    let body = spec.get("task").cloned().unwrap_or_else(|| json!({})).to_string();
+    let reply = OutboundRequest::new(Method::Post, format!("http://wisp.internal/queues/{queue}/tasks"))
+        .with_header("content-type", "application/json")
+        .with_header("content-length", body.len().to_string())
+        .with_body(body)
+        .send();
+    match reply {
+        Ok(reply) if reply.status() == 201 => (204, format!("enqueued to {queue}")),
+        Ok(reply) => (500, format!("enqueue to {queue} answered {}", reply.status())),
+        Err(e) => (500, format!("enqueue to {queue} failed: {e}")),
+    }
+}
+
 /// What the event's data asks for: the status to answer, and why.
 fn decide(event: &CloudEvent, publish: impl FnOnce(&str, &CloudEvent) -> Result<String, PublishError>) -> (u16, String) {
     let Ok(data) = event.data_json::<Value>() else {
@@ -91,6 +111,9 @@ fn decide(event: &CloudEvent, publish: impl FnOnce(&str, &CloudEvent) -> Result<
                 None => format!("publish to {topic} failed: {e}"),
             }),
         };
+    }
+    if let Some(task) = data.get("enqueue") {
+        return enqueue(task);
     }
     (204, String::new())
 }
