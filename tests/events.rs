@@ -364,12 +364,7 @@ fn manifests_naming_missing_or_duplicate_topics_are_refused_at_load() {
         ),
     ];
     for (text, expected) in cases {
-        let err = match Wisp::up_result(dir.path(), &text) {
-            Ok(_) => panic!("wisp up accepted:\n{text}"),
-            Err(logs) => logs,
-        };
-        assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
-        assert!(err.contains("wisp.toml:"), "no file:line in:\n{err}");
+        common::refused_at_load(dir.path(), &text, expected);
     }
 }
 

@@ -373,13 +373,7 @@ fn bad_schedules_and_queues_are_refused_at_load_naming_the_problem() {
         ),
     ];
     for (text, expected) in cases {
-        let text = format!("{function}\n{text}");
-        let err = match Wisp::up_result(dir.path(), &text) {
-            Ok(_) => panic!("wisp up accepted:\n{text}"),
-            Err(logs) => logs,
-        };
-        assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
-        assert!(err.contains("wisp.toml:"), "no file:line in:\n{err}");
+        common::refused_at_load(dir.path(), &format!("{function}\n{text}"), expected);
     }
 }
 

@@ -466,6 +466,18 @@ pub async fn upstream() -> Upstream {
     }
 }
 
+/// `wisp up` refuses `text`, naming `expected` and the manifest's
+/// file:line; returns what it printed.
+pub fn refused_at_load(dir: &Path, text: &str, expected: &str) -> String {
+    let err = match Wisp::up_result(dir, text) {
+        Ok(_) => panic!("wisp up accepted:\n{text}"),
+        Err(logs) => logs,
+    };
+    assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
+    assert!(err.contains("wisp.toml:"), "no file:line in:\n{err}");
+    err
+}
+
 /// A `[server]` table on ephemeral loopback ports, admin API on, state
 /// under `dir/state` (the same across restarts of a test).
 pub fn server_table(dir: &Path) -> String {

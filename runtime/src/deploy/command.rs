@@ -11,6 +11,7 @@ use wasmparser::{Parser, Payload};
 use wasmtime::component::Component;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
+use crate::deploy::component;
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::host::Host;
 
@@ -44,7 +45,7 @@ fn core_exports(bytes: &[u8]) -> Result<Vec<String>> {
 /// CPU-heavy for modules: call it off the async runtime.
 pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>> {
     if !is_core_module(bytes) {
-        crate::deploy::component::check_header(bytes)?;
+        component::check_header(bytes)?;
         return Ok(bytes.to_vec());
     }
     let exports = core_exports(bytes)?;
@@ -79,27 +80,15 @@ pub fn prepare(engine: &WispEngine, component: &Component) -> Result<CommandPre<
         .instantiate_pre(component)
         .map_err(|e| anyhow!("the command imports something Wisp does not provide: {e:#}"))?;
     CommandPre::new(pre).map_err(|_| {
-        let exports: Vec<String> = component
-            .component_type()
-            .exports(&engine.engine)
-            .map(|(name, _)| format!("`{name}`"))
-            .collect();
+        let exports = component::exports(engine, component);
+        let http = if exports.contains("wasi:http/incoming-handler") {
+            "; it is an HTTP function: serve it as a [[function]]"
+        } else {
+            ""
+        };
         anyhow!(
             "the component is not a command: it needs to export `wasi:cli/run@0.2.x`, but it \
-             exports {}{}",
-            if exports.is_empty() {
-                "nothing".to_string()
-            } else {
-                exports.join(", ")
-            },
-            if exports
-                .iter()
-                .any(|e| e.contains("wasi:http/incoming-handler"))
-            {
-                "; it is an HTTP function: serve it as a [[function]]"
-            } else {
-                ""
-            }
+             exports {exports}{http}"
         )
     })
 }

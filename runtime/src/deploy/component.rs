@@ -60,22 +60,27 @@ pub fn prepare(engine: &WispEngine, component: &Component) -> Result<ProxyPre<Ho
     wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
         .map(ProxyPre::P2)
         .map_err(|_| {
-            let exports: Vec<String> = component
-                .component_type()
-                .exports(&engine.engine)
-                .map(|(name, _)| format!("`{name}`"))
-                .collect();
             anyhow!(
                 "the component exports no HTTP handler: Wisp needs \
                  `wasi:http/incoming-handler@0.2.x` (or `wasi:http/handler@0.3.x`), but it \
                  exports {}. Build it for the wasi:http proxy world",
-                if exports.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    exports.join(", ")
-                }
+                exports(engine, component)
             )
         })
+}
+
+/// What `component` exports, for refusals: "`a`, `b`" or "nothing".
+pub fn exports(engine: &WispEngine, component: &Component) -> String {
+    let names: Vec<String> = component
+        .component_type()
+        .exports(&engine.engine)
+        .map(|(name, _)| format!("`{name}`"))
+        .collect();
+    if names.is_empty() {
+        "nothing".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// Reads a component file, naming the path in any error.
