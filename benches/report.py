@@ -13,7 +13,10 @@ first. Sections:
      functions, in one Wisp process vs one `wasmtime serve` per function;
   6. events: CloudEvents published over the admin API, delivered to and
      acknowledged by a no-op event function with a durable store
-     (events.py): events/s end to end, publish → ack latency, fsyncs/event.
+     (events.py): events/s end to end, publish → ack latency, fsyncs/event;
+  7. task queues: tasks added over the admin API and completed by a queue's
+     function (tasks.py): tasks/s at an unlimited rate, and the observed
+     dispatch rate against the configured one at 5, 50 and 500 per second.
 
 Every figure is the median of several runs. The machine is shared and
 noisy, so the ratios between servers measured in the same run are the
@@ -39,6 +42,7 @@ from pathlib import Path
 
 import events
 import sections
+import tasks
 
 BENCHES = Path(__file__).resolve().parent
 REPO = BENCHES.parent
@@ -480,7 +484,7 @@ def chart(res, agg, path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short runs, to check that everything works")
-    ap.add_argument("--only", default="1,2,3,4,5,6", help="sections to run, e.g. 2,3")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="sections to run, e.g. 2,3")
     ap.add_argument("--runs", type=int, help="runs per measurement (default 3; cold start 10 for hello)")
     ap.add_argument("--http-guests", default=",".join(sections.HTTP_GROUPS),
                     help="guests of section 2, from: " + ", ".join(sections.HTTP_GROUPS))
@@ -505,7 +509,7 @@ def main():
 
     runs = args.runs or (1 if args.quick else 3)
     res = {"inprocess": [], "inprocess_derived": [], "http": {}, "cold": {}, "density": None, "noisy": {},
-           "events": None}
+           "events": None, "tasks": None}
     started = time.monotonic()
     ctx = sections.Context(tools=tools, env=env, scratch=scratch, quick=args.quick, runs=runs, log=log)
     try:
@@ -525,17 +529,21 @@ def main():
             res["noisy"] = sections.noisy(ctx)
         if 6 in only:
             res["events"] = events.events(ctx)
+        if 7 in only:
+            res["tasks"] = tasks.tasks(ctx)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     elapsed = time.monotonic() - started
 
     agg, noisy = http_agg(res), noisy_agg(res)
     rows = (inprocess_rows(res) + http_rows(agg) + cold_rows(res) + density_rows(res) + noisy_rows(noisy)
-            + events.rows(res["events"]))
+            + events.rows(res["events"]) + tasks.rows(res["tasks"]))
     text = table(rows)
     if tables := noisy_tables(noisy):
         text += "\n\n" + tables
     if tables := events.table(res["events"]):
+        text += "\n\n" + tables
+    if tables := tasks.table(res["tasks"]):
         text += "\n\n" + tables
     print("## Results\n")
     print(text)

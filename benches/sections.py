@@ -175,9 +175,10 @@ def parse_wrk(out):
     return {"rps": float(rps.group(1)), "p50_ms": ms(lat["50"]), "p99_ms": ms(lat["99"]), "errors": errors}
 
 
-def wrk(ctx, port, seconds, threads=2, connections=16, path="/"):
+def wrk(ctx, port, seconds, threads=2, connections=16, path="/", timeout=None):
+    """`timeout`: wrk's per-request timeout (its default is 2s), e.g. "10s"."""
     argv = [str(ctx.tools["wrk"]), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-            f"http://127.0.0.1:{port}{path}"]
+            *([f"--timeout={timeout}"] if timeout else []), f"http://127.0.0.1:{port}{path}"]
     out = subprocess.run(argv, env=ctx.env, capture_output=True, text=True, timeout=seconds + 60)
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed: {out.stderr}")

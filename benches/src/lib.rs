@@ -2,8 +2,8 @@
 //! driven by `benches/run` (see `benches/README.md`); the binaries here are
 //! the parts that have to be Rust: the in-process invocation measurement,
 //! which links the Wisp library, the native hyper server that serves as
-//! the throughput ceiling in the HTTP comparison, and the events load
-//! generator (section 6).
+//! the throughput ceiling in the HTTP comparison, and the load generator
+//! of the events and task-queue sections (6 and 7).
 
 use std::time::Duration;
 

@@ -1,9 +1,12 @@
-//! `events-load`: the load generator of benchmark section 6 (events).
+//! `events-load`: the load generator of benchmark sections 6 (events) and
+//! 7 (task queues).
 //!
-//! It talks to a running `wisp up` through its admin API only: publishes
-//! binary-mode CloudEvents to `POST /v1/topics/{topic}/events` and reads
-//! `GET /metrics` for `wisp_events_acked_total{topic,function}` and
-//! `wisp_event_store_commits_total`. Three modes:
+//! It talks to a running `wisp up` through its admin API only. For events
+//! it publishes binary-mode CloudEvents to `POST /v1/topics/{topic}/events`
+//! and reads `GET /metrics` for `wisp_events_acked_total{topic,function}`
+//! and `wisp_event_store_commits_total`; for tasks it adds them with
+//! `POST /v1/queues/{queue}/tasks` and reads the queue's counters from
+//! `GET /v1/queues`. The event modes:
 //!
 //! - `wait`: until the subscription of `--function` to `--topic` shows in
 //!   the metrics (the server is up and the subscription started);
@@ -18,6 +21,19 @@
 //!   nanoseconds) just before it was sent and when its `202` came back.
 //!   `benches/events.py` joins those with the ack times of Wisp's access log
 //!   (same machine, same clock).
+//!
+//! The task modes (`--queue`):
+//!
+//! - `queue-wait`: until the queue shows in `GET /v1/queues`;
+//! - `tasks`: adds `--tasks` tasks named `{id-prefix}-{n}` over
+//!   `--connections` keep-alive connections as fast as each gets its `201`,
+//!   then polls the queue's counters every `--poll-ms` until `completed`
+//!   has grown by that many; prints the add rate and the end-to-end rate
+//!   (tasks ÷ (all completed − first add sent)). `benches/tasks.py` reads
+//!   the completion times of each task from Wisp's access log. With
+//!   `--paused` the queue is paused first and resumed once every task is
+//!   stored: the rate from the resume to the last completion is then the
+//!   dispatcher's alone, not bounded by how fast tasks come in.
 //!
 //! A current-thread runtime: on a 2-core machine the load generator should
 //! take one core at most, leaving the other to the server.
@@ -42,7 +58,7 @@ use wisp_benches::percentile;
 
 #[derive(Parser)]
 #[command(
-    about = "Publishes events to a Wisp admin API and measures their delivery (JSON on stdout)"
+    about = "Publishes events or adds tasks through a Wisp admin API and measures their delivery (JSON on stdout)"
 )]
 struct Args {
     /// The admin API's address, e.g. 127.0.0.1:8081.
@@ -53,10 +69,14 @@ struct Args {
     token: String,
     #[arg(long, default_value = "bench")]
     topic: String,
-    /// The subscribed function whose acknowledgements are counted.
-    #[arg(long)]
+    /// The subscribed function whose acknowledgements are counted (events).
+    #[arg(long, default_value = "noop")]
     function: String,
-    /// Prefix of the `ce-id`s sent (ids must be unique per source).
+    /// The queue tasks are added to (tasks).
+    #[arg(long, default_value = "bench")]
+    queue: String,
+    /// Prefix of the `ce-id`s or task names sent (ids must be unique per
+    /// source; task names per queue, for an hour).
     #[arg(long, default_value = "bench")]
     id_prefix: String,
     #[command(subcommand)]
@@ -88,6 +108,25 @@ enum Mode {
         #[arg(long, default_value_t = 10.0)]
         interval_ms: f64,
         #[arg(long, default_value_t = 120.0)]
+        timeout_secs: f64,
+    },
+    /// Waits until the queue shows in `GET /v1/queues`.
+    QueueWait {
+        #[arg(long, default_value_t = 120.0)]
+        timeout_secs: f64,
+    },
+    /// Adds tasks as fast as possible, then waits until all have completed.
+    Tasks {
+        #[arg(long)]
+        tasks: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Pauses the queue while adding, then resumes it.
+        #[arg(long)]
+        paused: bool,
+        #[arg(long, default_value_t = 5)]
+        poll_ms: u64,
+        #[arg(long, default_value_t = 300.0)]
         timeout_secs: f64,
     },
 }
@@ -182,6 +221,86 @@ impl Client {
             &self.args.topic,
             &self.args.function,
         ))
+    }
+
+    /// Adds a task named `name` with a tiny body; expects `201`.
+    async fn add_task(&self, conn: &mut Conn, name: &str, n: u64) -> Result<()> {
+        let task = json!({ "name": name, "body": format!("{{\"n\":{n}}}") });
+        let req = self
+            .request(
+                Method::POST,
+                &format!("/v1/queues/{}/tasks", self.args.queue),
+            )
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(task.to_string())))?;
+        let (status, body) = conn.send(req).await?;
+        ensure!(
+            status == StatusCode::CREATED,
+            "adding task {name} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok(())
+    }
+
+    /// `POST /v1/queues/{queue}/{action}` (pause, resume); expects `204`.
+    async fn queue_action(&self, conn: &mut Conn, action: &str) -> Result<()> {
+        let req = self
+            .request(
+                Method::POST,
+                &format!("/v1/queues/{}/{action}", self.args.queue),
+            )
+            .body(Full::new(Bytes::new()))?;
+        let (status, body) = conn.send(req).await?;
+        ensure!(
+            status == StatusCode::NO_CONTENT,
+            "{action} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok(())
+    }
+
+    /// The queue's counters from `GET /v1/queues`; `None` if it is not
+    /// listed.
+    async fn queue(&self, conn: &mut Conn) -> Result<Option<QueueCounters>> {
+        let req = self
+            .request(Method::GET, "/v1/queues")
+            .body(Full::new(Bytes::new()))?;
+        let (status, body) = conn.send(req).await?;
+        ensure!(
+            status == StatusCode::OK,
+            "GET /v1/queues answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let queues: serde_json::Value = serde_json::from_slice(&body)?;
+        let queue = queues
+            .as_array()
+            .context("GET /v1/queues: not a JSON array")?
+            .iter()
+            .find(|q| q["name"] == self.args.queue.as_str());
+        Ok(queue.map(QueueCounters::of))
+    }
+
+    /// Polls the queue every `poll` until `done` holds, within `timeout`.
+    async fn poll_queue_until(
+        &self,
+        conn: &mut Conn,
+        poll: Duration,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&QueueCounters) -> bool,
+    ) -> Result<(QueueCounters, Instant)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let q = self.queue(conn).await?.unwrap_or_default();
+            let at = Instant::now();
+            if q.listed && done(&q) {
+                return Ok((q, at));
+            }
+            if at > deadline {
+                bail!("{what}: not within {timeout:?}; last counters: {q:?}");
+            }
+            tokio::time::sleep(poll).await;
+        }
     }
 
     /// Polls every `poll` until `done` holds, within `timeout`.
@@ -280,20 +399,52 @@ impl Metrics {
     }
 }
 
+/// What the benchmark reads from a queue in `GET /v1/queues`.
+#[derive(Clone, Debug, Default)]
+struct QueueCounters {
+    /// False until the queue shows.
+    listed: bool,
+    dispatched: u64,
+    completed: u64,
+    retried: u64,
+    failed: u64,
+    waiting: u64,
+    in_flight: u64,
+}
+
+impl QueueCounters {
+    fn of(queue: &serde_json::Value) -> QueueCounters {
+        let n = |key: &str| queue[key].as_u64().unwrap_or(0);
+        QueueCounters {
+            listed: true,
+            dispatched: n("dispatched"),
+            completed: n("completed"),
+            retried: n("retried"),
+            failed: n("failed"),
+            waiting: n("waiting"),
+            in_flight: n("in_flight"),
+        }
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn wait(client: &Client, timeout_secs: f64) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs_f64(timeout_secs);
-    // The admin API may not listen yet.
-    let mut conn = loop {
-        match Conn::open(&client.args.admin).await {
-            Ok(conn) => break conn,
+/// A connection to the admin API, which may not listen yet.
+async fn open_when_listening(addr: &str, deadline: Instant) -> Result<Conn> {
+    loop {
+        match Conn::open(addr).await {
+            Ok(conn) => return Ok(conn),
             Err(e) if Instant::now() > deadline => return Err(e),
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
-    };
+    }
+}
+
+async fn wait(client: &Client, timeout_secs: f64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout_secs);
+    let mut conn = open_when_listening(&client.args.admin, deadline).await?;
     let left = deadline.saturating_duration_since(Instant::now());
     let (m, _) = client
         .poll_until(
@@ -441,6 +592,121 @@ async fn latency(client: &Client, events: u64, interval_ms: f64, timeout_secs: f
     Ok(())
 }
 
+async fn queue_wait(client: &Client, timeout_secs: f64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout_secs);
+    let mut conn = open_when_listening(&client.args.admin, deadline).await?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let (q, _) = client
+        .poll_queue_until(
+            &mut conn,
+            Duration::from_millis(20),
+            left,
+            "the queue",
+            |_| true,
+        )
+        .await?;
+    println!(
+        "{}",
+        json!({ "mode": "queue-wait", "completed": q.completed })
+    );
+    Ok(())
+}
+
+async fn tasks(
+    client: Arc<Client>,
+    tasks: u64,
+    connections: usize,
+    paused: bool,
+    poll_ms: u64,
+    timeout_secs: f64,
+) -> Result<()> {
+    ensure!(tasks > 0 && connections > 0, "need tasks and connections");
+    let mut control = Conn::open(&client.args.admin).await?;
+    let before = client
+        .queue(&mut control)
+        .await?
+        .with_context(|| format!("no queue `{}` in GET /v1/queues", client.args.queue))?;
+    if paused {
+        client.queue_action(&mut control, "pause").await?;
+    }
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(Conn::open(&client.args.admin).await?);
+    }
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let started_ns = unix_ns();
+    let mut workers = Vec::with_capacity(connections);
+    for mut conn in conns {
+        let (client, next) = (client.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= tasks {
+                    return Ok::<_, anyhow::Error>(latencies);
+                }
+                let name = format!("{}-{n}", client.args.id_prefix);
+                let t = Instant::now();
+                client.add_task(&mut conn, &name, n).await?;
+                latencies.push(ms(t.elapsed()));
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks as usize);
+    for worker in workers {
+        latencies.extend(worker.await??);
+    }
+    let added = started.elapsed();
+    let resumed = Instant::now();
+    if paused {
+        client.queue_action(&mut control, "resume").await?;
+    }
+    // Polling starts after the last add: the queue cannot have completed
+    // them all before, and the adds keep the server's CPU meanwhile.
+    let target = before.completed + tasks;
+    let (done, done_at) = client
+        .poll_queue_until(
+            &mut control,
+            Duration::from_millis(poll_ms),
+            Duration::from_secs_f64(timeout_secs),
+            "all tasks completed",
+            |q| q.completed >= target,
+        )
+        .await?;
+    let end_to_end = done_at - started;
+    let drained = done_at - resumed;
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "{}",
+        json!({
+            "mode": "tasks",
+            "tasks": tasks,
+            "connections": connections,
+            "started_unix_ns": started_ns,
+            "enqueue_seconds": added.as_secs_f64(),
+            "enqueue_rate": tasks as f64 / added.as_secs_f64(),
+            "enqueue_p50_ms": percentile(&latencies, 50.0),
+            "enqueue_p99_ms": percentile(&latencies, 99.0),
+            "end_to_end_seconds": end_to_end.as_secs_f64(),
+            "end_to_end_rate": tasks as f64 / end_to_end.as_secs_f64(),
+            "paused": paused,
+            // From the last add's 201 (paused: the resume sent) to all
+            // completed.
+            "drain_seconds": drained.as_secs_f64(),
+            "drain_rate": paused.then(|| tasks as f64 / drained.as_secs_f64()),
+            "poll_ms": poll_ms,
+            "completed": done.completed - before.completed,
+            "dispatched": done.dispatched - before.dispatched,
+            "retried": done.retried - before.retried,
+            "failed": done.failed - before.failed,
+            "waiting": done.waiting,
+            "in_flight": done.in_flight,
+        })
+    );
+    Ok(())
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -458,5 +724,23 @@ async fn main() -> Result<()> {
             interval_ms,
             timeout_secs,
         } => latency(&client, events, interval_ms, timeout_secs).await,
+        Mode::QueueWait { timeout_secs } => queue_wait(&client, timeout_secs).await,
+        Mode::Tasks {
+            tasks: n,
+            connections,
+            paused,
+            poll_ms,
+            timeout_secs,
+        } => {
+            tasks(
+                client.clone(),
+                n,
+                connections,
+                paused,
+                poll_ms,
+                timeout_secs,
+            )
+            .await
+        }
     }
 }
