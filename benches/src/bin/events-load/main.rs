@@ -49,12 +49,15 @@ use anyhow::{Context as _, Result, bail, ensure};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use http::{Method, Request, StatusCode, header};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use serde_json::json;
-use tokio::net::TcpStream;
 use wisp_benches::percentile;
+
+mod conn;
+mod counters;
+
+use conn::{Conn, open_when_listening};
+use counters::{Metrics, QueueCounters};
 
 #[derive(Parser)]
 #[command(
@@ -136,35 +139,6 @@ fn unix_ns() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
-}
-
-/// One keep-alive HTTP/1.1 connection to the admin API.
-struct Conn {
-    sender: SendRequest<Full<Bytes>>,
-}
-
-impl Conn {
-    async fn open(addr: &str) -> Result<Conn> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("could not connect to the admin API at {addr}"))?;
-        // Small requests back to back: without NODELAY Nagle holds each one
-        // behind the previous answer's ACK.
-        stream.set_nodelay(true)?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Conn { sender })
-    }
-
-    async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes)> {
-        self.sender.ready().await?;
-        let resp = self.sender.send_request(req).await?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok((status, body))
-    }
 }
 
 struct Client {
@@ -347,99 +321,8 @@ impl Client {
     }
 }
 
-/// What the benchmark reads from `GET /metrics`.
-#[derive(Clone, Debug, Default)]
-struct Metrics {
-    /// `None` until the subscription exists.
-    acked: Option<u64>,
-    delivered: u64,
-    retried: u64,
-    dead_lettered: u64,
-    dropped: u64,
-    published: u64,
-    commits: u64,
-}
-
-impl Metrics {
-    fn parse(text: &str, topic: &str, function: &str) -> Metrics {
-        let labels = format!("{{topic=\"{topic}\",function=\"{function}\"}} ");
-        let per_sub = |name: &str| -> Option<u64> {
-            let prefix = format!("{name}{labels}");
-            text.lines()
-                .find_map(|l| l.strip_prefix(&prefix))
-                .and_then(|v| v.trim().parse().ok())
-        };
-        let published = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(&format!(
-                    "wisp_events_published_total{{topic=\"{topic}\"}} "
-                ))
-            })
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        let commits = text
-            .lines()
-            .find_map(|l| l.strip_prefix("wisp_event_store_commits_total "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        Metrics {
-            acked: per_sub("wisp_events_acked_total"),
-            delivered: per_sub("wisp_events_delivered_total").unwrap_or(0),
-            retried: per_sub("wisp_events_retried_total").unwrap_or(0),
-            dead_lettered: per_sub("wisp_events_dead_lettered_total").unwrap_or(0),
-            dropped: per_sub("wisp_events_dropped_total").unwrap_or(0),
-            published,
-            commits,
-        }
-    }
-
-    fn acked(&self) -> u64 {
-        self.acked.unwrap_or(0)
-    }
-}
-
-/// What the benchmark reads from a queue in `GET /v1/queues`.
-#[derive(Clone, Debug, Default)]
-struct QueueCounters {
-    /// False until the queue shows.
-    listed: bool,
-    dispatched: u64,
-    completed: u64,
-    retried: u64,
-    failed: u64,
-    waiting: u64,
-    in_flight: u64,
-}
-
-impl QueueCounters {
-    fn of(queue: &serde_json::Value) -> QueueCounters {
-        let n = |key: &str| queue[key].as_u64().unwrap_or(0);
-        QueueCounters {
-            listed: true,
-            dispatched: n("dispatched"),
-            completed: n("completed"),
-            retried: n("retried"),
-            failed: n("failed"),
-            waiting: n("waiting"),
-            in_flight: n("in_flight"),
-        }
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// A connection to the admin API, which may not listen yet.
-async fn open_when_listening(addr: &str, deadline: Instant) -> Result<Conn> {
-    loop {
-        match Conn::open(addr).await {
-            Ok(conn) => return Ok(conn),
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
 }
 
 async fn wait(client: &Client, timeout_secs: f64) -> Result<()> {
