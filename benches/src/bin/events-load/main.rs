@@ -321,6 +321,57 @@ impl Client {
     }
 }
 
+/// What each request of a fan-out does.
+#[derive(Clone, Copy)]
+enum Work {
+    Publish,
+    AddTask,
+}
+
+/// Sends `count` requests over `connections` connections as fast as they
+/// go; returns each one's latency (ms, sorted), when it started, and that
+/// start as Unix nanoseconds.
+async fn fan_out(
+    client: &Arc<Client>,
+    connections: usize,
+    count: u64,
+    work: Work,
+) -> Result<(Vec<f64>, Instant, u64)> {
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(Conn::open(&client.args.admin).await?);
+    }
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let started_ns = unix_ns();
+    let mut workers = Vec::with_capacity(connections);
+    for mut conn in conns {
+        let (client, next) = (client.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= count {
+                    return Ok::<_, anyhow::Error>(latencies);
+                }
+                let id = format!("{}-{n}", client.args.id_prefix);
+                let t = Instant::now();
+                match work {
+                    Work::Publish => client.publish(&mut conn, &id, n).await?,
+                    Work::AddTask => client.add_task(&mut conn, &id, n).await?,
+                }
+                latencies.push(ms(t.elapsed()));
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(count as usize);
+    for worker in workers {
+        latencies.extend(worker.await??);
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok((latencies, started, started_ns))
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -361,34 +412,8 @@ async fn throughput(
         client.args.function,
         client.args.topic
     );
-    let mut conns = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        conns.push(Conn::open(&client.args.admin).await?);
-    }
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let started_ns = unix_ns();
-    let mut tasks = Vec::with_capacity(connections);
-    for mut conn in conns {
-        let (client, next) = (client.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= events {
-                    return Ok::<_, anyhow::Error>(latencies);
-                }
-                let id = format!("{}-{n}", client.args.id_prefix);
-                let t = Instant::now();
-                client.publish(&mut conn, &id, n).await?;
-                latencies.push(ms(t.elapsed()));
-            }
-        }));
-    }
-    let mut latencies = Vec::with_capacity(events as usize);
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
+    let (latencies, started, started_ns) =
+        fan_out(&client, connections, events, Work::Publish).await?;
     let published = started.elapsed();
     // Acks cannot all be in before the last 202, so polling starts here and
     // does not take the server's CPU during the publishing.
@@ -404,7 +429,6 @@ async fn throughput(
         .await?;
     let end_to_end = acked_at - started;
     let after = client.settled(&mut control).await?;
-    latencies.sort_by(f64::total_cmp);
     let commits = after.commits - before.commits;
     println!(
         "{}",
@@ -512,34 +536,8 @@ async fn tasks(
     if paused {
         client.queue_action(&mut control, "pause").await?;
     }
-    let mut conns = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        conns.push(Conn::open(&client.args.admin).await?);
-    }
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let started_ns = unix_ns();
-    let mut workers = Vec::with_capacity(connections);
-    for mut conn in conns {
-        let (client, next) = (client.clone(), next.clone());
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= tasks {
-                    return Ok::<_, anyhow::Error>(latencies);
-                }
-                let name = format!("{}-{n}", client.args.id_prefix);
-                let t = Instant::now();
-                client.add_task(&mut conn, &name, n).await?;
-                latencies.push(ms(t.elapsed()));
-            }
-        }));
-    }
-    let mut latencies = Vec::with_capacity(tasks as usize);
-    for worker in workers {
-        latencies.extend(worker.await??);
-    }
+    let (latencies, started, started_ns) =
+        fan_out(&client, connections, tasks, Work::AddTask).await?;
     let added = started.elapsed();
     let resumed = Instant::now();
     if paused {
@@ -559,7 +557,6 @@ async fn tasks(
         .await?;
     let end_to_end = done_at - started;
     let drained = done_at - resumed;
-    latencies.sort_by(f64::total_cmp);
     println!(
         "{}",
         json!({
