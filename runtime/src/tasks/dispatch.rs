@@ -316,7 +316,10 @@ impl Dispatcher {
     async fn try_once(&self, task: &Pending) -> Option<u64> {
         let lane = &self.lane;
         let now = now_ms();
-        let later = |attempts: u32| now + lane.retry.backoff(attempts.max(1)).as_millis() as u64;
+        // From the end of the attempt, so attempts are at least the backoff
+        // apart whatever each one took.
+        let later =
+            |attempts: u32| now_ms() + lane.retry.backoff(attempts.max(1)).as_millis() as u64;
         let attempt = task.attempts + 1;
         let first_attempt_ms = task.first_attempt_ms.unwrap_or(now);
         let attempted = match &lane.job {
