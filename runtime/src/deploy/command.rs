@@ -40,14 +40,10 @@ fn core_exports(bytes: &[u8]) -> Result<Vec<String>> {
     Ok(exports)
 }
 
-/// A component that runs as a command: `bytes` as they are if already a
-/// component, else the preview-1 module wrapped with the command adapter.
-/// CPU-heavy for modules: call it off the async runtime.
-pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>> {
-    if !is_core_module(bytes) {
-        component::check_header(bytes)?;
-        return Ok(bytes.to_vec());
-    }
+/// Refuses a core module without `_start` (a reactor, a library), naming
+/// what it exports. Only parses the export section: cheap even for a 30 MB
+/// interpreter, so uploads check it and the deploy adapts once.
+pub fn check_start(bytes: &[u8]) -> Result<()> {
     let exports = core_exports(bytes)?;
     if !exports.iter().any(|e| e == "_start") {
         bail!(
@@ -61,6 +57,18 @@ pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>> {
             }
         );
     }
+    Ok(())
+}
+
+/// A component that runs as a command: `bytes` as they are if already a
+/// component, else the preview-1 module wrapped with the command adapter.
+/// CPU-heavy for modules: call it off the async runtime.
+pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>> {
+    if !is_core_module(bytes) {
+        component::check_header(bytes)?;
+        return Ok(bytes.to_vec());
+    }
+    check_start(bytes)?;
     wit_component::ComponentEncoder::default()
         .module(bytes)
         .and_then(|e| {

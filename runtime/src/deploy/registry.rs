@@ -221,10 +221,8 @@ impl Registry {
         let bytes: Arc<[u8]> = bytes.into();
         if command::is_core_module(&bytes) {
             // A preview-1 program: only a command (`handler = "cgi"`) runs
-            // it, adapted at deploy; check now that it is one.
-            let copy = bytes.clone();
-            let command = tokio::task::spawn_blocking(move || command::componentize(&copy)).await?;
-            if let Err(why) = command {
+            // it, adapted (once) at deploy; check now that it is one.
+            if let Err(why) = command::check_start(&bytes) {
                 let http = component::check_header(&bytes)
                     .err()
                     .unwrap_or_else(|| anyhow!(""));
