@@ -58,7 +58,12 @@ fn handle(mut req: Request) -> Response {
             })
             .map_err(|e| e.to_string()),
         "open" => Ok(open(&store)),
-        "bench" => bench(&store, &param(&req, "op"), &param(&req, "n"), &param(&req, "prefix")),
+        "bench" => bench(
+            &store,
+            &param(&req, "op"),
+            &param(&req, "n"),
+            &param(&req, "prefix"),
+        ),
         "suite" => run_suite(&store, &param(&req, "prefix")),
         "config" => wisp_sdk::config::get(&key)
             .map(found)
