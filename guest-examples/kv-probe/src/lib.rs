@@ -3,7 +3,7 @@
 //! from the query.
 //!
 //! - `incr`: `wisp_sdk::kv` increment of `key` by 1 → the new value
-//! - `set` (body = value), `get` → the value or 404
+//! - `set` (body = value), `get` → the value or 404; `delete` → `ok`
 //! - `open`: opens `store` with both drafts → `opened`, or 403 naming the
 //!   error each draft returned
 //! - `suite`: every call of both wasi:keyvalue drafts against `store`, on
@@ -50,6 +50,10 @@ fn handle(mut req: Request) -> Response {
                 .map(|()| Response::text("ok\n"))
                 .map_err(|e| e.to_string())
         }
+        "delete" => kv::open(&store)
+            .and_then(|s| s.delete(&key))
+            .map(|()| Response::text("ok\n"))
+            .map_err(|e| e.to_string()),
         "get" => kv::open(&store)
             .and_then(|s| s.get(&key))
             .map(|v| match v {

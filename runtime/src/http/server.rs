@@ -141,6 +141,7 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         queues: Arc::new(tasks::internal::Internal(tasks.clone())),
     }));
     events.start().await?;
+    services.connect_events(events.clone());
     tasks.start();
     jobs.start().await?;
 
