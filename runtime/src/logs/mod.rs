@@ -1,0 +1,107 @@
+//! The log store: every invocation's guest output and access record, kept
+//! per function in a bounded ring (`[server] logs_max_bytes`,
+//! `logs_max_age`) and queried by `wisp logs` and the admin API.
+//!
+//! Records reach it without ever waiting: guest lines from the guest log
+//! thread ([`crate::sandbox::guestlog`]), access records where each trigger
+//! writes its access line. They gather in a bounded buffer that the
+//! database thread takes whole in its next group commit ([`ring`]); the
+//! database commits without fsync ([`Durability::BestEffort`]), so logs
+//! survive a restart or a crash of the process, and the last moments' may
+//! be lost with the machine.
+//!
+//! [`Durability::BestEffort`]: crate::store::sqlite::Durability::BestEffort
+
+mod query;
+mod ring;
+
+use std::sync::{Arc, OnceLock};
+
+pub use query::{Page, Query, StatusFilter};
+pub use ring::{Bounds, LogStore};
+
+use crate::events::now_ms;
+use crate::telemetry::ids::{InvocationId, Trigger};
+
+/// What an access record adds to its line.
+pub struct Access {
+    pub status: u16,
+    pub duration_ms: f64,
+    /// HTTP invocations: the request's method and path.
+    pub request: Option<(String, String)>,
+}
+
+/// One record on its way to the store.
+pub struct Entry {
+    pub function: Arc<str>,
+    /// Guest lines leave it out: they get their invocation's (see
+    /// [`ring`]).
+    pub revision: Option<u64>,
+    /// `None` for a line of an instance shared by concurrent invocations.
+    pub invocation: Option<InvocationId>,
+    pub trigger: Option<Trigger>,
+    /// `stdout`, `stderr` or `access`.
+    pub stream: &'static str,
+    pub at_ms: u64,
+    pub line: String,
+    pub access: Option<Access>,
+}
+
+impl Entry {
+    /// A line the guest printed.
+    pub fn guest(
+        function: Arc<str>,
+        invocation: Option<InvocationId>,
+        stream: &'static str,
+        line: String,
+    ) -> Entry {
+        Entry {
+            function,
+            revision: None,
+            invocation,
+            trigger: None,
+            stream,
+            at_ms: now_ms(),
+            line,
+            access: None,
+        }
+    }
+
+    /// An invocation's access record: `line` as the access log says it.
+    pub fn access(
+        function: Arc<str>,
+        revision: u64,
+        invocation: InvocationId,
+        trigger: Trigger,
+        access: Access,
+        line: String,
+    ) -> Entry {
+        Entry {
+            function,
+            revision: Some(revision),
+            invocation: Some(invocation),
+            trigger: Some(trigger),
+            stream: "access",
+            at_ms: now_ms(),
+            line,
+            access: Some(access),
+        }
+    }
+}
+
+static STORE: OnceLock<LogStore> = OnceLock::new();
+
+/// Makes `store` the one [`record`] writes to (the server's, once per
+/// process).
+pub fn install(store: LogStore) {
+    if STORE.set(store).is_err() {
+        tracing::warn!("a log store was already installed; keeping the first");
+    }
+}
+
+/// Keeps `entry` in the installed store, if any; never waits.
+pub fn record(entry: Entry) {
+    if let Some(store) = STORE.get() {
+        store.record(entry);
+    }
+}
