@@ -28,6 +28,10 @@ name = "chatty"
 component = "{chatty}"
 route = "/chatty"
 
+[[queue]]
+name = "q"
+function = "chatty"
+
 [[function]]
 name = "panic"
 component = "{panic}"
@@ -247,6 +251,39 @@ async fn logs_are_kept_per_invocation_filtered_followed_and_survive_a_restart() 
     assert_eq!(status, 200);
     let lines = until(&admin, &["probe", "--invocation", &probed], has_access);
     assert_eq!(texts(&lines)[0], "the value of api-key is [redacted]");
+
+    // Other triggers' invocations are kept the same way.
+    let added = wisp_command(&[
+        "tasks",
+        "add",
+        "q",
+        "--path",
+        "/chatty?lines=1",
+        "--admin",
+        &admin,
+    ]);
+    assert!(added.status.success(), "{added:?}");
+    let tasks = until(&admin, &["chatty", "--since", "10m"], |l| {
+        l.iter()
+            .any(|l| l["trigger"] == "task" && l["stream"] == "access")
+    });
+    let access = tasks
+        .iter()
+        .find(|l| l["trigger"] == "task" && l["stream"] == "access")
+        .unwrap();
+    assert_eq!(access["status"], 200);
+    assert!(
+        access["line"].as_str().unwrap().starts_with("task q/"),
+        "{access}"
+    );
+    let printed = tasks
+        .iter()
+        .find(|l| l["invocation"] == access["invocation"] && l["stream"] == "stdout")
+        .expect("the task's output is not kept");
+    assert_eq!(
+        (&printed["trigger"], &printed["revision"]),
+        (&"task".into(), &1.into())
+    );
 
     // A graceful restart keeps them.
     wisp.signal("TERM");

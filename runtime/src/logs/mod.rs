@@ -20,8 +20,22 @@ use std::sync::{Arc, OnceLock};
 pub use query::{Page, Query, StatusFilter};
 pub use ring::{Bounds, LogStore};
 
-use crate::events::now_ms;
+use chrono::{DateTime, SecondsFormat, Utc};
+
 use crate::telemetry::ids::{InvocationId, Trigger};
+
+/// Milliseconds since the epoch. (Its own clock, as the modules below it
+/// in the map have none: `events` and `tasks` depend on this one.)
+fn now_ms() -> u64 {
+    Utc::now().timestamp_millis().max(0) as u64
+}
+
+/// Milliseconds since the epoch as RFC 3339, to the millisecond.
+fn rfc3339(ms: u64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
 
 /// What an access record adds to its line.
 pub struct Access {

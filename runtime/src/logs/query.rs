@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::events::now_ms;
+use crate::logs::now_ms;
 use crate::telemetry::ids::InvocationId;
 
 /// Lines a query returns when it names no `limit`.

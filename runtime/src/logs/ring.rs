@@ -23,11 +23,9 @@ use rusqlite::{Connection, params, params_from_iter};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::now_ms;
-use crate::logs::Entry;
 use crate::logs::query::{Line, Page, Query};
+use crate::logs::{Entry, now_ms, rfc3339};
 use crate::store::sqlite::{Database, Durability};
-use crate::tasks::task::rfc3339;
 use crate::telemetry::ids::InvocationId;
 
 const SCHEMA: &str = "
@@ -354,18 +352,20 @@ fn select(conn: &Connection, function: &str, q: &Query) -> rusqlite::Result<Page
         );
     }
     let limit = q.limit as i64;
-    let (sql, next_of): (String, fn(&[Line]) -> Option<i64>) = match (q.after, q.status) {
+    // Whether a page's cursor runs over the selecting access records
+    // rather than over the lines.
+    let (sql, runs_over_access) = match (q.after, q.status) {
         (None, _) => {
             if !access.is_empty() {
                 filter.push_str(&format!(" AND l.invocation IN ({access})"));
             }
             let sql = format!("SELECT {COLUMNS} WHERE {filter} ORDER BY l.id DESC LIMIT {limit}");
-            (sql, |_| None)
+            (sql, false)
         }
         (Some(after), None) => {
             arg(&mut filter, " AND l.id > ?", Value::Integer(after));
             let sql = format!("SELECT {COLUMNS} WHERE {filter} ORDER BY l.id LIMIT {limit}");
-            (sql, |lines| lines.last().map(|l| l.id))
+            (sql, false)
         }
         (Some(after), Some(_)) => {
             arg(&mut access, " AND id > ?", Value::Integer(after));
@@ -373,26 +373,27 @@ fn select(conn: &Connection, function: &str, q: &Query) -> rusqlite::Result<Page
                 "SELECT {COLUMNS} WHERE {filter} AND l.invocation IN ({access} ORDER BY id LIMIT {limit})
                  ORDER BY l.id"
             );
-            (sql, |lines| {
-                lines
-                    .iter()
-                    .filter(|l| l.stream == "access")
-                    .map(|l| l.id)
-                    .max()
-            })
+            (sql, true)
         }
     };
     let mut rows = conn.prepare(&sql)?;
     let mut lines: Vec<Line> = rows
         .query_map(params_from_iter(args), line)?
         .collect::<rusqlite::Result<_>>()?;
-    if q.after.is_none() {
-        lines.reverse();
-    }
-    // A full page may have more behind it: go on from its end.
-    let next = match next_of(&lines) {
-        Some(last) if lines.len() >= q.limit => last,
-        _ => newest.max(q.after.unwrap_or(0)),
+    let next = match q.after {
+        // The newest lines: what follows is what is written next.
+        None => {
+            lines.reverse();
+            newest
+        }
+        // A full page may have more behind it: go on from its end.
+        Some(_) if lines.len() >= q.limit => lines
+            .iter()
+            .filter(|l| !runs_over_access || l.stream == "access")
+            .map(|l| l.id)
+            .max()
+            .unwrap_or(newest),
+        Some(after) => newest.max(after),
     };
     Ok(Page { lines, next })
 }
