@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
+use tokio::sync::Notify;
 use wasmtime::{Linker, Store, UpdateDeadline};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wizer::Wizer;
@@ -56,6 +57,10 @@ pub async fn snapshot(
     .await
 }
 
+/// Runs the module's init under `timeout` and returns the snapshot module.
+/// Wizer compiles the instrumented module first (~25 s of CPU for the
+/// 30 MB ruby.wasm), so this runs on a blocking thread, and `timeout`
+/// counts from instantiation: it limits the guest, not the compiler.
 async fn run_init(
     engine: &WispEngine,
     bytes: &[u8],
@@ -78,12 +83,111 @@ async fn run_init(
     store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
     let mut linker = Linker::new(&engine.engine);
     p1::add_to_linker_async(&mut linker, |host: &mut InitHost| &mut host.wasi)?;
-    let mut wizer = Wizer::new();
-    wizer.init_func(INIT_EXPORT).keep_init_func(false);
-    let run = wizer.run(&mut store, bytes, async |store, module| {
-        linker.instantiate_async(store, module).await
-    });
-    let result = tokio::time::timeout(timeout, run).await;
-    drop(store);
+    let bytes = bytes.to_vec();
+    let runtime = tokio::runtime::Handle::current();
+    let result = tokio::task::spawn_blocking(move || {
+        runtime.block_on(async {
+            let instantiated = Notify::new();
+            let mut wizer = Wizer::new();
+            wizer.init_func(INIT_EXPORT).keep_init_func(false);
+            let run = wizer.run(&mut store, &bytes, async |store, module| {
+                instantiated.notify_one();
+                linker.instantiate_async(store, module).await
+            });
+            tokio::pin!(run);
+            tokio::select! {
+                done = &mut run => Ok(done),
+                () = instantiated.notified() => tokio::time::timeout(timeout, run).await,
+            }
+        })
+    })
+    .await?;
     outcome(result, &output, timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use wasmparser::{Operator, Parser, Payload};
+
+    use super::*;
+    use crate::config::ByteSize;
+    use crate::deploy::snapshot::Observed;
+
+    /// A preview-1 command whose `wizer-initialize` runs `init`.
+    fn command(init: &str) -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(module
+                 (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                 (memory (export "memory") 1)
+                 (global $booted (mut i32) (i32.const 0))
+                 (func (export "wizer-initialize") {init})
+                 (func (export "_start") (call $exit (global.get $booted))))"#
+        ))
+        .unwrap()
+    }
+
+    async fn snapshot_of(bytes: &[u8], timeout: Duration) -> Result<Arc<[u8]>> {
+        let engine = WispEngine::for_tests();
+        let artifacts = Artifacts::new(engine.engine.clone(), None, 1 << 30)?;
+        let host = HostConfig::bare("t", &engine, 1 << 26);
+        let (env, dirs) = (BTreeMap::new(), BTreeMap::new());
+        let init = Init {
+            name: "t",
+            observed: Observed {
+                env: &env,
+                allowed_outbound_hosts: &[],
+                memory: ByteSize(1 << 26),
+                dirs: &dirs,
+            },
+            host: &host,
+            timeout,
+        };
+        snapshot(&artifacts, &engine, bytes, &init).await
+    }
+
+    /// The initial values of the module's globals.
+    fn globals(bytes: &[u8]) -> Vec<i32> {
+        let mut values = Vec::new();
+        for payload in Parser::new(0).parse_all(bytes) {
+            if let Payload::GlobalSection(section) = payload.unwrap() {
+                for global in section {
+                    let mut ops = global.unwrap().init_expr.get_operators_reader();
+                    if let Operator::I32Const { value } = ops.read().unwrap() {
+                        values.push(value);
+                    }
+                }
+            }
+        }
+        values
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn init_runs_on_the_core_module_and_leaves_the_export_out() {
+        let module = command("(global.set $booted (i32.const 7))");
+        assert!(wants_init(&module).unwrap());
+        let snap = snapshot_of(&module, Duration::from_secs(30)).await.unwrap();
+        assert!(!wants_init(&snap).unwrap());
+        assert!(globals(&snap).contains(&7), "{:?}", globals(&snap));
+        crate::deploy::command::componentize(&snap).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trap_or_a_timeout_in_init_refuses_the_deploy() {
+        let trap = snapshot_of(&command("(unreachable)"), Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        let trap = format!("{trap:#}");
+        assert!(
+            trap.contains("pre-initialization refused the deploy")
+                && trap.contains("`wizer-initialize` failed"),
+            "{trap}"
+        );
+        let stuck = snapshot_of(&command("(loop (br 0))"), Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        let stuck = format!("{stuck:#}");
+        assert!(stuck.contains("did not finish within"), "{stuck}");
+    }
 }
