@@ -275,3 +275,48 @@ async fn commands_run_from_their_snapshot_with_per_run_variables_and_args() {
         .to_string();
     assert!(logs.contains(&id), "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ruby_job_runs_each_task_from_the_booted_interpreter() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        r#"
+{server}
+[[job]]
+name = "ruby-job"
+component = "{ruby}"
+args = ["/app/job.rb", "extra"]
+dirs = {{ "/app" = "{app}" }}
+tasks = 2
+"#,
+        server = common::server_table(dir.path()),
+        ruby = guest("ruby").display(),
+        app = common::repo().join("guest-examples/ruby-app").display(),
+    );
+    let wisp = Wisp::up(dir.path(), &manifest);
+    let logs = wisp.logs();
+    assert!(
+        logs.contains("pre-initialized")
+            || logs.contains("loaded snapshot from the artifact cache"),
+        "ruby.wasm exports wizer-initialize: the job starts from a snapshot:\n{logs}"
+    );
+    let admin = wisp.admin.as_ref().unwrap();
+    let (status, text) = send(
+        client()
+            .post(format!("{admin}/v1/jobs/ruby-job/executions"))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let id = serde_json::from_str::<Value>(&text).unwrap()["execution"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Each task's variables and the job's args reach Ruby's ENV and ARGV,
+    // although the interpreter booted before any task existed.
+    let logs = wisp.wait_for_log_count("ruby job: task", 4);
+    for task in 0..2 {
+        let line = format!("ruby job: task {task}/2 attempt 0 execution {id} args=[\"extra\"]");
+        assert!(logs.contains(&line), "expected `{line}` in:\n{logs}");
+    }
+}
