@@ -1,7 +1,8 @@
 //! Command functions over HTTP (`handler = "cgi"`) through the real binary:
 //! CGI variables, stdin, `Status:`, streamed bodies, a command that fails
 //! before its headers; a Rust wasi:cli/run command, a C preview-1 program
-//! adapted at deploy, and Ruby (ruby.wasm with a script from `dirs`).
+//! adapted at deploy, and Ruby (ruby.wasm with a script from `dirs`,
+//! pre-initialized at deploy and not).
 
 mod common;
 
@@ -30,8 +31,17 @@ name = "ruby-hello"
 component = "{ruby}"
 handler = "cgi"
 route = "/ruby"
+args = ["/app/hello.rb"]
+dirs = {{ "/app" = "{app}" }}
+
+[[function]]
+name = "ruby-cold"
+component = "{ruby}"
+handler = "cgi"
+route = "/ruby-cold"
 args = ["--disable-gems", "/app/hello.rb"]
 dirs = {{ "/app" = "{app}" }}
+snapshot = false
 "#,
         cgi = guest("cgi-hello").display(),
         c = guest("c-cgi").display(),
@@ -88,13 +98,40 @@ async fn cgi_commands_answer_with_their_headers_status_and_body() {
         "{body}"
     );
 
-    // Ruby: the interpreter with a script from `dirs`, stdin and all.
-    let (status, body) = send(client().post(format!("{url}/ruby/orders")).body("tea")).await;
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        body.contains("hello from Ruby") && body.contains("POST /orders") && body.contains("tea"),
-        "{body}"
+    // Ruby: the interpreter with a script from `dirs`, stdin and all,
+    // booted at deploy (ruby.wasm exports `wizer-initialize`): the request's
+    // CGI variables and headers reach `ENV` although init saw none of them.
+    for route in ["ruby", "ruby-cold"] {
+        let (status, body) = send(client().post(format!("{url}/{route}/orders")).body("tea")).await;
+        assert_eq!(status, 200, "{route}: {body}");
+        assert!(
+            body.contains("hello from Ruby")
+                && body.contains("POST /orders")
+                && body.contains("tea"),
+            "{route}: {body}"
+        );
+        let (status, _) = send(client().get(format!("{url}/{route}/missing"))).await;
+        assert_eq!(status, 404, "{route}");
+        let (status, body) = send(
+            client()
+                .get(format!("{url}/{route}/json?q=1"))
+                .header("x-trace", "abc"),
+        )
+        .await;
+        assert_eq!(status, 200, "{route}: {body}");
+        assert!(
+            body.contains(r#""path":"/json","query":"q=1""#)
+                && body.contains(r#""HTTP_X_TRACE":"abc""#),
+            "{route}: {body}"
+        );
+    }
+    let logs = wisp.logs();
+    let snapshots = logs.matches("pre-initialized").count()
+        + logs
+            .matches("loaded snapshot from the artifact cache")
+            .count();
+    assert_eq!(
+        snapshots, 1,
+        "ruby-hello is pre-initialized (now or in the cache), ruby-cold is not:\n{logs}"
     );
-    let (status, _) = send(client().get(format!("{url}/ruby/missing"))).await;
-    assert_eq!(status, 404);
 }

@@ -1,11 +1,13 @@
 //! Pre-initialized snapshots and the artifact cache: init runs once at
-//! deploy, a warm restart compiles nothing, damaged entries are rebuilt.
+//! deploy (for HTTP functions, command functions and jobs), a warm restart
+//! compiles nothing, damaged entries are rebuilt.
 
 mod common;
 
 use std::path::Path;
 
-use common::{Wisp, get, guest, wisp_command};
+use common::{Wisp, client, get, guest, send, wisp_command};
+use serde_json::{Value, json};
 
 fn serve_cached(name: &str, cache: &Path, extra: &[&str]) -> Wisp {
     let mut args = vec!["--cache-dir", cache.to_str().unwrap()];
@@ -175,5 +177,146 @@ fn failing_init_refuses_the_deploy_with_the_guest_output() {
         "init-fails: configuration is missing, on purpose",
     ] {
         assert!(err.contains(expected), "expected `{expected}` in:\n{err}");
+    }
+}
+
+/// `cgi-init` (a command with a prime sieve as its init hook) twice: as a
+/// CGI function with snapshots and without, and as a job.
+fn command_manifest(dir: &Path) -> String {
+    format!(
+        r#"
+{server}cache_dir = "{cache}"
+
+[[function]]
+name = "primes"
+component = "{cgi}"
+handler = "cgi"
+route = "/primes"
+args = ["--flag", "x"]
+env = {{ GREETING = "hello" }}
+
+[[function]]
+name = "primes-lazy"
+component = "{cgi}"
+handler = "cgi"
+route = "/lazy"
+snapshot = false
+
+[[job]]
+name = "primes-job"
+component = "{cgi}"
+tasks = 2
+"#,
+        server = common::server_table(dir),
+        // Its own cache: init runs (and prints) at this start.
+        cache = dir.join("cache").display(),
+        cgi = guest("cgi-init").display(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_run_from_their_snapshot_with_per_run_variables_and_args() {
+    let dir = tempfile::tempdir().unwrap();
+    let wisp = Wisp::up(dir.path(), &command_manifest(dir.path()));
+    let url = &wisp.url;
+    for (method, path) in [("GET", "/a?q=1"), ("POST", "/b"), ("GET", "/c")] {
+        let request = client().request(method.parse().unwrap(), format!("{url}/primes{path}"));
+        let (status, body) = send(request).await;
+        assert_eq!(status, 200, "{body}");
+        for expected in [
+            "primes below 5000000: 348513\n".to_string(),
+            "init: ran 1 time(s), in the snapshot\n".to_string(),
+            // Init saw the configured env but no request: it ran at deploy.
+            "init saw: GREETING=hello REQUEST_METHOD=(unset)\n".to_string(),
+            // Read per run, after the snapshot: this request's, not init's.
+            format!("request: {method} {path}\n"),
+            "args: [\"--flag\", \"x\"]\n".to_string(),
+        ] {
+            assert!(
+                body.contains(&expected),
+                "expected `{expected}` in:\n{body}"
+            );
+        }
+    }
+    let (status, body) = get(&format!("{url}/lazy/d")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("init: ran 1 time(s), in this run\n")
+            && body.contains("init saw: GREETING=(unset) REQUEST_METHOD=GET\n"),
+        "without a snapshot init runs in the request:\n{body}"
+    );
+    // The deploy printed init's line once (the snapshots of `primes` and of
+    // the job); only the lazy request printed it again.
+    let logs = wisp.wait_for_log_count("cgi-init: building the prime table", 3);
+    assert_eq!(
+        count(&logs, "pre-initialized"),
+        2,
+        "the function and the job are pre-initialized, `primes-lazy` is not:\n{logs}"
+    );
+
+    let admin = wisp.admin.as_ref().unwrap();
+    let (status, text) = send(
+        client()
+            .post(format!("{admin}/v1/jobs/primes-job/executions"))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    // The tasks' stdout goes to the log (the CGI responses did not).
+    let logs = wisp.wait_for_log_count("in the snapshot", 2);
+    assert_eq!(
+        count(&logs, "cgi-init: building the prime table"),
+        3,
+        "tasks start from the snapshot, init does not run again:\n{logs}"
+    );
+    let id = serde_json::from_str::<Value>(&text).unwrap()["execution"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(logs.contains(&id), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ruby_job_runs_each_task_from_the_booted_interpreter() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        r#"
+{server}
+[[job]]
+name = "ruby-job"
+component = "{ruby}"
+args = ["/app/job.rb", "extra"]
+dirs = {{ "/app" = "{app}" }}
+tasks = 2
+"#,
+        server = common::server_table(dir.path()),
+        ruby = guest("ruby").display(),
+        app = common::repo().join("guest-examples/ruby-app").display(),
+    );
+    let wisp = Wisp::up(dir.path(), &manifest);
+    let logs = wisp.logs();
+    assert!(
+        logs.contains("pre-initialized")
+            || logs.contains("loaded snapshot from the artifact cache"),
+        "ruby.wasm exports wizer-initialize: the job starts from a snapshot:\n{logs}"
+    );
+    let admin = wisp.admin.as_ref().unwrap();
+    let (status, text) = send(
+        client()
+            .post(format!("{admin}/v1/jobs/ruby-job/executions"))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let id = serde_json::from_str::<Value>(&text).unwrap()["execution"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Each task's variables and the job's args reach Ruby's ENV and ARGV,
+    // although the interpreter booted before any task existed.
+    let logs = wisp.wait_for_log_count("ruby job: task", 4);
+    for task in 0..2 {
+        let line = format!("ruby job: task {task}/2 attempt 0 execution {id} args=[\"extra\"]");
+        assert!(logs.contains(&line), "expected `{line}` in:\n{logs}");
     }
 }

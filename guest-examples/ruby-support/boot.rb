@@ -4,6 +4,24 @@
 # and ARGS. `exit N` and `abort` end the program with their status; any other
 # uncaught exception is printed to stderr and exits 1, as ruby does. The build
 # has no ruby_cleanup to call, so at_exit blocks are kept and run here.
+# Pre-initialized (the interpreter booted by `wizer-initialize` before a
+# snapshot): ruby-init parsed no argv of this run and wasi-libc holds the
+# environment of the snapshot's run, so command.wat hands over both as
+# NUL-terminated strings. Interpreter options cannot apply any more: the
+# leading ones are dropped (with a word on stderr). The random seed drawn at
+# boot is in every run made from the snapshot: draw a fresh one.
+if defined?($wisp_argv)
+  args = $wisp_argv.b.split("\0", -1)[0...-1].map { |a| a.force_encoding(Encoding::UTF_8) }
+  options = args.take_while { |a| a.start_with?('-') }
+  unless options.empty?
+    $stderr.write("ruby.wasm: pre-initialized, so interpreter options are ignored: #{options.join(' ')}\n")
+  end
+  ARGV.replace(args.drop(options.size))
+  ENV.replace($wisp_environ.b.split("\0").to_h { |kv| kv.force_encoding(Encoding::UTF_8).split('=', 2).then { |k, v| [k, v.to_s] } })
+  $wisp_argv = $wisp_environ = nil
+  srand
+end
+
 wisp_at_exit = []
 wisp_register = proc do |&block|
   raise ArgumentError, 'called without a block' unless block

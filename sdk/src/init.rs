@@ -25,6 +25,15 @@ pub fn ensure_initialized(init: Option<fn()>) {
     }
 }
 
+/// Runs a command's init hook unless the snapshot it started from already
+/// ran it: the first line of `main` in a command that uses [`command_init!`]
+/// (on Wisp with snapshots the hook ran at deploy; elsewhere it runs now).
+///
+/// [`command_init!`]: crate::command_init
+pub fn init_once(init: fn()) {
+    ensure_initialized(Some(init));
+}
+
 /// The `wizer-initialize` export: run the hook, then forget everything WASI
 /// handed out during it, because those handles belong to the store that is
 /// about to be thrown away.

@@ -67,6 +67,7 @@ pub mod p3;
 pub use body::{Body, BodyError, BodyReader};
 pub use cloudevents::{CloudEvent, EventError, EventOutcome};
 pub use headers::Headers;
+pub use init::init_once;
 pub use method::Method;
 pub use request::Request;
 pub use response::{IntoResponse, Response};

@@ -115,3 +115,49 @@ macro_rules! __export_p3 {
         const _: ::core::option::Option<fn()> = $init;
     };
 }
+
+/// Pre-initialization for a command (`fn main`: a job, or a function with
+/// `handler = "cgi"`): exports `wizer-initialize`, which runs `init`, so Wisp
+/// runs the hook once at deploy and every run starts from the snapshot.
+/// `main` calls [`init_once`](crate::init_once) first, which runs the hook
+/// only when no snapshot did (another host, or `snapshot = false`).
+///
+/// ```
+/// use std::sync::LazyLock;
+///
+/// static PRIMES: LazyLock<Vec<u32>> =
+///     LazyLock::new(|| (2..10_000).filter(|n| (2..*n).all(|d| n % d != 0)).collect());
+///
+/// fn init() {
+///     LazyLock::force(&PRIMES);
+/// }
+///
+/// wisp_sdk::command_init!(init);
+///
+/// fn main() {
+///     wisp_sdk::init_once(init);
+///     // CGI variables and task variables are per run: read them here, not in init.
+///     let path = std::env::var("PATH_INFO").unwrap_or_default();
+///     print!("Content-Type: text/plain\r\n\r\n{} primes; {path}\n", PRIMES.len());
+/// }
+/// ```
+#[cfg(target_arch = "wasm32")]
+#[macro_export]
+macro_rules! command_init {
+    ($init:path) => {
+        const _: () = {
+            struct __WispCommand;
+
+            $crate::__export_init!(__WispCommand, ::core::option::Option::Some($init as fn()));
+        };
+    };
+}
+
+/// Off wasm there is no snapshot to make; the hook is still type-checked.
+#[cfg(not(target_arch = "wasm32"))]
+#[macro_export]
+macro_rules! command_init {
+    ($init:path) => {
+        const _: fn() = $init;
+    };
+}

@@ -38,8 +38,15 @@ pub struct JobSpec {
     pub dirs: BTreeMap<String, String>,
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
+    /// Pre-initialize the command at start when it exports
+    /// `wizer-initialize`; off runs it as it is.
+    #[serde(default = "default_snapshot")]
+    pub snapshot: bool,
 }
 
+fn default_snapshot() -> bool {
+    true
+}
 fn default_tasks() -> u32 {
     1
 }

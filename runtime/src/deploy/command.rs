@@ -1,7 +1,10 @@
 //! Commands as components: a `wasi:cli/run` component is linked as is; a
 //! WASI preview-1 core module with a `_start` export (Go's `GOOS=wasip1`,
 //! wasi-sdk, ruby.wasm) is first wrapped into one with the preview-1
-//! command adapter. Anything else is refused, naming what it is.
+//! command adapter. Anything else is refused, naming what it is. A command
+//! that exports `wizer-initialize` is pre-initialized like an HTTP function.
+
+use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
 use wasi_preview1_component_adapter_provider::{
@@ -11,7 +14,9 @@ use wasmparser::{Parser, Payload};
 use wasmtime::component::Component;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
+use crate::deploy::artifact::Artifacts;
 use crate::deploy::component;
+use crate::deploy::snapshot::{self, Init};
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::host::Host;
 
@@ -21,7 +26,7 @@ pub fn is_core_module(bytes: &[u8]) -> bool {
 }
 
 /// The exports of a core module, by name.
-fn core_exports(bytes: &[u8]) -> Result<Vec<String>> {
+pub(crate) fn core_exports(bytes: &[u8]) -> Result<Vec<String>> {
     let mut exports = Vec::new();
     for payload in Parser::new(0).parse_all(bytes) {
         if let Payload::ExportSection(section) =
@@ -79,6 +84,47 @@ pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>> {
         })
         .and_then(|e| e.validate(true).encode())
         .map_err(|e| anyhow!("could not adapt the WASI preview-1 module into a component: {e:#}"))
+}
+
+/// A command, ready to run.
+pub struct Loaded {
+    pub pre: CommandPre<Host>,
+    /// Digest of the compiled bytes (the snapshot's, when pre-initialized).
+    pub digest: String,
+    pub snapshotted: bool,
+}
+
+/// Adapts `bytes` if it is a preview-1 program, compiles it through the
+/// artifact cache, pre-initializes it when it exports `wizer-initialize`
+/// and `init` is given, and links it. Init's failure refuses the deploy.
+pub async fn load(
+    artifacts: &Artifacts,
+    engine: &WispEngine,
+    bytes: Arc<[u8]>,
+    init: Option<Init<'_>>,
+    label: &str,
+) -> Result<Loaded> {
+    // A preview-1 module is pre-initialized before it is adapted (see
+    // `snapshot::module`); a component after it is compiled.
+    let (bytes, init, module_snapshotted) = match init {
+        Some(init) if is_core_module(&bytes) && snapshot::module::wants_init(&bytes)? => {
+            check_start(&bytes)?;
+            let snap = snapshot::module::snapshot(artifacts, engine, &bytes, &init).await?;
+            (snap, None, true)
+        }
+        init => (bytes, init, false),
+    };
+    let adapted: Arc<[u8]> = tokio::task::spawn_blocking(move || componentize(&bytes))
+        .await??
+        .into();
+    let digest = component::digest(&adapted);
+    let compiled = artifacts.compile(adapted.clone(), &digest, label).await?;
+    let runnable = snapshot::runnable(artifacts, engine, &adapted, &digest, compiled, init).await?;
+    Ok(Loaded {
+        pre: prepare(engine, &runnable.component)?,
+        digest: runnable.digest,
+        snapshotted: module_snapshotted || runnable.snapshotted,
+    })
 }
 
 /// Links a command component against what Wisp provides.

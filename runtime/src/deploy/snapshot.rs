@@ -2,15 +2,22 @@
 //! function run once, at deploy, with the same WASI the function gets; the
 //! resulting memory and globals become a new component (Wizer), and every
 //! invocation instantiates from that snapshot instead of redoing the work.
+//! HTTP functions, command functions and jobs all go through [`runnable`];
+//! a preview-1 command module (ruby.wasm) is pre-initialized before it is
+//! adapted ([`module`]).
 
+pub mod module;
+
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use wasmtime::component::Component;
 use wasmtime_wizer::Wizer;
 
-use crate::config::FunctionSpec;
+use crate::config::{ByteSize, FunctionSpec, JobSpec};
+use crate::deploy::artifact::{Artifacts, engine_fingerprint};
 use crate::deploy::component;
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::host::{Host, HostConfig, new_store};
@@ -25,23 +32,138 @@ pub fn wants_init(component: &Component) -> bool {
     component.get_export(None, INIT_EXPORT).is_some()
 }
 
+/// The settings init can observe: a function's or a job's.
+pub struct Observed<'a> {
+    pub env: &'a BTreeMap<String, String>,
+    pub allowed_outbound_hosts: &'a [String],
+    pub memory: ByteSize,
+    pub dirs: &'a BTreeMap<String, String>,
+}
+
+impl<'a> From<&'a FunctionSpec> for Observed<'a> {
+    fn from(spec: &'a FunctionSpec) -> Self {
+        Observed {
+            env: &spec.env,
+            allowed_outbound_hosts: &spec.allowed_outbound_hosts,
+            memory: spec.memory,
+            dirs: &spec.dirs,
+        }
+    }
+}
+
+impl<'a> From<&'a JobSpec> for Observed<'a> {
+    fn from(spec: &'a JobSpec) -> Self {
+        Observed {
+            env: &spec.env,
+            allowed_outbound_hosts: &spec.allowed_outbound_hosts,
+            memory: spec.memory,
+            dirs: &spec.dirs,
+        }
+    }
+}
+
 /// Cache key of a snapshot: everything init can observe — the component,
 /// the environment and capabilities it ran with, and the engine.
 pub fn snapshot_key(
     component_digest: &str,
-    spec: &FunctionSpec,
+    observed: &Observed<'_>,
     engine_fingerprint: &str,
 ) -> String {
     let observed = serde_json::json!({
         "format": 1,
         "component": component_digest,
-        "env": spec.env,
-        "allowed_outbound_hosts": spec.allowed_outbound_hosts,
-        "memory": spec.memory,
-        "dirs": spec.dirs,
+        "env": observed.env,
+        "allowed_outbound_hosts": observed.allowed_outbound_hosts,
+        "memory": observed.memory,
+        "dirs": observed.dirs,
         "engine": engine_fingerprint,
     });
     component::digest(observed.to_string().as_bytes())
+}
+
+/// How to pre-initialize one function's or job's component.
+pub struct Init<'a> {
+    /// The function or job, for the log.
+    pub name: &'a str,
+    pub observed: Observed<'a>,
+    /// The WASI init runs with: the one every instance gets.
+    pub host: &'a HostConfig,
+    /// How long init may run: the function's `timeout`, the job's
+    /// `task_timeout`.
+    pub timeout: Duration,
+}
+
+/// What instances are made from.
+pub struct Runnable {
+    pub component: Component,
+    /// Made from a pre-initialized snapshot.
+    pub snapshotted: bool,
+    /// Digest of the bytes compiled into `component`.
+    pub digest: String,
+}
+
+/// `original` (compiled from `bytes`, whose digest is `digest`) or, when it
+/// exports `wizer-initialize` and `init` is given, its snapshot: from the
+/// artifact cache, or made now by running init. A failing init is an error
+/// that names it and carries what the guest printed.
+pub async fn runnable(
+    artifacts: &Artifacts,
+    engine: &WispEngine,
+    bytes: &[u8],
+    digest: &str,
+    original: Component,
+    init: Option<Init<'_>>,
+) -> Result<Runnable> {
+    let Some(init) = init.filter(|_| wants_init(&original)) else {
+        return Ok(Runnable {
+            component: original,
+            snapshotted: false,
+            digest: digest.to_string(),
+        });
+    };
+    let key = snapshot_key(digest, &init.observed, &engine_fingerprint(&engine.engine));
+    let snap = cached(
+        artifacts,
+        &key,
+        &init,
+        run_init(engine, bytes, init.host, init.timeout),
+    )
+    .await?;
+    let label = format!("sha256:{} (snapshot)", &digest[..12.min(digest.len())]);
+    let snap_digest = component::digest(&snap);
+    Ok(Runnable {
+        component: artifacts.compile(snap, &snap_digest, &label).await?,
+        snapshotted: true,
+        digest: snap_digest,
+    })
+}
+
+/// The snapshot stored under `key`, or the one `make` makes (then stored).
+/// A failing init is an error that says it refused the deploy.
+pub(crate) async fn cached(
+    artifacts: &Artifacts,
+    key: &str,
+    init: &Init<'_>,
+    make: impl Future<Output = Result<Vec<u8>>>,
+) -> Result<Arc<[u8]>> {
+    if let Some(snap) = artifacts.snapshot(key) {
+        tracing::info!(
+            function = init.name,
+            "loaded snapshot from the artifact cache"
+        );
+        return Ok(snap.into());
+    }
+    let started = std::time::Instant::now();
+    let snap = make
+        .await
+        .map_err(|e| anyhow!("pre-initialization refused the deploy: {e:#}"))?;
+    tracing::info!(
+        function = init.name,
+        ms = started.elapsed().as_millis() as u64,
+        "pre-initialized"
+    );
+    artifacts.put_snapshot(key, &snap);
+    Ok(snap.into())
 }
 
 /// Pre-initializes `bytes` with `env` and default limits; `None` when the
@@ -84,6 +206,20 @@ pub async fn run_init(
     });
     let result = tokio::time::timeout(timeout, run).await;
     drop(store);
+    outcome(
+        result.map(|r| r.map(|(snapshot, _)| snapshot)),
+        &output,
+        timeout,
+    )
+}
+
+/// What an init run under `timeout` came to: the snapshot, or an error
+/// naming what went wrong and carrying what the guest printed.
+pub(crate) fn outcome(
+    result: Result<wasmtime::Result<Vec<u8>>, tokio::time::error::Elapsed>,
+    output: &Mutex<String>,
+    timeout: Duration,
+) -> Result<Vec<u8>> {
     let printed = output.lock().map(|s| s.clone()).unwrap_or_default();
     let shown = if printed.is_empty() {
         "(the guest printed nothing)".to_string()
@@ -91,7 +227,7 @@ pub async fn run_init(
         printed
     };
     match result {
-        Ok(Ok((snapshot, _))) => Ok(snapshot),
+        Ok(Ok(snapshot)) => Ok(snapshot),
         Ok(Err(e)) => bail!("its `{INIT_EXPORT}` failed: {e:#}\nguest output:\n{shown}"),
         Err(_) => bail!(
             "its `{INIT_EXPORT}` did not finish within the function's timeout of {}\nguest output:\n{shown}",

@@ -68,7 +68,7 @@ impl LiveRevision {
                     function: loaded.host.function.clone(),
                     number,
                     world: "wasi:cli/run (cgi)",
-                    snapshotted: false,
+                    snapshotted: loaded.snapshotted,
                     metrics,
                     handler: Handler::Cgi(Box::new(Cgi {
                         engine: loaded.engine,

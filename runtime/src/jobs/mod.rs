@@ -18,6 +18,7 @@ use crate::config::{AllowedHosts, JobSpec, check_tasks};
 use crate::deploy::command;
 use crate::deploy::component;
 use crate::deploy::registry::Registry;
+use crate::deploy::snapshot::Init;
 use crate::jobs::run::{Job, execute};
 use crate::jobs::store::{Execution, JobStore, LogLine, TaskState};
 use crate::sandbox::engine::WispEngine;
@@ -91,20 +92,23 @@ fn host_config(spec: &JobSpec, engine: &WispEngine) -> Result<HostConfig> {
     })
 }
 
-/// Reads, adapts, compiles (through the artifact cache) and links a job's
-/// command.
+/// Reads, adapts, compiles (through the artifact cache), pre-initializes
+/// (when it exports `wizer-initialize`) and links a job's command.
 async fn load(spec: JobSpec, engine: &Arc<WispEngine>, registry: &Registry) -> Result<Job> {
     let path = PathBuf::from(&spec.component);
     let bytes = component::read(&path)?;
-    let bytes = tokio::task::spawn_blocking(move || command::componentize(&bytes)).await??;
-    let digest = component::digest(&bytes);
-    let compiled = registry
-        .artifacts()
-        .compile(bytes.into(), &digest, &format!("job {}", spec.name))
-        .await?;
+    let host = host_config(&spec, engine)?;
+    let init = spec.snapshot.then(|| Init {
+        name: &spec.name,
+        observed: (&spec).into(),
+        host: &host,
+        timeout: spec.task_timeout.0,
+    });
+    let label = format!("job {}", spec.name);
+    let command = command::load(registry.artifacts(), engine, bytes.into(), init, &label).await?;
     Ok(Job {
-        pre: command::prepare(engine, &compiled)?,
-        host: host_config(&spec, engine)?,
+        pre: command.pre,
+        host,
         metrics: Arc::default(),
         spec,
     })

@@ -130,6 +130,30 @@ pub fn preopens(
 }
 
 impl HostConfig {
+    /// The WASI every instance (and every init run) starts from: the
+    /// environment, stdout and stderr to the log (and to `sink`), sockets
+    /// closed, `dirs` preopened read-only.
+    pub fn wasi(
+        &self,
+        tag: Arc<InstanceTag>,
+        metrics: Option<Arc<FunctionMetrics>>,
+        sink: Option<Arc<Mutex<String>>>,
+        state: &Grants,
+    ) -> wasmtime::Result<WasiCtxBuilder> {
+        let (stdout, stderr) = GuestLog::pair(tag, metrics, sink, state.redact.clone());
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&self.env).stdout(stdout).stderr(stderr);
+        // Sockets stay closed: outbound traffic goes through wasi:http, where
+        // allowed_outbound_hosts is enforced.
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        for (host_dir, guest_path) in &self.dirs {
+            wasi.preopened_dir(host_dir, guest_path, FsPerms::ReadOnly)?;
+        }
+        Ok(wasi)
+    }
+
     /// No grants, no environment, no directories: what pre-initialization
     /// and benchmarks run with.
     pub fn bare(
@@ -215,9 +239,7 @@ impl Host {
         } else {
             config.state.clone()
         };
-        let (stdout, stderr) = GuestLog::pair(tag.clone(), metrics, sink, state.redact.clone());
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.envs(&config.env).stdout(stdout).stderr(stderr);
+        let mut wasi = config.wasi(tag.clone(), metrics, sink, &state)?;
         if let Some(stdio) = stdio {
             wasi.args(&[config.function.as_ref()])
                 .args(&stdio.args)
@@ -229,14 +251,6 @@ impl Host {
             if let Some(err) = stdio.stderr {
                 wasi.stderr(err);
             }
-        }
-        // Sockets stay closed: outbound traffic goes through wasi:http, where
-        // allowed_outbound_hosts is enforced.
-        wasi.allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
-        for (host_dir, guest_path) in &config.dirs {
-            wasi.preopened_dir(host_dir, guest_path, FsPerms::ReadOnly)?;
         }
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
