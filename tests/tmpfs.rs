@@ -2,7 +2,8 @@
 //! plain `std::fs` writes, appends, reads, lists, renames and deletes files;
 //! a fresh instance starts with an empty `/tmp` while a reused one keeps its
 //! files; writing past the function's `memory` limit fails in the guest with
-//! ENOSPC (and the server keeps serving); a CGI command has a `/tmp` too;
+//! ENOSPC (and the server keeps serving); CGI commands (a Rust wasi:cli/run
+//! component and a C preview-1 program) have a `/tmp` too;
 //! `dirs` may not map `/tmp`.
 
 mod common;
@@ -34,9 +35,16 @@ component = "{cgi}"
 handler = "cgi"
 route = "/cgi"
 memory = "32Mi"
+
+[[function]]
+name = "c-cgi"
+component = "{c}"
+handler = "cgi"
+route = "/c-cgi"
 "#,
         probe = guest("tmp-probe").display(),
         cgi = guest("cgi-hello").display(),
+        c = guest("c-cgi").display(),
     )
 }
 
@@ -93,7 +101,7 @@ async fn tmp_is_writable_per_instance_and_limited_by_memory() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cgi_command_writes_and_reads_tmp() {
+async fn cgi_commands_write_and_read_tmp() {
     let dir = tempfile::tempdir().unwrap();
     let wisp = Wisp::up(dir.path(), &manifest());
     let url = &wisp.url;
