@@ -84,6 +84,11 @@ fn example_app() -> (tempfile::TempDir, Wisp) {
     );
     let text = rewrite(
         &text,
+        "file = \"secrets/",
+        &format!("file = \"{}/secrets/", examples.display()),
+    );
+    let text = rewrite(
+        &text,
         "allowed_outbound_hosts = [\"http://127.0.0.1:8080\"]",
         "allowed_outbound_hosts = [\"http://127.0.0.1:*\"]",
     );
@@ -143,6 +148,86 @@ async fn plain_examples() {
         "{body}"
     );
     assert_eq!(get(&format!("{u}/lookup?key=99999999999")).await.0, 400);
+}
+
+/// The cart API at `base` (…/cart): carts outlive instances, the currency
+/// comes from `config`, checkout numbers the order `order` and shows only
+/// the last four characters of the payment secret.
+async fn check_cart(base: &str, user: &str, order: u64) {
+    let json = |body: &str| -> serde_json::Value {
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{base}: {e}: {body}"))
+    };
+    let cart = |items: serde_json::Value| serde_json::json!({"user": user, "items": items, "currency": "KRW"});
+    let url = format!("{base}/{user}");
+    let add = |body: &'static str| send(client().post(&url).body(body));
+
+    let (status, body) = get(&url).await;
+    assert_eq!((status, json(&body)), (200, cart(serde_json::json!({}))));
+    for item in [
+        r#"{"item": "tea", "quantity": 2}"#,
+        r#"{"item": "cake"}"#,
+        r#"{"item": "tea", "quantity": 1}"#,
+    ] {
+        let (status, body) = add(item).await;
+        assert_eq!(status, 200, "{base}: {body}");
+    }
+    let (status, body) = get(&url).await;
+    let items = serde_json::json!({"tea": 3, "cake": 1});
+    assert_eq!((status, json(&body)), (200, cart(items.clone())), "{base}");
+
+    for bad in [
+        "{nope",
+        r#"{"item": " "}"#,
+        r#"{"item": "x", "quantity": 0}"#,
+    ] {
+        let (status, body) = add(bad).await;
+        assert_eq!(status, 400, "{base}: {bad} → {body}");
+        assert!(json(&body)["error"].is_string(), "{base}: {body}");
+    }
+    assert_eq!(get(&format!("{base}/no%20spaces")).await.0, 400, "{base}");
+    assert_eq!(send(client().put(&url)).await.0, 405, "{base}");
+    assert_eq!(get(&format!("{url}/checkout")).await.0, 405, "{base}");
+    assert_eq!(get(&format!("{url}/other")).await.0, 404, "{base}");
+
+    let checkout = || send(client().post(format!("{url}/checkout")));
+    let (status, body) = checkout().await;
+    assert_eq!(status, 200, "{base}: {body}");
+    let mut expected = cart(items);
+    expected["order"] = order.into();
+    expected["payment_key"] = "…4242".into();
+    assert_eq!(json(&body), expected, "{base}");
+    assert!(!body.contains("sk_test_wisp_example"), "{base}: {body}");
+    let (status, body) = checkout().await;
+    assert_eq!(status, 409, "{base}: {body}");
+
+    add(r#"{"item": "jam"}"#).await;
+    let (status, body) = send(client().delete(&url)).await;
+    assert_eq!((status, json(&body)), (200, cart(serde_json::json!({}))));
+    assert_eq!(json(&get(&url).await.1), cart(serde_json::json!({})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carts_in_rust_js_and_python_share_one_store() {
+    let (_dir, wisp) = example_app();
+    let u = &wisp.url;
+    // One order counter in the shared store numbers the orders of all three.
+    check_cart(&format!("{u}/cart"), "ann", 1).await;
+    check_cart(&format!("{u}/js-cart/cart"), "bob", 2).await;
+    check_cart(&format!("{u}/py-cart/cart"), "cy", 3).await;
+    // What one language wrote, another reads.
+    let (status, _) = send(
+        client()
+            .post(format!("{u}/js-cart/cart/dee"))
+            .body(r#"{"item": "tea"}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = get(&format!("{u}/py-cart/cart/dee")).await;
+    assert_eq!(
+        (status, body.contains(r#""tea": 1"#)),
+        (200, true),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

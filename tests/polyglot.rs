@@ -248,6 +248,49 @@ async fn py_events_validates_transforms_and_survives_an_exception() {
     assert_eq!(send(structured(ok)).await.0, 200);
 }
 
+/// js-cart and py-cart without their grants answer what is missing, from
+/// inside the guest: no store → 403, no payment secret → 503 at checkout
+/// (the rest of the API works). Their whole API is checked through the
+/// example app (tests/examples.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn js_and_python_carts_name_the_grant_they_miss() {
+    let (_dir, wisp) = up(&[
+        "[[store]]\nname = \"carts\"\nkind = \"keyvalue\"\n\n".to_string(),
+        function("js-cart", "/js-cart", ""),
+        function(
+            "py-cart",
+            "/py-cart",
+            "keyvalue = [\"carts\"]\nconfig = { currency = \"EUR\" }",
+        ),
+    ]);
+    let u = &wisp.url;
+    let (status, body) = get(&format!("{u}/js-cart/cart/ann")).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("not granted the key-value store `carts`"),
+        "{body}"
+    );
+
+    let cart = format!("{u}/py-cart/cart/ann");
+    let (status, body) = send(client().post(&cart).body(r#"{"item": "tea"}"#)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"user": "ann", "items": {"tea": 1}, "currency": "EUR"})
+    );
+    let (status, body) = send(client().post(format!("{cart}/checkout"))).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("grant this function the secret `payment-key`"),
+        "{body}"
+    );
+    // The refused checkout left the cart as it was.
+    let (status, body) = get(&cart).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""tea": 1"#), "{body}");
+    assert!(!wisp.logs().contains("function failed"), "{}", wisp.logs());
+}
+
 /// zlib's CRC-32 and Adler-32, to check the guest's answers.
 fn crc32_adler32(data: &[u8]) -> (u32, u32) {
     let mut crc = !0u32;

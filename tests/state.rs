@@ -301,3 +301,72 @@ async fn operators_read_and_write_stores_with_wisp_kv() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no store `nope`"));
 }
+
+/// A Spin component built with spin-sdk 7.0.0 on the standard interfaces
+/// (wasi:keyvalue draft2, wasi:config, wasi:http@0.3) runs unchanged, with
+/// the store it opens, `default`, declared and granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spin_component_on_wasi_keyvalue_runs_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+{server}
+[[store]]
+name = "default"
+kind = "keyvalue"
+
+[[function]]
+name = "spin"
+component = "{component}"
+route = "/spin"
+keyvalue = ["default"]
+config = {{ greeting = "visits from Spin:" }}
+"#,
+        server = common::server_table(dir.path()),
+        component = guest("spin-wasi-kv").display(),
+    );
+    let wisp = Wisp::up(dir.path(), &text);
+    for n in 1..=3 {
+        assert_eq!(
+            get(&format!("{}/spin", wisp.url)).await,
+            (200, format!("visits from Spin: {n}\n")),
+            "{}",
+            wisp.logs()
+        );
+    }
+}
+
+/// Spin's own key-value API (`spin_sdk::key_value`) imports
+/// `spin:key-value/key-value@3.0.0`, which Wisp does not serve: the deploy
+/// is refused with that import named.
+#[test]
+fn a_spin_component_on_spins_own_key_value_is_refused_naming_the_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+{server}
+[[store]]
+name = "default"
+kind = "keyvalue"
+
+[[function]]
+name = "spin"
+component = "{component}"
+keyvalue = ["default"]
+"#,
+        server = common::server_table(dir.path()),
+        component = guest("spin-kv").display(),
+    );
+    let err = match Wisp::up_result(dir.path(), &text) {
+        Ok(_) => panic!("wisp up accepted spin-kv"),
+        Err(logs) => logs,
+    };
+    assert!(
+        err.contains("function `spin`")
+            && err.contains("imports something Wisp does not provide")
+            && err.contains(
+                "Spin's own interfaces, which Wisp does not serve: `spin:key-value/key-value@3.0.0`."
+            ),
+        "{err}"
+    );
+}

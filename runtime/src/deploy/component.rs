@@ -51,7 +51,9 @@ pub fn prepare(engine: &WispEngine, component: &Component) -> Result<ProxyPre<Ho
         anyhow!(
             "the component imports something Wisp does not provide: {e:#}. Wisp provides \
              WASI 0.2 (cli, clocks, filesystem, io, random, sockets), wasi:http 0.2 and \
-             their 0.3 versions"
+             their 0.3 versions, wasi:keyvalue 0.2.0-draft and 0.2.0-draft2, and wasi:config \
+             0.2.0-rc.1 and 0.2.0-draft-2024-09-27{}",
+            spin_hint(engine, component)
         )
     })?;
     if let Ok(p3) = wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
@@ -67,6 +69,28 @@ pub fn prepare(engine: &WispEngine, component: &Component) -> Result<ProxyPre<Ho
                 exports(engine, component)
             )
         })
+}
+
+/// For a component built for Spin: every Spin-specific interface it imports
+/// (Wisp serves none of them), and what to use instead. Empty otherwise.
+fn spin_hint(engine: &WispEngine, component: &Component) -> String {
+    let spin: Vec<String> = component
+        .component_type()
+        .imports(&engine.engine)
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("spin:") || name.starts_with("fermyon:"))
+        .map(|name| format!("`{name}`"))
+        .collect();
+    if spin.is_empty() {
+        return String::new();
+    }
+    format!(
+        ". It imports Spin's own interfaces, which Wisp does not serve: {}. Spin components \
+         run on Wisp when they use the standard ones instead (spin-sdk binds \
+         wasi:keyvalue@0.2.0-draft2 and wasi:config@0.2.0-draft-2024-09-27 in \
+         `spin_sdk::experimental`); see docs/state.md, \"Running Spin components\"",
+        spin.join(", ")
+    )
 }
 
 /// What `component` exports, for refusals: "`a`, `b`" or "nothing".
@@ -101,6 +125,24 @@ mod tests {
         assert!(err.contains("core WebAssembly module"), "{err}");
         let component = wat::parse_str("(component)").unwrap();
         check_header(&component).unwrap();
+    }
+
+    #[test]
+    fn names_every_spin_import_it_refuses() {
+        let engine = WispEngine::for_tests();
+        let bytes = wat::parse_str(
+            r#"(component
+                (import "spin:key-value/key-value@3.0.0" (instance (export "open" (func))))
+                (import "fermyon:spin/variables@2.0.0" (instance (export "get" (func)))))"#,
+        )
+        .unwrap();
+        let component = compile(&engine.engine, &bytes).unwrap();
+        let err = prepare(&engine, &component).err().unwrap().to_string();
+        assert!(err.contains("does not provide"), "{err}");
+        assert!(
+            err.contains("Wisp does not serve: `spin:key-value/key-value@3.0.0`, `fermyon:spin/variables@2.0.0`"),
+            "{err}"
+        );
     }
 
     #[test]
