@@ -19,7 +19,8 @@ use crate::deploy::artifact::{Artifacts, engine_fingerprint};
 use crate::deploy::command::core_exports;
 use crate::deploy::component;
 use crate::sandbox::engine::WispEngine;
-use crate::sandbox::host::{HostConfig, MemoryLimiter};
+use crate::sandbox::host::HostConfig;
+use crate::sandbox::memory::{MemoryBudget, MemoryLimiter};
 use crate::sandbox::tag::InstanceTag;
 use crate::telemetry::ids::InstanceId;
 
@@ -75,7 +76,7 @@ async fn run_init(
         &engine.engine,
         InitHost {
             wasi: wasi.build_p1(),
-            limiter: MemoryLimiter::new(host.memory_limit, tag),
+            limiter: MemoryLimiter::new(MemoryBudget::new(host.memory_limit), tag),
         },
     );
     store.limiter(|host| &mut host.limiter);
