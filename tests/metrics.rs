@@ -253,6 +253,14 @@ async fn outcomes_latencies_and_instances_are_counted_per_function() {
     assert!(slots("wisp_pool_slots_in_use") >= 1.0, "{}", m.1);
     assert_eq!(slots("wisp_pool_slots"), 1000.0);
 
+    // Unlabelled series have no braces (benches/events-load reads this one).
+    assert!(
+        m.1.lines()
+            .any(|l| l.starts_with("wisp_event_store_commits_total ")),
+        "{}",
+        m.1
+    );
+
     // The admin API's JSON counts the same.
     let json = wisp.metrics("slow").await;
     assert_eq!(json["outcomes"]["3xx"], 2, "{json}");

@@ -8,7 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 
 use crate::events::{Events, SubscriptionStats};
-use crate::telemetry::metrics::{Kind, encode_series};
+use crate::telemetry::metrics::{Kind, encode_series, encode_value};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabel {
@@ -108,13 +108,12 @@ impl Collector for EventsCollector {
             });
             encode_series(&mut encoder, name, help, kind, rows)?;
         }
-        let no_labels: [(&str, &str); 0] = [];
-        encode_series(
+        encode_value(
             &mut encoder,
             "event_store_commits",
             "Transactions the event store committed (one fsync of its log each)",
             Kind::Counter,
-            [(no_labels, self.0.core.store.commits())],
+            self.0.core.store.commits(),
         )
     }
 }

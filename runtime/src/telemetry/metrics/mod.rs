@@ -12,7 +12,7 @@ pub mod pool;
 use std::sync::Mutex;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -119,13 +119,6 @@ impl CacheMetrics {
     }
 }
 
-impl Default for CacheMetrics {
-    /// Counters registered nowhere.
-    fn default() -> Self {
-        CacheMetrics::register(&mut Registry::default())
-    }
-}
-
 /// How a [`Collector`] series reads.
 #[derive(Clone, Copy)]
 pub enum Kind {
@@ -142,19 +135,40 @@ pub fn encode_series<L: EncodeLabelSet>(
     kind: Kind,
     rows: impl IntoIterator<Item = (L, u64)>,
 ) -> std::fmt::Result {
-    let metric_type = match kind {
-        Kind::Counter => MetricType::Counter,
-        Kind::Gauge => MetricType::Gauge,
-    };
-    let mut metric = encoder.encode_descriptor(name, help, None, metric_type)?;
+    let mut metric = encoder.encode_descriptor(name, help, None, kind.metric_type())?;
     for (labels, value) in rows {
-        let series = metric.encode_family(&labels)?;
-        match kind {
-            Kind::Counter => ConstCounter::new(value).encode(series)?,
+        kind.encode(value, metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Encodes one unlabelled value of a [`Collector`] (`name` as in
+/// [`encode_series`]).
+pub fn encode_value(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: Kind,
+    value: u64,
+) -> std::fmt::Result {
+    let metric = encoder.encode_descriptor(name, help, None, kind.metric_type())?;
+    kind.encode(value, metric)
+}
+
+impl Kind {
+    fn metric_type(self) -> MetricType {
+        match self {
+            Kind::Counter => MetricType::Counter,
+            Kind::Gauge => MetricType::Gauge,
+        }
+    }
+
+    fn encode(self, value: u64, encoder: MetricEncoder) -> std::fmt::Result {
+        match self {
+            Kind::Counter => ConstCounter::new(value).encode(encoder),
             Kind::Gauge => {
-                ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(series)?
+                ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(encoder)
             }
         }
     }
-    Ok(())
 }
