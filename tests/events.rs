@@ -159,7 +159,7 @@ async fn failures_are_retried_with_backoff_then_dead_lettered_while_others_flow(
     for line in [
         "wisp_events_published_total{topic=\"orders\"} 7",
         "wisp_events_dead_lettered_total{topic=\"orders\",function=\"probe\"} 1",
-        "wisp_responses_5xx_total{function=\"probe\",trigger=\"event\"} 5",
+        "wisp_invocation_outcomes_total{function=\"probe\",trigger=\"event\",outcome=\"5xx\"} 5",
     ] {
         assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");
     }

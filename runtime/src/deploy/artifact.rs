@@ -25,6 +25,7 @@ use wasmtime::component::Component;
 
 use crate::deploy::component;
 use crate::store::{Leftovers, remove_leftover_temps, write_atomic};
+use crate::telemetry::metrics::CacheMetrics;
 
 /// Marks our entry format; bump it when the layout changes.
 const MAGIC: &[u8; 8] = b"WISPART2";
@@ -42,6 +43,8 @@ pub struct Artifacts {
     /// Bytes the entries on disk may take, all engine fingerprints together.
     max_size: u64,
     compiled: DashMap<String, Component>,
+    /// Hits and misses, counted in `/metrics`.
+    metrics: CacheMetrics,
 }
 
 /// Identifies everything about the engine that compiled code depends on:
@@ -56,7 +59,12 @@ impl Artifacts {
     /// Opens the cache under `cache_dir` (memory only without one), removes
     /// the temp files of writers that died mid-write, and trims it to
     /// `max_size` bytes.
-    pub fn new(engine: Engine, cache_dir: Option<&Path>, max_size: u64) -> Result<Self> {
+    pub fn new(
+        engine: Engine,
+        cache_dir: Option<&Path>,
+        max_size: u64,
+        metrics: CacheMetrics,
+    ) -> Result<Self> {
         let dir = match cache_dir {
             Some(root) => {
                 let dir = root.join(engine_fingerprint(&engine));
@@ -83,6 +91,7 @@ impl Artifacts {
             dir,
             max_size,
             compiled: DashMap::new(),
+            metrics,
         };
         artifacts.trim();
         Ok(artifacts)
@@ -116,6 +125,7 @@ impl Artifacts {
     /// already computed.
     pub async fn compile(&self, bytes: Arc<[u8]>, digest: &str, label: &str) -> Result<Component> {
         if let Some(c) = self.compiled.get(digest) {
+            self.metrics.compiled_hits.inc();
             return Ok(c.clone());
         }
         let path = self
@@ -129,6 +139,7 @@ impl Artifacts {
             // this engine fingerprint, and its checksum was just verified.
             match unsafe { Component::deserialize(&self.engine, &entry[HEADER..]) } {
                 Ok(c) => {
+                    self.metrics.compiled_hits.inc();
                     touch(path);
                     tracing::info!(
                         component = label,
@@ -143,6 +154,7 @@ impl Artifacts {
                 }
             }
         }
+        self.metrics.compiled_misses.inc();
         let compiled = self.compile_now(bytes, label).await?;
         if let Some(path) = &path {
             match compiled.serialize() {
@@ -183,6 +195,15 @@ impl Artifacts {
 
     /// A snapshot stored under `key`, if present and intact.
     pub fn snapshot(&self, key: &str) -> Option<Vec<u8>> {
+        let found = self.stored_snapshot(key);
+        match found {
+            Some(_) => self.metrics.snapshot_hits.inc(),
+            None => self.metrics.snapshot_misses.inc(),
+        };
+        found
+    }
+
+    fn stored_snapshot(&self, key: &str) -> Option<Vec<u8>> {
         let path = self
             .dir
             .as_ref()?

@@ -23,7 +23,7 @@ use crate::sandbox::host::{HostConfig, preopens};
 use crate::sandbox::outbound::internal;
 use crate::state::Services;
 use crate::store::{History, Revision, StateDir};
-use crate::telemetry::metrics::{FunctionMetrics, MetricsSnapshot};
+use crate::telemetry::metrics::{FunctionMetrics, Metrics, MetricsSnapshot};
 
 mod gc;
 mod prepare;
@@ -99,6 +99,8 @@ pub struct Registry {
     services: Arc<Services>,
     functions: DashMap<String, Function>,
     failed: DashMap<String, Failed>,
+    /// The process's metrics, where each function's series are resolved.
+    telemetry: Arc<Metrics>,
     /// Kept across revisions and deletes so counters never go backwards.
     metrics: DashMap<String, Arc<FunctionMetrics>>,
     /// Uploaded components by digest: those live revisions and pending
@@ -177,6 +179,7 @@ impl Registry {
         services: Arc<Services>,
         artifacts: Artifacts,
         keep_revisions: usize,
+        telemetry: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Registry {
             engine,
@@ -184,6 +187,7 @@ impl Registry {
             services,
             functions: DashMap::new(),
             failed: DashMap::new(),
+            telemetry,
             metrics: DashMap::new(),
             components: DashMap::new(),
             uploads: DashMap::new(),
@@ -264,7 +268,11 @@ impl Registry {
         number: u64,
         loaded: Loaded,
     ) -> Result<Arc<LiveRevision>> {
-        let metrics = self.metrics.entry(spec.name.clone()).or_default().clone();
+        let metrics = self
+            .metrics
+            .entry(spec.name.clone())
+            .or_insert_with(|| Arc::new(self.telemetry.function(&spec.name)))
+            .clone();
         LiveRevision::new(spec.clone(), number, loaded, metrics)
     }
 
@@ -500,14 +508,8 @@ impl Registry {
         failed
     }
 
-    /// Every function's counters, deleted ones included, by name.
-    pub fn metrics(&self) -> Vec<(String, Arc<FunctionMetrics>)> {
-        let mut all: Vec<_> = self
-            .metrics
-            .iter()
-            .map(|e| (e.key().clone(), e.value().clone()))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
+    /// The process's metrics (every function's, deleted ones included).
+    pub fn telemetry(&self) -> &Metrics {
+        &self.telemetry
     }
 }

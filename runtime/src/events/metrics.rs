@@ -1,65 +1,119 @@
-//! The events counters in the Prometheus text format, appended to the admin
-//! API's `/metrics`.
+//! The events counters, read at every scrape: per topic, per subscription
+//! (topic and function), and the store's commits.
 
-use std::fmt::Write;
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 
 use crate::events::{Events, SubscriptionStats};
+use crate::telemetry::metrics::{Kind, encode_series, encode_value};
 
-/// A series per subscription: name, type, and how to read it.
-type Series = (&'static str, &'static str, fn(&SubscriptionStats) -> u64);
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabel {
+    topic: String,
+}
 
-impl Events {
-    /// The events counters in the Prometheus text format: per topic and
-    /// subscription, and the store's commits (one fsync of its log each).
-    pub fn prometheus(&self) -> String {
-        let mut out = String::new();
-        let stats = self.stats();
-        let _ = writeln!(out, "# TYPE wisp_events_published_total counter");
-        for t in &stats {
-            let _ = writeln!(
-                out,
-                "wisp_events_published_total{{topic=\"{}\"}} {}",
-                t.name, t.published
-            );
-        }
-        let per_subscription: [Series; 7] = [
-            ("wisp_events_delivered_total", "counter", |s| {
-                s.counters.delivered
-            }),
-            ("wisp_events_acked_total", "counter", |s| s.counters.acked),
-            ("wisp_events_retried_total", "counter", |s| {
-                s.counters.retried
-            }),
-            ("wisp_events_dead_lettered_total", "counter", |s| {
-                s.counters.dead_lettered
-            }),
-            ("wisp_events_dropped_total", "counter", |s| {
-                s.counters.dropped
-            }),
-            ("wisp_events_backlog", "gauge", |s| s.backlog as u64),
-            ("wisp_events_in_flight", "gauge", |s| s.in_flight as u64),
-        ];
-        for (name, kind, get) in per_subscription {
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for t in &stats {
-                for s in &t.subscriptions {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{topic=\"{}\",function=\"{}\"}} {}",
-                        t.name,
-                        s.function,
-                        get(s)
-                    );
-                }
-            }
-        }
-        let _ = writeln!(out, "# TYPE wisp_event_store_commits_total counter");
-        let _ = writeln!(out, "wisp_event_store_commits_total {}", self.commits());
-        out
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionLabels {
+    topic: String,
+    function: String,
+}
+
+/// A series per subscription: name, help, kind, and how to read it.
+type Series = (
+    &'static str,
+    &'static str,
+    Kind,
+    fn(&SubscriptionStats) -> u64,
+);
+
+const PER_SUBSCRIPTION: [Series; 7] = [
+    (
+        "events_delivered",
+        "Delivery attempts started",
+        Kind::Counter,
+        |s| s.counters.delivered,
+    ),
+    (
+        "events_acked",
+        "Events the function acknowledged",
+        Kind::Counter,
+        |s| s.counters.acked,
+    ),
+    (
+        "events_retried",
+        "Failed attempts to be tried again",
+        Kind::Counter,
+        |s| s.counters.retried,
+    ),
+    (
+        "events_dead_lettered",
+        "Events moved to the dead-letter topic",
+        Kind::Counter,
+        |s| s.counters.dead_lettered,
+    ),
+    (
+        "events_dropped",
+        "Events given up with no dead-letter topic, or past retention",
+        Kind::Counter,
+        |s| s.counters.dropped,
+    ),
+    (
+        "events_backlog",
+        "Events not yet acknowledged",
+        Kind::Gauge,
+        |s| s.backlog as u64,
+    ),
+    (
+        "events_in_flight",
+        "Deliveries in progress",
+        Kind::Gauge,
+        |s| s.in_flight as u64,
+    ),
+];
+
+/// Registered with the process's metrics once the events machinery exists.
+pub struct EventsCollector(pub Arc<Events>);
+
+impl fmt::Debug for EventsCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventsCollector").finish_non_exhaustive()
     }
+}
 
-    /// Transactions the store committed (one fsync of its log each).
-    fn commits(&self) -> u64 {
-        self.core.store.commits()
+impl Collector for EventsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let stats = self.0.stats();
+        encode_series(
+            &mut encoder,
+            "events_published",
+            "Events published since the server started",
+            Kind::Counter,
+            stats.iter().map(|t| {
+                let topic = t.name.clone();
+                (TopicLabel { topic }, t.published)
+            }),
+        )?;
+        for (name, help, kind, get) in PER_SUBSCRIPTION {
+            let rows = stats.iter().flat_map(|t| {
+                t.subscriptions.iter().map(|s| {
+                    let labels = SubscriptionLabels {
+                        topic: t.name.clone(),
+                        function: s.function.clone(),
+                    };
+                    (labels, get(s))
+                })
+            });
+            encode_series(&mut encoder, name, help, kind, rows)?;
+        }
+        encode_value(
+            &mut encoder,
+            "event_store_commits",
+            "Transactions the event store committed (one fsync of its log each)",
+            Kind::Counter,
+            self.0.core.store.commits(),
+        )
     }
 }

@@ -12,7 +12,7 @@
 pub mod cloudevent;
 pub mod deliver;
 pub mod dispatch;
-mod metrics;
+pub mod metrics;
 pub mod publish;
 pub mod queue;
 pub mod sqlite;

@@ -5,7 +5,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Response, Uri};
@@ -13,10 +13,12 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
-use crate::invoke::{Invocation, LiveRevision, Running};
+use crate::invoke::failure::died_mid_body;
+use crate::invoke::{Failure, Invocation, LiveRevision, Running};
 use crate::logs::{Access, Entry};
 use crate::sandbox::guestlog;
 use crate::telemetry::logging::millis;
+use crate::telemetry::metrics::Outcome;
 
 pub use crate::invoke::failure::CLIENT_CLOSED;
 
@@ -38,7 +40,11 @@ pub struct AccessRecord {
     method: Method,
     uri: Uri,
     started: Instant,
+    /// Since `started`, when the response head was handed out.
+    first_byte: Option<Duration>,
     status: u16,
+    /// Wisp's refusal or kill, if the response is one.
+    failure: Option<Outcome>,
     logged: bool,
 }
 
@@ -56,9 +62,17 @@ impl AccessRecord {
             method,
             uri,
             started: Instant::now(),
+            first_byte: None,
             status: CLIENT_CLOSED,
+            failure: None,
             logged: false,
         }
+    }
+
+    /// Hands `resp`, Wisp's answer to `failure`, out (see [`Self::attach`]).
+    pub fn refuse(mut self, failure: &Failure, resp: Response<WasiBody>) -> Response<WasiBody> {
+        self.failure = Some(failure.outcome());
+        self.attach(resp, None)
     }
 
     /// Hands `resp` out with a body that logs this record when it ends;
@@ -69,6 +83,7 @@ impl AccessRecord {
         running: Option<Running>,
     ) -> Response<WasiBody> {
         self.status = resp.status().as_u16();
+        self.first_byte = Some(self.started.elapsed());
         // These responses have no body for hyper to read to its end.
         let bodiless = self.method == Method::HEAD || matches!(self.status, 204 | 304);
         resp.map(|inner| {
@@ -91,7 +106,17 @@ impl AccessRecord {
         }
         let duration = self.started.elapsed();
         let trigger = self.invocation.trigger;
-        self.live.metrics.invocation_finished(trigger, self.status);
+        let outcome = match ended {
+            Ended::ClientGone => Outcome::ClientClosed,
+            Ended::Failed => died_mid_body(&self.invocation),
+            Ended::Complete => self
+                .failure
+                .unwrap_or_else(|| Outcome::of_status(self.status)),
+        };
+        let first_byte = self.first_byte.unwrap_or(duration);
+        self.live
+            .metrics
+            .invocation_finished(trigger, outcome, first_byte, duration);
         tracing::info!(
             target: "wisp::access",
             function = %self.live.function,

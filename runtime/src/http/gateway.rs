@@ -49,7 +49,10 @@ impl Gateway {
                 set_invocation_header(&mut resp, id);
                 record.attach(resp, Some(running))
             }
-            Err(failure) => record.attach(failure_response(&live, &failure, id), None),
+            Err(failure) => {
+                let resp = failure_response(&live, &failure, id);
+                record.refuse(&failure, resp)
+            }
         }
     }
 }

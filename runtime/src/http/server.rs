@@ -28,6 +28,7 @@ use crate::config::{Manifest, default_max_connections};
 use crate::deploy::artifact::Artifacts;
 use crate::deploy::component;
 use crate::deploy::registry::Registry;
+use crate::events::metrics::EventsCollector;
 use crate::events::{Events, publish};
 use crate::http::admin::{Admin, AdminToken, Guard, Triggers, canonical_files_root};
 use crate::http::gateway::Gateway;
@@ -39,7 +40,10 @@ use crate::sandbox::guestlog;
 use crate::sandbox::outbound::internal;
 use crate::state::Services;
 use crate::store::StateDir;
+use crate::tasks::metrics::TasksCollector;
 use crate::tasks::{self, Tasks};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::pool::PoolCollector;
 
 /// Connections the admin API serves at once, apart from function traffic
 /// so a flood there cannot lock the operator out.
@@ -85,10 +89,15 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         .as_deref()
         .map(canonical_files_root)
         .transpose()?;
+    let metrics = Arc::new(Metrics::new());
+    if let Some(pool) = PoolCollector::new(&engine.engine, &settings.pool) {
+        metrics.register_collector(pool);
+    }
     let artifacts = Artifacts::new(
         engine.engine.clone(),
         settings.cache_dir().as_deref(),
         settings.cache_max_size.bytes(),
+        metrics.artifact_cache.clone(),
     )?;
     let state_path = state.as_ref().map(|s| s.root().to_path_buf());
     let logs = LogStore::open(
@@ -107,6 +116,7 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         services.clone(),
         artifacts,
         settings.keep_revisions.get(),
+        metrics.clone(),
     );
     registry.restore().await?;
     let declared: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
@@ -150,6 +160,8 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         topics: Arc::new(publish::Internal(events.clone())),
         queues: Arc::new(tasks::internal::Internal(tasks.clone())),
     }));
+    metrics.register_collector(EventsCollector(events.clone()));
+    metrics.register_collector(TasksCollector(tasks.clone()));
     events.start().await?;
     services.connect_events(events.clone());
     tasks.start();

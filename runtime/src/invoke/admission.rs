@@ -26,6 +26,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::telemetry::metrics::FunctionMetrics;
+
 /// Why a request was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejected {
@@ -62,6 +64,8 @@ pub struct Admission {
     gate: Arc<Semaphore>,
     instances: Arc<Semaphore>,
     waiting: AtomicU32,
+    /// Counts the waiting requests in the function's `queue_depth`.
+    metrics: Arc<FunctionMetrics>,
     max_queue: u32,
     queue_timeout: Duration,
     /// Bumped on every capacity change; see [`Admission::wait_for_capacity`].
@@ -77,12 +81,14 @@ impl Admission {
         concurrency: u32,
         max_queue: u32,
         queue_timeout: Duration,
+        metrics: Arc<FunctionMetrics>,
     ) -> Self {
         let in_flight = max_instances as usize * concurrency.max(1) as usize;
         Admission {
             gate: Arc::new(Semaphore::new(in_flight)),
             instances: Arc::new(Semaphore::new(max_instances as usize)),
             waiting: AtomicU32::new(0),
+            metrics,
             max_queue,
             queue_timeout,
             generation: AtomicU64::new(0),
@@ -108,8 +114,10 @@ impl Admission {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(Rejected::QueueFull);
         }
+        self.metrics.queued(true);
         let waited = tokio::time::timeout_at(deadline, self.gate.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.queued(false);
         match waited {
             Ok(Ok(permit)) => Ok(permit),
             // The semaphore is never closed; treat it like a timeout anyway.
@@ -173,13 +181,16 @@ mod tests {
 
     #[tokio::test]
     async fn queue_is_bounded_and_times_out() {
-        let gate = Admission::new(1, 1, 1, Duration::from_millis(50));
+        let gate = Admission::new(1, 1, 1, Duration::from_millis(50), Arc::default());
         let held = gate.admit(soon(50)).await.unwrap();
         let waiter = gate.admit(soon(50));
         let (waited, rejected) = tokio::join!(waiter, async {
             tokio::task::yield_now().await;
+            // The first waiter counts in the queue depth while it waits.
+            assert_eq!(gate.metrics.snapshot().queue_depth, 1);
             gate.admit(soon(50)).await
         });
+        assert_eq!(gate.metrics.snapshot().queue_depth, 0);
         assert_eq!(rejected.unwrap_err(), Rejected::QueueFull);
         assert_eq!(waited.unwrap_err(), Rejected::QueueTimeout);
         drop(held);
@@ -188,7 +199,13 @@ mod tests {
 
     #[tokio::test]
     async fn waiters_are_served_in_arrival_order() {
-        let gate = Arc::new(Admission::new(1, 1, 10, Duration::from_secs(10)));
+        let gate = Arc::new(Admission::new(
+            1,
+            1,
+            10,
+            Duration::from_secs(10),
+            Arc::default(),
+        ));
         let held = gate.admit(soon(1000)).await.unwrap();
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
@@ -213,7 +230,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrency_multiplies_the_gate_not_the_instances() {
-        let gate = Admission::new(2, 3, 0, Duration::from_millis(10));
+        let gate = Admission::new(2, 3, 0, Duration::from_millis(10), Arc::default());
         let admitted: Vec<_> = futures::future::join_all((0..6).map(|_| gate.admit(soon(10))))
             .await
             .into_iter()
@@ -227,7 +244,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_wakes_bounced_requests_and_none_is_missed() {
-        let gate = Arc::new(Admission::new(1, 1, 0, Duration::from_secs(1)));
+        let gate = Arc::new(Admission::new(
+            1,
+            1,
+            0,
+            Duration::from_secs(1),
+            Arc::default(),
+        ));
         // A change after the generation was read returns at once.
         let since = gate.generation();
         gate.capacity_changed();

@@ -10,10 +10,12 @@ use http::Request;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::WasiBody;
 
+use crate::invoke::failure::died_mid_body;
 use crate::invoke::{self, BodyLimits, Failure, LiveRevision};
 use crate::logs::{Access, Entry};
 use crate::sandbox::guestlog;
 use crate::telemetry::ids::Trigger;
+use crate::telemetry::metrics::Outcome as Counted;
 
 /// What an attempt means for whoever retries it.
 #[derive(Debug, PartialEq)]
@@ -47,15 +49,18 @@ pub async fn call(
     let invocation = invoke::start(trigger);
     let started = Instant::now();
     live.metrics.invocation_started(trigger);
+    let mut first_byte = None;
     let run = async {
         let (response, running) = invoke::invoke(live, invocation.clone(), bodies, request).await?;
+        first_byte = Some(started.elapsed());
         let status = response.status().as_u16();
         // The guest may still be writing; its work is over when the body is.
         let complete = response.into_body().collect().await.is_ok();
         running.finish();
         Ok::<_, Failure>((status, complete))
     };
-    let (status, outcome) = match tokio::time::timeout(deadline.limit, run).await {
+    let ended = tokio::time::timeout(deadline.limit, run).await;
+    let (status, outcome, counted) = match ended {
         Err(_) => (
             504,
             Outcome::Failed(format!(
@@ -63,14 +68,22 @@ pub async fn call(
                 deadline.setting,
                 humantime::format_duration(deadline.limit)
             )),
+            Counted::TimedOut,
         ),
-        Ok(Err(failure)) if failure.is_back_pressure() => {
-            (failure.status(), Outcome::BackPressure(failure.to_string()))
-        }
-        Ok(Err(failure)) => (failure.status(), Outcome::Failed(failure.to_string())),
+        Ok(Err(failure)) if failure.is_back_pressure() => (
+            failure.status(),
+            Outcome::BackPressure(failure.to_string()),
+            failure.outcome(),
+        ),
+        Ok(Err(failure)) => (
+            failure.status(),
+            Outcome::Failed(failure.to_string()),
+            failure.outcome(),
+        ),
         Ok(Ok((status, false))) => (
             status,
             Outcome::Failed(format!("status {status}, then the response body failed")),
+            died_mid_body(&invocation),
         ),
         Ok(Ok((status, true))) => (
             status,
@@ -79,10 +92,13 @@ pub async fn call(
                 429 | 503 => Outcome::BackPressure(format!("the function answered {status}")),
                 _ => Outcome::Failed(format!("the function answered {status}")),
             },
+            Counted::of_status(status),
         ),
     };
-    live.metrics.invocation_finished(trigger, status);
-    let duration_ms = crate::telemetry::logging::millis(started.elapsed());
+    let duration = started.elapsed();
+    live.metrics
+        .invocation_finished(trigger, counted, first_byte.unwrap_or(duration), duration);
+    let duration_ms = crate::telemetry::logging::millis(duration);
     tracing::info!(
         target: "wisp::access",
         function = %live.function,

@@ -170,7 +170,7 @@ pub async fn serve(
     invocation.started_on(&tag);
     let host = Host::command(&cgi.host, tag, live.metrics.clone(), stdio)
         .map_err(|e| Failure::StartFailed(format!("{e:#}")))?;
-    live.metrics.instance_created();
+    live.metrics.instance_created(false);
     let (engine, pre, metrics, timeout) = (
         cgi.engine.clone(),
         cgi.pre.clone(),

@@ -12,6 +12,7 @@ use crate::config::{ByteSize, Span};
 use crate::invoke::admission::Rejected;
 use crate::invoke::invocation::Invocation;
 use crate::invoke::revision::LiveRevision;
+use crate::telemetry::metrics::Outcome;
 
 /// Why an invocation produced no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +119,28 @@ impl Failure {
         }
     }
 
+    /// How metrics count it: Wisp's refusals and the limits it enforces by
+    /// name, the rest by the class of [`Failure::status`].
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Failure::BodyTooLarge(_) => Outcome::TooLarge,
+            Failure::AtCapacity(_) => Outcome::TooManyRequests,
+            Failure::PoolExhausted | Failure::BodyBufferFull(_) => Outcome::Unavailable,
+            Failure::TimedOut(_) => Outcome::TimedOut,
+            Failure::CpuLimit(_) => Outcome::CpuTime,
+            Failure::MemoryLimit(_) => Outcome::Memory,
+            // A guest that traps before answering is often seen first as
+            // one that returned without a response.
+            Failure::Trapped(_) | Failure::NoResponse => Outcome::Trap,
+            Failure::Cancelled => Outcome::ClientClosed,
+            Failure::NotFound
+            | Failure::BadBody(_)
+            | Failure::BodyTimeout(_)
+            | Failure::StartFailed(_)
+            | Failure::CommandFailed(_) => Outcome::of_status(self.status()),
+        }
+    }
+
     /// Wisp was too busy to run it: not the guest's failure, worth a
     /// retry later.
     pub fn is_back_pressure(&self) -> bool {
@@ -145,6 +168,21 @@ pub fn handed_back(
     }
     let e = error.downcast::<InstantiationError<Arc<Invocation>>>()?;
     Ok(e.request.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// How metrics count an invocation whose instance died after the response
+/// head was sent (the body broke off): by the limit that killed it, else a
+/// trap.
+pub fn died_mid_body(invocation: &Invocation) -> Outcome {
+    if invocation.cpu_exceeded() {
+        Outcome::CpuTime
+    } else if invocation.timed_out() {
+        Outcome::TimedOut
+    } else if invocation.memory_exceeded() {
+        Outcome::Memory
+    } else {
+        Outcome::Trap
+    }
 }
 
 /// Names how `invocation` ended, from what `ProxyHandler` returned and what

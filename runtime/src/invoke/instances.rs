@@ -40,6 +40,15 @@ pub struct Reuse {
     pub min_instances: usize,
 }
 
+/// How a revision's instances are made and kept.
+#[derive(Clone, Copy, Debug)]
+pub struct Making {
+    /// `None`: a fresh instance per invocation.
+    pub reuse: Option<Reuse>,
+    /// From a pre-initialized snapshot (counted in metrics).
+    pub snapshotted: bool,
+}
+
 /// Process-wide instance ids.
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
 
@@ -67,6 +76,7 @@ pub struct Instances {
     pub metrics: Arc<FunctionMetrics>,
     /// `None`: a fresh instance per invocation.
     pub reuse: Option<Reuse>,
+    snapshotted: bool,
     live: AtomicUsize,
     /// The stash; `None` once retired, so nothing can be put back.
     ready: Mutex<Option<Vec<Ready>>>,
@@ -82,7 +92,7 @@ impl Instances {
         timeout: Duration,
         admission: Admission,
         metrics: Arc<FunctionMetrics>,
-        reuse: Option<Reuse>,
+        making: Making,
     ) -> Arc<Self> {
         let instances = Arc::new(Instances {
             engine,
@@ -91,7 +101,8 @@ impl Instances {
             timeout,
             admission,
             metrics,
-            reuse,
+            reuse: making.reuse,
+            snapshotted: making.snapshotted,
             live: AtomicUsize::new(0),
             ready: Mutex::new(Some(Vec::new())),
             replenishing: AtomicBool::new(false),
@@ -130,7 +141,7 @@ impl Instances {
         );
         let proxy = self.pre.instantiate_async(&mut store).await?;
         self.live.fetch_add(1, Ordering::Relaxed);
-        self.metrics.instance_created();
+        self.metrics.instance_created(self.snapshotted);
         let live = LiveGuard {
             instances: self.clone(),
             slot: Some(slot),

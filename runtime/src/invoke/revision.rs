@@ -12,7 +12,7 @@ use wasmtime_wasi_http::handler::{ProxyHandler, ProxyPre};
 use crate::config::{DEFAULT_IDLE_TIMEOUT, FunctionSpec, Isolation};
 use crate::invoke::admission::Admission;
 use crate::invoke::cgi::Cgi;
-use crate::invoke::instances::{Instances, Reuse};
+use crate::invoke::instances::{Instances, Making, Reuse};
 use crate::invoke::worker::Workers;
 use crate::sandbox::host::{Host, HostConfig};
 use crate::telemetry::metrics::FunctionMetrics;
@@ -62,8 +62,13 @@ impl LiveRevision {
         let pre = match loaded.pre {
             Entry::Proxy(pre) => pre,
             Entry::Command(pre) => {
-                let admission =
-                    Admission::new(spec.max_instances, 1, spec.max_queue, spec.queue_timeout.0);
+                let admission = Admission::new(
+                    spec.max_instances,
+                    1,
+                    spec.max_queue,
+                    spec.queue_timeout.0,
+                    metrics.clone(),
+                );
                 return Ok(Arc::new(LiveRevision {
                     function: loaded.host.function.clone(),
                     number,
@@ -104,6 +109,7 @@ impl LiveRevision {
             reuse.map_or(1, |r| r.concurrency as u32),
             spec.max_queue,
             spec.queue_timeout.0,
+            metrics.clone(),
         );
         let instances = Instances::new(
             loaded.engine,
@@ -112,7 +118,10 @@ impl LiveRevision {
             spec.timeout.0,
             admission,
             metrics.clone(),
-            reuse,
+            Making {
+                reuse,
+                snapshotted: loaded.snapshotted,
+            },
         );
         Ok(Arc::new(LiveRevision {
             function,

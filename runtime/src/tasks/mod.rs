@@ -10,6 +10,7 @@
 
 pub mod dispatch;
 pub mod internal;
+pub mod metrics;
 pub mod schedule;
 pub mod store;
 pub mod task;

@@ -21,7 +21,7 @@ use crate::logs::LogStore;
 use crate::state::Services;
 use crate::store::Revision;
 use crate::tasks::Tasks;
-use crate::telemetry::metrics::prometheus;
+use crate::telemetry::metrics::CONTENT_TYPE;
 
 mod guard;
 mod jobs;
@@ -123,10 +123,10 @@ impl Admin {
         match (method, segments.as_slice()) {
             (&Method::GET, ["healthz"]) => Ok(self.health()),
             (&Method::GET, ["metrics"]) => {
-                let metrics = self.registry.metrics();
-                let mut text = prometheus(metrics.iter().map(|(n, m)| (n.as_str(), &**m)));
-                text.push_str(&self.events.prometheus());
-                Ok(plain(StatusCode::OK, text))
+                let mut resp = plain(StatusCode::OK, self.registry.telemetry().encode());
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+                Ok(resp)
             }
             (&Method::POST, ["v1", "components"]) => self.upload(req).await,
             (&Method::GET, ["v1", "functions"]) => {
