@@ -151,3 +151,93 @@ async fn relay_batch(db: &Database, link: &EventsLink) -> Result<usize> {
         None => Ok(rows.len()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::state::events::{Publish, PublishError, StoreKind};
+    use crate::state::keyvalue::sqlite;
+
+    /// Collects what the relay publishes; refuses everything while `down`.
+    #[derive(Default)]
+    struct Collect {
+        seen: Mutex<Vec<(String, String)>>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl Publish for Collect {
+        async fn publish(&self, topic: &str, events: Vec<CloudEvent>) -> Result<(), PublishError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(PublishError {
+                    message: "the event store is down".into(),
+                    lasting: false,
+                });
+            }
+            let mut seen = self.seen.lock().unwrap();
+            seen.extend(
+                events
+                    .iter()
+                    .map(|e| (topic.to_string(), e.id().to_string())),
+            );
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn what_a_crash_left_is_relayed_once_at_start_with_its_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(sqlite::FILE);
+        let link = EventsLink::default();
+        let events = StoreEvents::new("a", "t", StoreKind::KeyValue, link.clone());
+        let wake = Arc::new(Notify::new());
+        // Written, never relayed: the server died before its relay ran.
+        let recorded: Vec<String> = {
+            let db = sqlite::open(&path).unwrap();
+            let store = sqlite::store(&db, "a", Some(Outbox::new(events.clone(), wake.clone())));
+            for i in 0..3 {
+                store.set(&format!("k{i}"), b"v".to_vec()).await.unwrap();
+            }
+            db.read(|c| {
+                c.prepare("SELECT event FROM kv_events ORDER BY seq")?
+                    .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+                    .map(|e| {
+                        Ok(serde_json::from_slice::<CloudEvent>(&e?)
+                            .unwrap()
+                            .id()
+                            .into())
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap()
+        };
+        assert_eq!(recorded.len(), 3);
+
+        let db = sqlite::open(&path).unwrap();
+        let collect = Arc::new(Collect::default());
+        link.connect(collect.clone());
+        collect
+            .down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            relay_batch(&db, &link).await.is_err(),
+            "kept while the store is down"
+        );
+        collect
+            .down
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(relay_batch(&db, &link).await.unwrap(), 3);
+        assert_eq!(relay_batch(&db, &link).await.unwrap(), 0, "moved once");
+        let seen = collect.seen.lock().unwrap().clone();
+        let expected: Vec<(String, String)> = recorded
+            .into_iter()
+            .map(|id| ("t".to_string(), id))
+            .collect();
+        assert_eq!(seen, expected);
+    }
+}
