@@ -131,7 +131,13 @@ mod tests {
 
     async fn snapshot_of(bytes: &[u8], timeout: Duration) -> Result<Arc<[u8]>> {
         let engine = WispEngine::for_tests();
-        let artifacts = Artifacts::new(engine.engine.clone(), None, 1 << 30)?;
+        let metrics = crate::telemetry::metrics::Metrics::new();
+        let artifacts = Artifacts::new(
+            engine.engine.clone(),
+            None,
+            1 << 30,
+            metrics.artifact_cache.clone(),
+        )?;
         let host = HostConfig::bare("t", &engine, 1 << 26);
         let (env, dirs) = (BTreeMap::new(), BTreeMap::new());
         let init = Init {
