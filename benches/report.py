@@ -16,7 +16,9 @@ first. Sections:
      (events.py): events/s end to end, publish → ack latency, fsyncs/event;
   7. task queues: tasks added over the admin API and completed by a queue's
      function (tasks.py): tasks/s at an unlimited rate, and the observed
-     dispatch rate against the configured one at 5, 50 and 500 per second.
+     dispatch rate against the configured one at 5, 50 and 500 per second;
+  8. key-value: get/set/increment latency timed inside a guest, embedded
+     (SQLite) store against a local `redis-server` (keyvalue.py).
 
 Every figure is the median of several runs. The machine is shared and
 noisy, so the ratios between servers measured in the same run are the
@@ -41,6 +43,7 @@ import time
 from pathlib import Path
 
 import events
+import keyvalue
 import sections
 import tasks
 
@@ -484,7 +487,7 @@ def chart(res, agg, path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short runs, to check that everything works")
-    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="sections to run, e.g. 2,3")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8", help="sections to run, e.g. 2,3")
     ap.add_argument("--runs", type=int, help="runs per measurement (default 3; cold start 10 for hello)")
     ap.add_argument("--http-guests", default=",".join(sections.HTTP_GROUPS),
                     help="guests of section 2, from: " + ", ".join(sections.HTTP_GROUPS))
@@ -509,7 +512,7 @@ def main():
 
     runs = args.runs or (1 if args.quick else 3)
     res = {"inprocess": [], "inprocess_derived": [], "http": {}, "cold": {}, "density": None, "noisy": {},
-           "events": None, "tasks": None}
+           "events": None, "tasks": None, "keyvalue": None}
     started = time.monotonic()
     ctx = sections.Context(tools=tools, env=env, scratch=scratch, quick=args.quick, runs=runs, log=log)
     try:
@@ -531,19 +534,23 @@ def main():
             res["events"] = events.events(ctx)
         if 7 in only:
             res["tasks"] = tasks.tasks(ctx)
+        if 8 in only:
+            res["keyvalue"] = keyvalue.keyvalue(ctx)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     elapsed = time.monotonic() - started
 
     agg, noisy = http_agg(res), noisy_agg(res)
     rows = (inprocess_rows(res) + http_rows(agg) + cold_rows(res) + density_rows(res) + noisy_rows(noisy)
-            + events.rows(res["events"]) + tasks.rows(res["tasks"]))
+            + events.rows(res["events"]) + tasks.rows(res["tasks"]) + keyvalue.rows(res["keyvalue"]))
     text = table(rows)
     if tables := noisy_tables(noisy):
         text += "\n\n" + tables
     if tables := events.table(res["events"]):
         text += "\n\n" + tables
     if tables := tasks.table(res["tasks"]):
+        text += "\n\n" + tables
+    if tables := keyvalue.table(res["keyvalue"]):
         text += "\n\n" + tables
     print("## Results\n")
     print(text)

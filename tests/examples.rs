@@ -125,6 +125,11 @@ async fn plain_examples() {
     // `counter` key-value store.
     assert_eq!(get(&format!("{u}/visits")).await, (200, "1\n".into()));
     assert_eq!(get(&format!("{u}/visits")).await, (200, "2\n".into()));
+    // Each visit changed the store, and its storage event reached visit-log.
+    wisp.wait_for_log_count(
+        "source=//wisp/stores/counter type=dev.wisp.kv.key.updated data={\"key\":\"visits\"",
+        2,
+    );
     assert_eq!(
         get(&format!("{u}/slow?ms=20")).await,
         (200, "slept 20 ms\n".into())

@@ -6,9 +6,12 @@
  * under any CGI web server.
  *
  *   PATH_INFO=/env    lists the CGI variables it was given
+ *   PATH_INFO=/tmp    writes, appends to, reads back and removes /tmp/c.txt
+ *                     (the run's own in-memory /tmp) with stdio
  *   anything else     "Hello from C CGI, world! METHOD PATH_INFO?QUERY";
  *                     a POST's body (CONTENT_LENGTH bytes of stdin) follows
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,31 @@ static const char *const cgi_vars[] = {
     "REMOTE_ADDR",       "HTTP_HOST",       "HTTP_USER_AGENT",
 };
 
+/* Writes, appends, reads back and removes a file in /tmp; says how far it got. */
+static void exercise_tmp(void) {
+  const char *file = "/tmp/c.txt";
+  FILE *f = fopen(file, "w");
+  if (!f || fputs("written by C", f) < 0 || fclose(f) != 0) {
+    printf("write failed: %s\n", strerror(errno));
+    return;
+  }
+  f = fopen(file, "a");
+  if (!f || fputs(", appended", f) < 0 || fclose(f) != 0) {
+    printf("append failed: %s\n", strerror(errno));
+    return;
+  }
+  char text[64] = {0};
+  f = fopen(file, "r");
+  if (!f) {
+    printf("read failed: %s\n", strerror(errno));
+    return;
+  }
+  fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  printf("read back from %s: %s\n", file, text);
+  printf("removed: %s\n", remove(file) == 0 ? "yes" : strerror(errno));
+}
+
 int main(void) {
   const char *method = var("REQUEST_METHOD");
   const char *path = var("PATH_INFO");
@@ -34,6 +62,10 @@ int main(void) {
     for (size_t i = 0; i < sizeof cgi_vars / sizeof cgi_vars[0]; i++) {
       printf("%s=%s\n", cgi_vars[i], var(cgi_vars[i]));
     }
+    return 0;
+  }
+  if (strcmp(path, "/tmp") == 0) {
+    exercise_tmp();
     return 0;
   }
 

@@ -26,6 +26,8 @@
 //!   live revisions and routes.
 //! - [`state`]: state for guests through WASI: wasi:keyvalue stores
 //!   (SQLite embedded, Redis), wasi:config values and secrets.
+//! - [`logs`]: the per-function log store (guest output and access records)
+//!   behind `wisp logs`.
 //! - [`store`]: the state directory (components, revision histories).
 //! - [`telemetry`]: ids and trigger kinds, logging, metrics.
 
@@ -36,6 +38,7 @@ pub mod events;
 pub mod http;
 pub mod invoke;
 pub mod jobs;
+pub mod logs;
 pub mod sandbox;
 pub mod state;
 pub mod store;

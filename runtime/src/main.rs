@@ -5,7 +5,10 @@ use wisp::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    wisp::telemetry::logging::init_logging();
+    if let Err(e) = wisp::telemetry::logging::init_logging() {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -2,6 +2,8 @@
 //! ephemeral loopback port, and talks to it over real sockets.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -8,6 +8,7 @@
 //! | `/missing` | `Status: 404 Not Found`, `no such page: /missing` |
 //! | `/stream` | five lines, 100 ms apart, each flushed as it is written |
 //! | `/crash` | nothing: exits 3 before any header (Wisp answers 502) |
+//! | `/tmp` | a `POST`'s body is written to `/tmp/body` (the run's in-memory `/tmp`); answers `read back from /tmp/body: ` and what the file holds (nothing when there is no such file) |
 //! | anything else | `hello from CGI: METHOD PATH_INFO?QUERY`; a `POST`'s body is echoed after it |
 
 use std::io::{self, Read, Write};
@@ -36,6 +37,16 @@ fn main() -> io::Result<()> {
         "/crash" => {
             eprintln!("cgi-hello: crashing before any header, as /crash asks");
             exit(3);
+        }
+        "/tmp" => {
+            if method == "POST" {
+                let mut body = Vec::new();
+                io::stdin().lock().read_to_end(&mut body)?;
+                std::fs::write("/tmp/body", body)?;
+            }
+            let kept = std::fs::read_to_string("/tmp/body").unwrap_or_default();
+            write!(out, "Content-Type: text/plain\r\n\r\n")?;
+            writeln!(out, "read back from /tmp/body: {kept}")?;
         }
         "/missing" => {
             write!(

@@ -3,7 +3,7 @@
 //! from the query.
 //!
 //! - `incr`: `wisp_sdk::kv` increment of `key` by 1 → the new value
-//! - `set` (body = value), `get` → the value or 404
+//! - `set` (body = value), `get` → the value or 404; `delete` → `ok`
 //! - `open`: opens `store` with both drafts → `opened`, or 403 naming the
 //!   error each draft returned
 //! - `suite`: every call of both wasi:keyvalue drafts against `store`, on
@@ -11,6 +11,9 @@
 //! - `config` / `config-draft` (`key`): wasi:config rc.1 (the SDK) / Spin's
 //!   draft → the value or 404; `config-all` → `k=v` lines
 //! - `print-config` (`key`): prints the value to stdout → `printed`
+//! - `bench` (`op` = set|get|incr, `n`, `prefix`): `n` calls on keys
+//!   `{prefix}-0…`, each timed inside the guest → one nanosecond figure per
+//!   line (benches/keyvalue.py)
 
 #[cfg(target_arch = "wasm32")]
 mod bindings {
@@ -47,6 +50,10 @@ fn handle(mut req: Request) -> Response {
                 .map(|()| Response::text("ok\n"))
                 .map_err(|e| e.to_string())
         }
+        "delete" => kv::open(&store)
+            .and_then(|s| s.delete(&key))
+            .map(|()| Response::text("ok\n"))
+            .map_err(|e| e.to_string()),
         "get" => kv::open(&store)
             .and_then(|s| s.get(&key))
             .map(|v| match v {
@@ -55,6 +62,12 @@ fn handle(mut req: Request) -> Response {
             })
             .map_err(|e| e.to_string()),
         "open" => Ok(open(&store)),
+        "bench" => bench(
+            &store,
+            &param(&req, "op"),
+            &param(&req, "n"),
+            &param(&req, "prefix"),
+        ),
         "suite" => run_suite(&store, &param(&req, "prefix")),
         "config" => wisp_sdk::config::get(&key)
             .map(found)
@@ -75,6 +88,29 @@ fn handle(mut req: Request) -> Response {
         _ => Ok(Response::text("unknown probe\n").with_status(404)),
     };
     outcome.unwrap_or_else(|e| Response::text(format!("{e}\n")).with_status(500))
+}
+
+/// Times `n` calls of `op`, each on its own key (`get` reads what a `set`
+/// run wrote; `incr` bumps one counter).
+fn bench(store: &str, op: &str, n: &str, prefix: &str) -> Result<Response, String> {
+    let n: usize = n.parse().map_err(|_| format!("n=`{n}` is not a count"))?;
+    let store = kv::open(store).map_err(|e| e.to_string())?;
+    let value = [b'v'; 64];
+    let mut lines = String::new();
+    for i in 0..n {
+        let key = format!("{prefix}-{i}");
+        let started = std::time::Instant::now();
+        let done = match op {
+            "set" => store.set(&key, value),
+            "get" => store.get(&key).map(drop),
+            "incr" => store.increment(prefix, 1).map(drop),
+            _ => return Err(format!("op=`{op}`: use set, get or incr")),
+        };
+        let took = started.elapsed();
+        done.map_err(|e| e.to_string())?;
+        lines.push_str(&format!("{}\n", took.as_nanos()));
+    }
+    Ok(Response::text(lines))
 }
 
 fn found(value: Option<String>) -> Response {

@@ -4,6 +4,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
@@ -83,6 +84,36 @@ pub async fn send(
     content_type: &'static str,
     body: Vec<u8>,
 ) -> Result<Value> {
+    let body = request(admin, method, path, content_type, body)
+        .await?
+        .collect()
+        .await?
+        .to_bytes();
+    Ok(json_or_text(&body))
+}
+
+/// A GET whose answer is read as it comes (`wisp logs --follow`).
+pub async fn stream(admin: &Target, path: &str) -> Result<Incoming> {
+    request(admin, Method::GET, path, "application/json", Vec::new()).await
+}
+
+fn json_or_text(body: &[u8]) -> Value {
+    if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).unwrap_or(Value::String(String::from_utf8_lossy(body).into()))
+    }
+}
+
+/// Sends the request; a non-2xx answer becomes an error carrying its
+/// message.
+async fn request(
+    admin: &Target,
+    method: Method,
+    path: &str,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Result<Incoming> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let url = format!("{}{path}", admin.url);
     let mut req = Request::builder()
@@ -99,31 +130,25 @@ pub async fn send(
         format!("could not reach the admin API at {}; is `wisp up` running with [server] admin set? (--admin or WISP_ADMIN choose the address)", admin.url)
     })?;
     let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
-    let value: Value = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()))
-    };
-    if !status.is_success() {
-        let message = value
-            .get("error")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| value.to_string());
-        let found = match (status.as_u16(), &admin.authorization) {
-            (401, Some(_)) => format!("; the CLI sent the token from {}", admin.token_source),
-            (401, None) => format!("; the CLI found no token in {}", admin.token_source),
-            _ => String::new(),
-        };
-        bail!(
-            "{} {}: {message}{found}",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        );
+    if status.is_success() {
+        return Ok(resp.into_body());
     }
-    Ok(value)
+    let value = json_or_text(&resp.into_body().collect().await?.to_bytes());
+    let message = value
+        .get("error")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| value.to_string());
+    let found = match (status.as_u16(), &admin.authorization) {
+        (401, Some(_)) => format!("; the CLI sent the token from {}", admin.token_source),
+        (401, None) => format!("; the CLI found no token in {}", admin.token_source),
+        _ => String::new(),
+    };
+    bail!(
+        "{} {}: {message}{found}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
 }
 
 /// Uploads the component, then deploys `spec` pointing at it.

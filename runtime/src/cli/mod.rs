@@ -18,6 +18,7 @@ mod client;
 mod events;
 mod jobs;
 mod kv;
+mod logs;
 mod tasks;
 
 /// Wisp: serve WebAssembly HTTP functions, each request in a fresh instance.
@@ -52,6 +53,8 @@ pub enum Command {
     Jobs(jobs::JobsArgs),
     /// Read and write the key-value stores.
     Kv(kv::KvArgs),
+    /// A function's guest output and access records: query or follow them.
+    Logs(logs::LogsArgs),
 }
 
 #[derive(Args)]
@@ -90,6 +93,13 @@ pub struct ServeArgs {
     /// out first ([server] cache_max_size).
     #[arg(long, default_value = "2Gi")]
     pub cache_max_size: ByteSize,
+    /// Guest output and access records kept per function for `wisp logs`
+    /// ([server] logs_max_bytes).
+    #[arg(long, default_value = "16Mi")]
+    pub logs_max_bytes: ByteSize,
+    /// How long log records are kept at most ([server] logs_max_age).
+    #[arg(long, default_value = "24h")]
+    pub logs_max_age: Span,
     /// Function name used in logs and metrics [default: the file's stem].
     #[arg(long)]
     pub name: Option<String>,
@@ -331,6 +341,8 @@ impl Cli {
                     cache_dir: args.cache_dir,
                     keep_revisions: args.keep_revisions,
                     cache_max_size: args.cache_max_size,
+                    logs_max_bytes: args.logs_max_bytes,
+                    logs_max_age: args.logs_max_age,
                     shutdown_grace: args.shutdown_grace,
                     pool,
                     ..ServerSettings::default()
@@ -353,6 +365,7 @@ impl Cli {
             Command::Schedules(args) => tasks::schedules(args).await,
             Command::Jobs(args) => jobs::jobs(args).await,
             Command::Kv(args) => kv::kv(args).await,
+            Command::Logs(args) => logs::logs(args).await,
         }
     }
 }

@@ -98,7 +98,7 @@ impl JobSpec {
                 format!("{} is below one Wasm page (64Ki)", self.memory),
             ));
         }
-        Ok(())
+        crate::config::spec::validate_dirs(&self.dirs)
     }
 }
 

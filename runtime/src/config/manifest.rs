@@ -198,7 +198,7 @@ impl Manifest {
         };
         let base = path.parent().unwrap_or(Path::new("."));
         let topics = check_topics(&src, doc.topics)?;
-        let state = check_state(&src, base, doc.stores, doc.secrets)?;
+        let state = check_state(&src, base, doc.stores, doc.secrets, &topics)?;
 
         let mut names = HashMap::new();
         let mut routes = HashMap::new();
@@ -403,12 +403,24 @@ fn check_state(
     base: &Path,
     stores: Vec<StoreSpec>,
     mut secrets: Vec<SecretSpec>,
+    topics: &[TopicSpec],
 ) -> Result<StateSpec> {
     let mut names = HashMap::new();
     for (i, store) in stores.iter().enumerate() {
         store
             .validate()
             .map_err(|(key, msg)| src.error_in(Kind::Store, i, key, &store.name, &msg))?;
+        if let Some(topic) = &store.events
+            && !topics.iter().any(|t| &t.name == topic)
+        {
+            return Err(src.error_in(
+                Kind::Store,
+                i,
+                "events",
+                &store.name,
+                &no_topic(topic, topics),
+            ));
+        }
         if let Some(first) = names.insert(store.name.as_str(), i) {
             return Err(src.error_in(
                 Kind::Store,
@@ -438,6 +450,19 @@ fn check_state(
     Ok(StateSpec { stores, secrets })
 }
 
+/// The refusal of a topic name that is not declared.
+fn no_topic(name: &str, topics: &[TopicSpec]) -> String {
+    let declared: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+    format!(
+        "no topic `{name}`; declare it with a [[topic]] table (declared: {})",
+        if declared.is_empty() {
+            "none".to_string()
+        } else {
+            declared.join(", ")
+        }
+    )
+}
+
 /// Every topic a function names (subscribes to, dead-letters to, publishes
 /// to) must be declared.
 pub fn check_topic_names(
@@ -445,17 +470,7 @@ pub fn check_topic_names(
     topics: &[TopicSpec],
 ) -> Result<(), (&'static str, String)> {
     let known = |name: &str| topics.iter().any(|t| t.name == name);
-    let missing = |name: &str| {
-        let declared: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
-        format!(
-            "no topic `{name}`; declare it with a [[topic]] table (declared: {})",
-            if declared.is_empty() {
-                "none".to_string()
-            } else {
-                declared.join(", ")
-            }
-        )
-    };
+    let missing = |name: &str| no_topic(name, topics);
     if let Some(trigger) = &spec.trigger {
         if !known(&trigger.topic) {
             return Err(("topic", missing(&trigger.topic)));

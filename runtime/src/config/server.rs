@@ -51,6 +51,13 @@ pub struct ServerSettings {
     /// entries are evicted first.
     #[serde(default = "default_cache_max_size")]
     pub cache_max_size: ByteSize,
+    /// Guest output and access records kept per function for `wisp logs`;
+    /// the oldest go first.
+    #[serde(default = "default_logs_max_bytes")]
+    pub logs_max_bytes: ByteSize,
+    /// How long a function's log records are kept at most.
+    #[serde(default = "default_logs_max_age")]
+    pub logs_max_age: Span,
     /// How long in-flight requests may run after SIGTERM/SIGINT.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: Span,
@@ -87,6 +94,14 @@ fn default_keep_revisions() -> NonZeroUsize {
 
 fn default_cache_max_size() -> ByteSize {
     ByteSize(2 << 30)
+}
+
+fn default_logs_max_bytes() -> ByteSize {
+    ByteSize::mib(16)
+}
+
+fn default_logs_max_age() -> Span {
+    Span(Duration::from_secs(24 * 3600))
 }
 
 fn default_shutdown_grace() -> Span {
@@ -128,6 +143,8 @@ impl Default for ServerSettings {
             cache_dir: None,
             keep_revisions: default_keep_revisions(),
             cache_max_size: default_cache_max_size(),
+            logs_max_bytes: default_logs_max_bytes(),
+            logs_max_age: default_logs_max_age(),
             shutdown_grace: default_shutdown_grace(),
             max_connections: None,
             request_body_timeout: default_request_body_timeout(),

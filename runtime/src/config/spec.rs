@@ -337,18 +337,43 @@ impl FunctionSpec {
                 return Err(("env", format!("invalid variable name `{key}`")));
             }
         }
-        for (guest, host) in &self.dirs {
-            if !guest.starts_with('/') || host.is_empty() {
-                return Err((
-                    "dirs",
-                    format!(
-                        "`{guest}` = `{host}`: map an absolute guest path to a host directory, like {{ \"/static\" = \"public\" }}"
-                    ),
-                ));
-            }
-        }
+        validate_dirs(&self.dirs)?;
         AllowedHosts::parse(&self.allowed_outbound_hosts).map_err(|e| ("allowed_outbound_hosts", e))
     }
+}
+
+/// `dirs` of a function or a job: absolute guest paths to host directories,
+/// none of them in `/tmp`, which is each instance's own (`sandbox::tmpfs`).
+pub fn validate_dirs(dirs: &BTreeMap<String, String>) -> Result<(), (&'static str, String)> {
+    for (guest, host) in dirs {
+        if !guest.starts_with('/') || host.is_empty() {
+            return Err((
+                "dirs",
+                format!(
+                    "`{guest}` = `{host}`: map an absolute guest path to a host directory, like {{ \"/static\" = \"public\" }}"
+                ),
+            ));
+        }
+        let mut parts: Vec<&str> = Vec::new();
+        for part in guest.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                part => parts.push(part),
+            }
+        }
+        if parts.first() == Some(&"tmp") {
+            return Err((
+                "dirs",
+                format!(
+                    "`{guest}` = `{host}`: /tmp is each instance's own in-memory directory; map the host directory elsewhere, like {{ \"/data\" = \"{host}\" }}"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl FunctionSpec {

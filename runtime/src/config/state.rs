@@ -23,6 +23,10 @@ pub struct StoreSpec {
     /// Where the data lives [default: embedded, in `state_dir`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<BackendSpec>,
+    /// A declared `[[topic]]` that receives a CloudEvent for every change
+    /// to the store (`dev.wisp.kv.key.updated` / `.deleted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<String>,
 }
 
 /// An external backend for a store.
@@ -39,6 +43,7 @@ impl StoreSpec {
             name: name.into(),
             kind: "keyvalue".into(),
             backend: None,
+            events: None,
         }
     }
 

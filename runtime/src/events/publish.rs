@@ -147,3 +147,21 @@ impl Service for Internal {
         })
     }
 }
+
+/// Stores' change events enter the events machinery like any publish.
+#[async_trait::async_trait]
+impl crate::state::events::Publish for Events {
+    async fn publish(
+        &self,
+        topic: &str,
+        events: Vec<crate::events::cloudevent::CloudEvent>,
+    ) -> Result<(), crate::state::events::PublishError> {
+        Events::publish(self, topic, events)
+            .await
+            .map(drop)
+            .map_err(|e| crate::state::events::PublishError {
+                lasting: matches!(e, EventsError::UnknownTopic(_)),
+                message: e.to_string(),
+            })
+    }
+}

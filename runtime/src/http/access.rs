@@ -14,6 +14,8 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use crate::invoke::{Invocation, LiveRevision, Running};
+use crate::logs::{Access, Entry};
+use crate::sandbox::guestlog;
 use crate::telemetry::logging::millis;
 
 pub use crate::invoke::failure::CLIENT_CLOSED;
@@ -104,6 +106,18 @@ impl AccessRecord {
             "{} {} {}",
             self.method, self.uri.path(), self.status,
         );
+        guestlog::record_after_output(Entry::access(
+            self.live.function.clone(),
+            self.live.number,
+            self.invocation.id,
+            trigger,
+            Access {
+                status: self.status,
+                duration_ms: millis(duration),
+                request: Some((self.method.to_string(), self.uri.path().to_string())),
+            },
+            format!("{} {} {}", self.method, self.uri.path(), self.status),
+        ));
     }
 }
 

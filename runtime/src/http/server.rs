@@ -33,6 +33,7 @@ use crate::http::admin::{Admin, AdminToken, Guard, Triggers, canonical_files_roo
 use crate::http::gateway::Gateway;
 use crate::invoke::BodyLimits;
 use crate::jobs::Jobs;
+use crate::logs::{self, Bounds, LogStore};
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::guestlog;
 use crate::sandbox::outbound::internal;
@@ -90,6 +91,15 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         settings.cache_max_size.bytes(),
     )?;
     let state_path = state.as_ref().map(|s| s.root().to_path_buf());
+    let logs = LogStore::open(
+        state_path.as_deref(),
+        Bounds {
+            max_bytes: settings.logs_max_bytes.bytes(),
+            max_age: settings.logs_max_age.0,
+        },
+    )
+    .await?;
+    logs::install(logs.clone());
     let services = Services::open(state_path.as_deref(), &stores)?;
     let registry = Registry::new(
         engine,
@@ -141,6 +151,7 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         queues: Arc::new(tasks::internal::Internal(tasks.clone())),
     }));
     events.start().await?;
+    services.connect_events(events.clone());
     tasks.start();
     jobs.start().await?;
 
@@ -201,6 +212,7 @@ pub async fn run(manifest: Manifest) -> Result<()> {
                 tasks: tasks.clone(),
                 jobs: jobs.clone(),
                 services: services.clone(),
+                logs: logs.clone(),
             },
             Guard::new(token, bound),
             files_root,
@@ -218,6 +230,8 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         settings.shutdown_grace
     );
     stop.cancel();
+    // Follows never end on their own: end them, or the drain waits for them.
+    logs.stop_follows();
     events.stop().await;
     tasks.stop().await;
     jobs.stop().await;
@@ -235,6 +249,9 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         Err(_) => tracing::warn!("grace period over; abandoning the requests still running"),
     }
     guestlog::flush(LOG_FLUSH_TIMEOUT).await;
+    if let Err(e) = logs.flush().await {
+        tracing::warn!("the log store's last records may be lost: {e:#}");
+    }
     Ok(())
 }
 

@@ -11,6 +11,8 @@ use http_body_util::BodyExt;
 use wasmtime_wasi_http::WasiBody;
 
 use crate::invoke::{self, BodyLimits, Failure, LiveRevision};
+use crate::logs::{Access, Entry};
+use crate::sandbox::guestlog;
 use crate::telemetry::ids::Trigger;
 
 /// What an attempt means for whoever retries it.
@@ -80,6 +82,7 @@ pub async fn call(
         ),
     };
     live.metrics.invocation_finished(trigger, status);
+    let duration_ms = crate::telemetry::logging::millis(started.elapsed());
     tracing::info!(
         target: "wisp::access",
         function = %live.function,
@@ -87,8 +90,20 @@ pub async fn call(
         invocation = %invocation.id,
         %trigger,
         status,
-        duration_ms = crate::telemetry::logging::millis(started.elapsed()),
+        duration_ms,
         "{what}: {status}",
     );
+    guestlog::record_after_output(Entry::access(
+        live.function.clone(),
+        live.number,
+        invocation.id,
+        trigger,
+        Access {
+            status,
+            duration_ms,
+            request: None,
+        },
+        format!("{what}: {status}"),
+    ));
     (status, outcome)
 }

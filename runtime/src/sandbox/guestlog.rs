@@ -11,6 +11,9 @@
 //!
 //! What is dropped (past the caps, or with the queue full) is counted in the
 //! function's `wisp_guest_log_dropped_total` and said once per invocation.
+//!
+//! The logging thread also hands each line to the function's log store
+//! ([`crate::logs`]), which never makes it wait.
 
 use std::io;
 use std::pin::Pin;
@@ -26,6 +29,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use crate::config::ByteSize;
+use crate::logs::{self, Entry};
 use crate::sandbox::tag::{InstanceTag, InvocationField};
 use crate::state::secrets::redact;
 use crate::telemetry::ids::{InstanceId, InvocationId};
@@ -83,6 +87,8 @@ enum Message {
     Dropped(Record),
     /// Answered once everything sent before it is logged.
     Flush(oneshot::Sender<()>),
+    /// A record for the log store, kept after the lines sent before it.
+    After(Entry),
 }
 
 /// The queue to the logging thread.
@@ -105,12 +111,13 @@ fn pipeline() -> &'static Pipeline {
                     match message {
                         Message::Line(r) => {
                             count.fetch_sub(r.line.len(), Ordering::Relaxed);
-                            log_line(&r);
+                            log_line(r);
                         }
-                        Message::Dropped(r) => log_dropped(&r),
+                        Message::Dropped(r) => log_dropped(r),
                         Message::Flush(done) => {
                             let _ = done.send(());
                         }
+                        Message::After(entry) => logs::record(entry),
                     }
                 }
             });
@@ -125,7 +132,7 @@ fn pipeline() -> &'static Pipeline {
     })
 }
 
-fn log_line(r: &Record) {
+fn log_line(r: Record) {
     tracing::info!(
         target: "wisp::guest",
         function = %r.function,
@@ -136,9 +143,10 @@ fn log_line(r: &Record) {
         "{}",
         r.line
     );
+    store(r);
 }
 
-fn log_dropped(r: &Record) {
+fn log_dropped(r: Record) {
     tracing::warn!(
         function = %r.function,
         invocation = %InvocationField(r.invocation),
@@ -146,6 +154,27 @@ fn log_dropped(r: &Record) {
         "{}",
         r.line
     );
+    store(r);
+}
+
+fn store(r: Record) {
+    logs::record(Entry::guest(
+        r.function,
+        r.invocation,
+        r.stream.name(),
+        r.line,
+    ));
+}
+
+/// Keeps `entry` in the log store after the guest lines queued so far (an
+/// access record after its invocation's output), or straight away when the
+/// queue is full; never waits.
+pub fn record_after_output(entry: Entry) {
+    if let Err(e) = pipeline().queue.try_send(Message::After(entry))
+        && let Message::After(entry) = e.into_inner()
+    {
+        logs::record(entry);
+    }
 }
 
 /// Waits (up to `within`) until the lines queued so far are logged.
@@ -273,7 +302,7 @@ impl Output {
         if let Err(e) = pipeline().queue.try_send(Message::Dropped(record))
             && let Message::Dropped(record) = e.into_inner()
         {
-            log_dropped(&record);
+            log_dropped(record);
         }
     }
 }

@@ -1,10 +1,12 @@
 //! What a `Store` carries for one instance: its WASI and wasi:http contexts,
-//! its resource table, its memory limiter, and where its stdout/stderr go.
+//! its resource table, its memory limiter and in-memory `/tmp`, and where
+//! its stdout/stderr go.
 
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -13,9 +15,11 @@ use crate::config::AllowedHosts;
 use crate::sandbox::command::Stdio;
 use crate::sandbox::cpu::{CpuLanes, CpuMeter};
 use crate::sandbox::guestlog::GuestLog;
+use crate::sandbox::memory::{MemoryBudget, MemoryLimiter};
 use crate::sandbox::outbound::policy::OwnPorts;
 use crate::sandbox::outbound::{OutboundHooks, internal};
 use crate::sandbox::tag::InstanceTag;
+use crate::sandbox::tmpfs::{self, WispFsView};
 use crate::state::config::{ConfigValues, ConfigView};
 use crate::state::keyvalue::KeyValueView;
 use crate::state::{Grants, StateView};
@@ -26,53 +30,6 @@ use crate::telemetry::metrics::FunctionMetrics;
 /// in a loop hits a trap instead of the host's memory.
 pub const MAX_RESOURCES: usize = 10_000;
 
-/// Caps the sum of an instance's linear memories. Growth past the cap fails
-/// inside the guest (`memory.grow` returns -1), which Rust and C guests turn
-/// into an abort: a trap, then 500, never harm to the host.
-pub struct MemoryLimiter {
-    limit: usize,
-    used: usize,
-    /// Told when a growth is refused, so the failure can be named (the
-    /// guest's own trap that follows says only `unreachable`).
-    tag: Arc<InstanceTag>,
-}
-
-impl MemoryLimiter {
-    pub fn new(limit: u64, tag: Arc<InstanceTag>) -> Self {
-        MemoryLimiter {
-            limit: usize::try_from(limit).unwrap_or(usize::MAX),
-            used: 0,
-            tag,
-        }
-    }
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let after = self.used - current.min(self.used) + desired;
-        if after > self.limit {
-            self.tag.set_memory_exceeded();
-            return Ok(false);
-        }
-        self.used = after;
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
-    }
-}
-
 /// The `T` of every `Store<T>` Wisp creates.
 pub struct Host {
     table: ResourceTable,
@@ -80,6 +37,8 @@ pub struct Host {
     http: WasiHttpCtx,
     hooks: OutboundHooks,
     limiter: MemoryLimiter,
+    /// `/tmp`, charged to the same budget as the limiter's memories.
+    tmp: tmpfs::Tree,
     /// The stores, config values and secrets it may reach.
     state: Arc<Grants>,
     /// CPU time charged and the instance's turns on the cores.
@@ -254,6 +213,13 @@ impl Host {
         }
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
+        let budget = MemoryBudget::new(config.memory_limit);
+        let tmp = tmpfs::Tree::new(budget.clone()).map_err(|_| {
+            wasmtime::format_err!(
+                "`memory` = {} bytes leaves no room for /tmp",
+                config.memory_limit
+            )
+        })?;
         Ok(Host {
             table,
             wasi: wasi.build(),
@@ -265,7 +231,8 @@ impl Host {
                 internal: config.internal.clone(),
                 grants: config.grants.clone(),
             },
-            limiter: MemoryLimiter::new(config.memory_limit, tag.clone()),
+            limiter: MemoryLimiter::new(budget, tag.clone()),
+            tmp,
             state,
             cpu: CpuMeter::new(
                 config.lanes.clone(),
@@ -283,6 +250,19 @@ impl WasiView for Host {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl Host {
+    /// The instance's filesystem: wasmtime-wasi's preopens and `/tmp`.
+    pub fn filesystem(&mut self) -> WispFsView<'_> {
+        WispFsView {
+            wasi: WasiFilesystemCtxView {
+                ctx: self.wasi.filesystem(),
+                table: &mut self.table,
+            },
+            tree: &self.tmp,
         }
     }
 }
@@ -309,22 +289,5 @@ impl WasiHttpView for Host {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limiter_sums_memories_and_flags_refusals() {
-        let tag = InstanceTag::new("f".into(), crate::telemetry::ids::InstanceId(1), false);
-        let mut l = MemoryLimiter::new(100, tag.clone());
-        assert!(l.memory_growing(0, 60, None).unwrap());
-        assert!(l.memory_growing(0, 30, None).unwrap());
-        assert!(!tag.memory_exceeded());
-        assert!(!l.memory_growing(60, 80, None).unwrap());
-        assert!(tag.memory_exceeded());
-        assert!(l.memory_growing(30, 40, None).unwrap());
     }
 }

@@ -8,5 +8,7 @@ pub mod cpu;
 pub mod engine;
 pub mod guestlog;
 pub mod host;
+pub mod memory;
 pub mod outbound;
 pub mod tag;
+pub mod tmpfs;

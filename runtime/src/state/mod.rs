@@ -1,6 +1,7 @@
 //! State for stateless functions, through the standard WASI interfaces:
 //! wasi:keyvalue stores ([`keyvalue`]), wasi:config values and secrets
-//! ([`config`], [`secrets`]).
+//! ([`config`], [`secrets`]), and the change events of stores that publish
+//! them ([`events`]).
 //!
 //! [`Services`] holds what the server opened from `[[store]]` and
 //! `[[secret]]`; a deploy turns a function's grants into [`Grants`] once,
@@ -17,10 +18,12 @@ use wasmtime::component::Linker;
 use crate::config::{BackendSpec, FunctionSpec, StateSpec};
 
 pub mod config;
+pub mod events;
 pub mod keyvalue;
 pub mod secrets;
 
 use config::{ConfigValues, ConfigView};
+use events::{EventsLink, Publish, StoreEvents, StoreKind};
 use keyvalue::{KeyValue, KeyValueView};
 use secrets::Secret;
 
@@ -29,6 +32,11 @@ use secrets::Secret;
 pub struct Services {
     stores: BTreeMap<String, Arc<dyn KeyValue>>,
     secrets: BTreeMap<String, Secret>,
+    /// Where the stores' change events go, once the events machinery runs.
+    events: EventsLink,
+    /// The embedded database and its outbox's wake-up, when a store there
+    /// publishes events: [`Services::connect_events`] starts its relay.
+    outbox: Option<(crate::store::sqlite::Database, Arc<tokio::sync::Notify>)>,
 }
 
 /// What one function's instances may reach, resolved at deploy.
@@ -46,12 +54,24 @@ impl Services {
     pub fn open(state_dir: Option<&Path>, spec: &StateSpec) -> Result<Arc<Self>> {
         let mut database = None;
         let mut stores = BTreeMap::new();
+        let link = EventsLink::default();
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let mut outbox = None;
         for store in &spec.stores {
+            let events = store.events.as_deref().map(|topic| {
+                StoreEvents::new(&store.name, topic, StoreKind::KeyValue, link.clone())
+            });
             let backend: Arc<dyn KeyValue> = match &store.backend {
-                Some(BackendSpec::Redis(url)) => Arc::new(
-                    keyvalue::redis::RedisStore::new(url)
-                        .map_err(|e| anyhow!("store `{}`: {e:#}", store.name))?,
-                ),
+                Some(BackendSpec::Redis(url)) => {
+                    let redis: Arc<dyn KeyValue> = Arc::new(
+                        keyvalue::redis::RedisStore::new(url)
+                            .map_err(|e| anyhow!("store `{}`: {e:#}", store.name))?,
+                    );
+                    match events {
+                        Some(events) => keyvalue::evented::Evented::wrap(redis, events),
+                        None => redis,
+                    }
+                }
                 None => {
                     let dir = state_dir.ok_or_else(|| {
                         anyhow!(
@@ -64,7 +84,11 @@ impl Services {
                         None => database
                             .insert(keyvalue::sqlite::open(&dir.join(keyvalue::sqlite::FILE))?),
                     };
-                    keyvalue::sqlite::store(db, &store.name)
+                    let events = events.map(|events| {
+                        outbox = Some((db.clone(), wake.clone()));
+                        keyvalue::outbox::Outbox::new(events, wake.clone())
+                    });
+                    keyvalue::sqlite::store(db, &store.name, events)
                 }
             };
             stores.insert(store.name.clone(), backend);
@@ -74,7 +98,23 @@ impl Services {
             .iter()
             .map(|s| Ok((s.name.clone(), secrets::read(s)?)))
             .collect::<Result<_>>()?;
-        Ok(Arc::new(Services { stores, secrets }))
+        Ok(Arc::new(Services {
+            stores,
+            secrets,
+            events: link,
+            outbox,
+        }))
+    }
+
+    /// Connects the stores' change events to the events machinery and
+    /// starts moving what the embedded store's outbox holds (events a
+    /// crash left there included). Call once the subscriptions run, so
+    /// the first events find their subscribers.
+    pub fn connect_events(&self, to: Arc<dyn Publish>) {
+        self.events.connect(to);
+        if let Some((db, wake)) = &self.outbox {
+            keyvalue::outbox::relay(db.clone(), self.events.clone(), wake.clone());
+        }
     }
 
     /// The store `name`, for the operator (admin API, `wisp kv`).

@@ -31,6 +31,17 @@ enum Job {
     Read(Read),
 }
 
+/// How a commit reaches the disk.
+#[derive(Clone, Copy)]
+pub enum Durability {
+    /// `synchronous = FULL`: a commit survives power loss.
+    Full,
+    /// `synchronous = NORMAL`: commits write the WAL without an fsync (it
+    /// happens at checkpoints), so a commit survives the process dying but
+    /// the last ones may be lost with the machine.
+    BestEffort,
+}
+
 /// A handle to the database thread; cheap to clone.
 #[derive(Clone)]
 pub struct Database {
@@ -43,13 +54,27 @@ impl Database {
     /// Opens (creating) the database at `path` — in memory without one —
     /// and runs `schema` on it. `what` names it in errors ("event store").
     pub fn open(path: Option<&Path>, schema: &str, what: &'static str) -> Result<Self> {
+        Self::open_with(path, schema, what, Durability::Full)
+    }
+
+    /// [`Database::open`] with commits as durable as `durability` says.
+    pub fn open_with(
+        path: Option<&Path>,
+        schema: &str,
+        what: &'static str,
+        durability: Durability,
+    ) -> Result<Self> {
         let conn = match path {
             Some(path) => Connection::open(path)
                 .with_context(|| format!("could not open the {what} `{}`", path.display()))?,
             None => Connection::open_in_memory()?,
         };
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::BestEffort => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
         conn.execute_batch(schema)
             .with_context(|| format!("could not create the {what}'s tables"))?;
         let (jobs, rx) = mpsc::channel();

@@ -1,16 +1,37 @@
-//! Logging setup: tracing records on stderr.
+//! Logging setup: tracing records on stderr, as text for people or as JSON
+//! lines for log shippers (`WISP_LOG_FORMAT`).
 
+use anyhow::{Result, bail};
 use tracing_subscriber::EnvFilter;
 
-/// Logs go to stderr; `WISP_LOG` (tracing's filter syntax) sets the level.
-pub fn init_logging() {
+/// The environment variable choosing the format of the server's own logs.
+pub const LOG_FORMAT_ENV: &str = "WISP_LOG_FORMAT";
+
+/// Logs go to stderr; `WISP_LOG` (tracing's filter syntax) sets the level
+/// and `WISP_LOG_FORMAT` the format: `text` (the default) or `json`, one
+/// object per line with the record's fields at the top level (`timestamp`,
+/// `level`, `target`, `message`, and e.g. `function`, `invocation`,
+/// `status`).
+pub fn init_logging() -> Result<()> {
     let filter = EnvFilter::try_from_env("WISP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // A second init (tests calling into the library) is harmless.
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let format = std::env::var(LOG_FORMAT_ENV).unwrap_or_default();
+    // A second init (tests calling into the library) is harmless.
+    let _ = match format.as_str() {
+        "" | "text" => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        "json" => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+        other => bail!("{LOG_FORMAT_ENV} = `{other}`: write `text` or `json`"),
+    };
+    Ok(())
 }
 
 /// A duration as milliseconds with microsecond precision, as access log

@@ -17,6 +17,7 @@ use crate::deploy::registry::{NotFound, Registry};
 use crate::events::Events;
 use crate::http::respond::{empty, json, plain};
 use crate::jobs::Jobs;
+use crate::logs::LogStore;
 use crate::state::Services;
 use crate::store::Revision;
 use crate::tasks::Tasks;
@@ -24,6 +25,7 @@ use crate::telemetry::metrics::prometheus;
 
 mod guard;
 mod jobs;
+mod logs;
 mod queues;
 mod stores;
 mod token;
@@ -47,6 +49,8 @@ pub struct Triggers {
     pub jobs: Arc<Jobs>,
     /// Key-value stores, for `wisp kv`.
     pub services: Arc<Services>,
+    /// Functions' logs, for `wisp logs`.
+    pub logs: LogStore,
 }
 
 pub struct Admin {
@@ -55,6 +59,7 @@ pub struct Admin {
     tasks: Arc<Tasks>,
     jobs: Arc<Jobs>,
     services: Arc<Services>,
+    logs: LogStore,
     guard: Guard,
     /// `[server] files_root`, resolved: where admin deploys' `dirs` must lie.
     files_root: Option<PathBuf>,
@@ -87,6 +92,7 @@ impl Admin {
             tasks: triggers.tasks,
             jobs: triggers.jobs,
             services: triggers.services,
+            logs: triggers.logs,
             guard,
             files_root,
         })
@@ -154,6 +160,7 @@ impl Admin {
                 }
                 Ok(json(StatusCode::OK, &revisions))
             }
+            (&Method::GET, ["v1", "functions", name, "logs"]) => self.logs(name, &req).await,
             (&Method::POST, ["v1", "functions", name, "rollback"]) => {
                 let name = name.to_string();
                 self.rollback(&name, req).await

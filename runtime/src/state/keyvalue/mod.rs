@@ -15,6 +15,8 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 pub mod backend;
 mod draft;
 mod draft2;
+pub mod evented;
+pub mod outbox;
 pub mod redis;
 pub mod sqlite;
 

@@ -6,6 +6,10 @@
 //! increments share a handful of fsyncs. Read-modify-writes (increment,
 //! compare-and-swap) are atomic because the database's thread is the only
 //! writer. Every store is a slice of one table keyed by `(store, key)`.
+//!
+//! A store with `events = "TOPIC"` records each change's event in the
+//! change's own savepoint ([`Outbox`]): a write commits with its event or
+//! not at all.
 
 use std::path::Path;
 
@@ -13,9 +17,11 @@ use anyhow::Context;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::state::events::Change;
 use crate::state::keyvalue::backend::{
     Error, KeyPage, KeyValue, PAGE, Result, check_key, check_value, parse_counter,
 };
+use crate::state::keyvalue::outbox::{self, Outbox};
 use crate::store::sqlite::Database;
 
 /// The database file, in `state_dir`.
@@ -32,15 +38,20 @@ CREATE TABLE IF NOT EXISTS kv (
 
 /// Opens (creating) the database every embedded store shares.
 pub fn open(path: &Path) -> anyhow::Result<Database> {
-    Database::open(Some(path), SCHEMA, "key-value store")
-        .with_context(|| format!("key-value store `{}`", path.display()))
+    Database::open(
+        Some(path),
+        &[SCHEMA, outbox::SCHEMA].concat(),
+        "key-value store",
+    )
+    .with_context(|| format!("key-value store `{}`", path.display()))
 }
 
-/// The store `name` inside `db`.
-pub fn store(db: &Database, name: &str) -> std::sync::Arc<dyn KeyValue> {
+/// The store `name` inside `db`; its changes' events go to `outbox`.
+pub fn store(db: &Database, name: &str, outbox: Option<Outbox>) -> std::sync::Arc<dyn KeyValue> {
     std::sync::Arc::new(SqliteStore {
         db: db.clone(),
         store: name.into(),
+        outbox,
     })
 }
 
@@ -59,6 +70,54 @@ fn refuse(e: Error) -> rusqlite::Error {
 struct SqliteStore {
     db: Database,
     store: std::sync::Arc<str>,
+    outbox: Option<Outbox>,
+}
+
+impl SqliteStore {
+    /// Runs `write` in the next group commit, with what records its
+    /// changes' events (a no-op without `events`); wakes the relay once
+    /// committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Connection, &str, &Recorder) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (store, recorder) = (self.store.clone(), Recorder(self.outbox.clone()));
+        let value = self
+            .db
+            .write(move |conn| write(conn, &store, &recorder))
+            .await
+            .map_err(failed)?;
+        if let Some(outbox) = &self.outbox {
+            outbox.committed();
+        }
+        Ok(value)
+    }
+}
+
+/// Records a store's changes in the outbox, inside the write.
+struct Recorder(Option<Outbox>);
+
+impl Recorder {
+    fn written(&self, conn: &Connection, key: &str, size: usize) -> rusqlite::Result<()> {
+        match &self.0 {
+            Some(outbox) => outbox.record(
+                conn,
+                Change::Written {
+                    key,
+                    size: size as u64,
+                    etag: None,
+                },
+            ),
+            None => Ok(()),
+        }
+    }
+
+    fn deleted(&self, conn: &Connection, key: &str) -> rusqlite::Result<()> {
+        match &self.0 {
+            Some(outbox) => outbox.record(conn, Change::Deleted { key }),
+            None => Ok(()),
+        }
+    }
 }
 
 fn get(conn: &Connection, store: &str, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
@@ -96,20 +155,22 @@ impl KeyValue for SqliteStore {
     async fn set(&self, key: &str, value: Vec<u8>) -> Result<()> {
         check_key(key)?;
         check_value(&value)?;
-        let (store, key) = (self.store.clone(), key.to_string());
-        self.db
-            .write(move |conn| put(conn, &store, &key, &value))
-            .await
-            .map_err(failed)
+        let key = key.to_string();
+        self.write(move |conn, store, events| {
+            put(conn, store, &key, &value)?;
+            events.written(conn, &key, value.len())
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         check_key(key)?;
-        let (store, key) = (self.store.clone(), key.to_string());
-        self.db
-            .write(move |conn| remove(conn, &store, &key))
-            .await
-            .map_err(failed)
+        let key = key.to_string();
+        self.write(move |conn, store, events| {
+            remove(conn, store, &key)?;
+            events.deleted(conn, &key)
+        })
+        .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
@@ -149,21 +210,21 @@ impl KeyValue for SqliteStore {
 
     async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
         check_key(key)?;
-        let (store, key) = (self.store.clone(), key.to_string());
-        self.db
-            .write(move |conn| {
-                let current = match get(conn, &store, &key)? {
-                    Some(value) => parse_counter(&key, &value).map_err(refuse)?,
-                    None => 0,
-                };
-                let next = current.checked_add(delta).ok_or_else(|| {
-                    refuse(Error(format!("incrementing `{key}` by {delta} overflows")))
-                })?;
-                put(conn, &store, &key, next.to_string().as_bytes())?;
-                Ok(next)
-            })
-            .await
-            .map_err(failed)
+        let key = key.to_string();
+        self.write(move |conn, store, events| {
+            let current = match get(conn, store, &key)? {
+                Some(value) => parse_counter(&key, &value).map_err(refuse)?,
+                None => 0,
+            };
+            let next = current.checked_add(delta).ok_or_else(|| {
+                refuse(Error(format!("incrementing `{key}` by {delta} overflows")))
+            })?;
+            let value = next.to_string();
+            put(conn, store, &key, value.as_bytes())?;
+            events.written(conn, &key, value.len())?;
+            Ok(next)
+        })
+        .await
     }
 
     async fn compare_and_swap(
@@ -174,17 +235,16 @@ impl KeyValue for SqliteStore {
     ) -> Result<bool> {
         check_key(key)?;
         check_value(&value)?;
-        let (store, key) = (self.store.clone(), key.to_string());
-        self.db
-            .write(move |conn| {
-                if get(conn, &store, &key)? != expected {
-                    return Ok(false);
-                }
-                put(conn, &store, &key, &value)?;
-                Ok(true)
-            })
-            .await
-            .map_err(failed)
+        let key = key.to_string();
+        self.write(move |conn, store, events| {
+            if get(conn, store, &key)? != expected {
+                return Ok(false);
+            }
+            put(conn, store, &key, &value)?;
+            events.written(conn, &key, value.len())?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn get_many(&self, keys: Vec<String>) -> Result<Vec<(String, Option<Vec<u8>>)>> {
@@ -208,24 +268,24 @@ impl KeyValue for SqliteStore {
             check_key(key)?;
             check_value(value)?;
         }
-        let store = self.store.clone();
-        self.db
-            .write(move |conn| {
-                pairs
-                    .iter()
-                    .try_for_each(|(key, value)| put(conn, &store, key, value))
+        self.write(move |conn, store, events| {
+            pairs.iter().try_for_each(|(key, value)| {
+                put(conn, store, key, value)?;
+                events.written(conn, key, value.len())
             })
-            .await
-            .map_err(failed)
+        })
+        .await
     }
 
     async fn delete_many(&self, keys: Vec<String>) -> Result<()> {
         keys.iter().try_for_each(|k| check_key(k))?;
-        let store = self.store.clone();
-        self.db
-            .write(move |conn| keys.iter().try_for_each(|key| remove(conn, &store, key)))
-            .await
-            .map_err(failed)
+        self.write(move |conn, store, events| {
+            keys.iter().try_for_each(|key| {
+                remove(conn, store, key)?;
+                events.deleted(conn, key)
+            })
+        })
+        .await
     }
 }
 
@@ -237,7 +297,7 @@ mod tests {
     async fn stores_are_separate_and_increments_add_up() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(&dir.path().join(FILE)).unwrap();
-        let (a, b) = (store(&db, "a"), store(&db, "b"));
+        let (a, b) = (store(&db, "a", None), store(&db, "b", None));
         a.set("k", b"1".to_vec()).await.unwrap();
         assert_eq!(b.get("k").await.unwrap(), None);
         let tasks: Vec<_> = (0..200)
@@ -268,5 +328,59 @@ mod tests {
         let page = a.list_keys(None).await.unwrap();
         assert_eq!(page.keys, ["k", "k2", "n", "text"]);
         assert_eq!(page.cursor, None);
+    }
+
+    #[tokio::test]
+    async fn changes_commit_with_their_events_and_failures_without() {
+        use crate::state::events::{EventsLink, StoreEvents, StoreKind};
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir.path().join(FILE)).unwrap();
+        let events = StoreEvents::new("a", "t", StoreKind::KeyValue, EventsLink::default());
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let a = store(&db, "a", Some(Outbox::new(events, wake.clone())));
+        a.set("k", b"hello".to_vec()).await.unwrap();
+        a.increment("n", 7).await.unwrap();
+        assert!(a.increment("k", 1).await.is_err(), "not a counter");
+        assert!(!a.compare_and_swap("k", None, b"x".to_vec()).await.unwrap());
+        a.delete_many(vec!["k".into(), "n".into()]).await.unwrap();
+        // The relay was told.
+        wake.notified().await;
+        let recorded: Vec<(String, Vec<u8>)> = db
+            .read(|c| {
+                c.prepare("SELECT topic, event FROM kv_events ORDER BY seq")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect()
+            })
+            .await
+            .unwrap();
+        let seen: Vec<(String, String, String)> = recorded
+            .iter()
+            .map(|(topic, event)| {
+                let e: crate::events::cloudevent::CloudEvent =
+                    serde_json::from_slice(event).unwrap();
+                let data: serde_json::Value = serde_json::from_slice(&e.data).unwrap();
+                assert_eq!(topic, "t");
+                (
+                    e.attribute("type")
+                        .unwrap()
+                        .rsplit('.')
+                        .next()
+                        .unwrap()
+                        .to_string(),
+                    e.attribute("subject").unwrap().to_string(),
+                    data["size"].to_string(),
+                )
+            })
+            .collect();
+        let expected = [
+            ("updated", "k", "5"),
+            ("updated", "n", "1"),
+            ("deleted", "k", "null"),
+            ("deleted", "n", "null"),
+        ];
+        assert_eq!(
+            seen,
+            expected.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        );
     }
 }

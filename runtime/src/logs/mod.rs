@@ -1,0 +1,121 @@
+//! The log store: every invocation's guest output and access record, kept
+//! per function in a bounded ring (`[server] logs_max_bytes`,
+//! `logs_max_age`) and queried by `wisp logs` and the admin API.
+//!
+//! Records reach it without ever waiting: guest lines from the guest log
+//! thread ([`crate::sandbox::guestlog`]), access records where each trigger
+//! writes its access line. They gather in a bounded buffer that the
+//! database thread takes whole in its next group commit ([`ring`]); the
+//! database commits without fsync ([`Durability::BestEffort`]), so logs
+//! survive a restart or a crash of the process, and the last moments' may
+//! be lost with the machine.
+//!
+//! [`Durability::BestEffort`]: crate::store::sqlite::Durability::BestEffort
+
+mod query;
+mod ring;
+
+use std::sync::{Arc, OnceLock};
+
+pub use query::{Page, Query, StatusFilter};
+pub use ring::{Bounds, LogStore};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::telemetry::ids::{InvocationId, Trigger};
+
+/// Milliseconds since the epoch. (Its own clock, as the modules below it
+/// in the map have none: `events` and `tasks` depend on this one.)
+fn now_ms() -> u64 {
+    Utc::now().timestamp_millis().max(0) as u64
+}
+
+/// Milliseconds since the epoch as RFC 3339, to the millisecond.
+fn rfc3339(ms: u64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// What an access record adds to its line.
+pub struct Access {
+    pub status: u16,
+    pub duration_ms: f64,
+    /// HTTP invocations: the request's method and path.
+    pub request: Option<(String, String)>,
+}
+
+/// One record on its way to the store.
+pub struct Entry {
+    pub function: Arc<str>,
+    /// Guest lines leave it out: they get their invocation's (see
+    /// [`ring`]).
+    pub revision: Option<u64>,
+    /// `None` for a line of an instance shared by concurrent invocations.
+    pub invocation: Option<InvocationId>,
+    pub trigger: Option<Trigger>,
+    /// `stdout`, `stderr` or `access`.
+    pub stream: &'static str,
+    pub at_ms: u64,
+    pub line: String,
+    pub access: Option<Access>,
+}
+
+impl Entry {
+    /// A line the guest printed.
+    pub fn guest(
+        function: Arc<str>,
+        invocation: Option<InvocationId>,
+        stream: &'static str,
+        line: String,
+    ) -> Entry {
+        Entry {
+            function,
+            revision: None,
+            invocation,
+            trigger: None,
+            stream,
+            at_ms: now_ms(),
+            line,
+            access: None,
+        }
+    }
+
+    /// An invocation's access record: `line` as the access log says it.
+    pub fn access(
+        function: Arc<str>,
+        revision: u64,
+        invocation: InvocationId,
+        trigger: Trigger,
+        access: Access,
+        line: String,
+    ) -> Entry {
+        Entry {
+            function,
+            revision: Some(revision),
+            invocation: Some(invocation),
+            trigger: Some(trigger),
+            stream: "access",
+            at_ms: now_ms(),
+            line,
+            access: Some(access),
+        }
+    }
+}
+
+static STORE: OnceLock<LogStore> = OnceLock::new();
+
+/// Makes `store` the one [`record`] writes to (the server's, once per
+/// process).
+pub fn install(store: LogStore) {
+    if STORE.set(store).is_err() {
+        tracing::warn!("a log store was already installed; keeping the first");
+    }
+}
+
+/// Keeps `entry` in the installed store, if any; never waits.
+pub fn record(entry: Entry) {
+    if let Some(store) = STORE.get() {
+        store.record(entry);
+    }
+}

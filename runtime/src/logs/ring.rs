@@ -1,0 +1,491 @@
+//! The ring itself: one SQLite table in `STATE_DIR/logs.sqlite3` (in
+//! memory without a state directory), trimmed per function to
+//! [`Bounds`] as records are written.
+//!
+//! A record's size is its line's bytes plus [`RECORD_OVERHEAD`]; the
+//! database thread keeps each function's total, and when one passes
+//! `max_bytes` it deletes that function's oldest records down to 90 % of
+//! it, so trims are rare and each is one range delete. Records older than
+//! `max_age` go at most every [`AGE_TRIM_INTERVAL`].
+//!
+//! Guest lines are stored without revision and trigger; a query takes them
+//! from the invocation's access record.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use rusqlite::types::Value;
+use rusqlite::{Connection, params, params_from_iter};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::logs::query::{Line, Page, Query};
+use crate::logs::{Entry, now_ms, rfc3339};
+use crate::store::sqlite::{Database, Durability};
+use crate::telemetry::ids::InvocationId;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    function TEXT NOT NULL,
+    revision INTEGER,
+    invocation INTEGER,
+    trigger TEXT,
+    -- stdout | stderr | access
+    stream TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    line TEXT NOT NULL,
+    status INTEGER,
+    duration_ms REAL,
+    method TEXT,
+    path TEXT,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_function ON logs (function, id);
+CREATE INDEX IF NOT EXISTS logs_invocation ON logs (function, invocation);
+CREATE INDEX IF NOT EXISTS logs_at ON logs (at_ms);
+";
+
+/// Bytes counted per record beside its line and path: the other columns and
+/// the indexes, roughly.
+pub const RECORD_OVERHEAD: u64 = 64;
+
+/// How often records past `max_age` are looked for.
+const AGE_TRIM_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Bytes of records waiting for the database thread; beyond it new ones
+/// are dropped (and counted) rather than waited for.
+const MAX_PENDING_BYTES: usize = 8 << 20;
+
+/// How much log each function keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    pub max_bytes: u64,
+    pub max_age: Duration,
+}
+
+fn size(entry: &Entry) -> u64 {
+    let path = entry.access.as_ref().and_then(|a| a.request.as_ref());
+    entry.line.len() as u64 + path.map_or(0, |(_, p)| p.len() as u64) + RECORD_OVERHEAD
+}
+
+#[derive(Default)]
+struct Pending {
+    entries: Vec<Entry>,
+    bytes: usize,
+    /// A write taking `entries` is queued.
+    scheduled: bool,
+}
+
+/// What the database thread keeps between writes.
+#[derive(Default)]
+struct Totals {
+    /// Bytes of each function's records.
+    bytes: HashMap<String, u64>,
+    /// When records past `max_age` were last removed.
+    age_trimmed_ms: u64,
+}
+
+struct Inner {
+    db: Database,
+    bounds: Bounds,
+    pending: Mutex<Pending>,
+    totals: Mutex<Totals>,
+    /// The newest record's id, for followers.
+    newest: watch::Sender<i64>,
+    /// Records dropped because the database thread was far behind.
+    dropped: AtomicU64,
+    /// Ends every follow (at shutdown, so their connections close).
+    stopping: CancellationToken,
+}
+
+/// A handle to the log store; cheap to clone.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+impl LogStore {
+    pub async fn open(state_dir: Option<&Path>, bounds: Bounds) -> Result<LogStore> {
+        let path = state_dir.map(|d| d.join("logs.sqlite3"));
+        let db = Database::open_with(path.as_deref(), SCHEMA, "log store", Durability::BestEffort)?;
+        let (bytes, newest) = db
+            .read(|conn| {
+                let mut rows =
+                    conn.prepare("SELECT function, sum(size) FROM logs GROUP BY function")?;
+                let bytes = rows
+                    .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let newest =
+                    conn.query_row("SELECT coalesce(max(id), 0) FROM logs", [], |r| r.get(0))?;
+                Ok((bytes, newest))
+            })
+            .await?;
+        Ok(LogStore {
+            inner: Arc::new(Inner {
+                db,
+                bounds,
+                pending: Mutex::default(),
+                totals: Mutex::new(Totals {
+                    bytes,
+                    age_trimmed_ms: 0,
+                }),
+                newest: watch::Sender::new(newest),
+                dropped: AtomicU64::new(0),
+                stopping: CancellationToken::new(),
+            }),
+        })
+    }
+
+    /// Queues `entry` for the next group commit; never waits.
+    pub fn record(&self, entry: Entry) {
+        let len = entry.line.len();
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.bytes + len > MAX_PENDING_BYTES {
+            drop(pending);
+            if self.inner.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(
+                    "the log store is more than {MAX_PENDING_BYTES} bytes behind; records are \
+                     dropped from it (they still reach stderr)"
+                );
+            }
+            return;
+        }
+        pending.bytes += len;
+        pending.entries.push(entry);
+        if std::mem::replace(&mut pending.scheduled, true) {
+            return;
+        }
+        drop(pending);
+        let inner = self.inner.clone();
+        self.inner.db.write_soon(move |conn| inner.write(conn));
+    }
+
+    /// One function's records as `query` asks.
+    pub async fn query(&self, function: &str, query: &Query) -> Result<Page> {
+        let function = function.to_string();
+        let query = query.clone();
+        self.inner
+            .db
+            .read(move |conn| select(conn, &function, &query))
+            .await
+    }
+
+    /// Changes when records are written: its value is the newest id.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.inner.newest.subscribe()
+    }
+
+    /// Resolves when follows must end.
+    pub async fn stopping(&self) {
+        self.inner.stopping.cancelled().await
+    }
+
+    /// Ends every follow.
+    pub fn stop_follows(&self) {
+        self.inner.stopping.cancel();
+    }
+
+    /// Waits until everything recorded so far is written.
+    pub async fn flush(&self) -> Result<()> {
+        self.inner.db.flush().await
+    }
+}
+
+impl Inner {
+    /// Writes the pending records and trims; on the database thread.
+    fn write(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let entries = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.scheduled = false;
+            pending.bytes = 0;
+            std::mem::take(&mut pending.entries)
+        };
+        let mut added: HashMap<&str, u64> = HashMap::new();
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO logs (function, revision, invocation, trigger, stream, at_ms, line,
+                               status, duration_ms, method, path, size)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        for e in &entries {
+            let size = size(e);
+            let access = e.access.as_ref();
+            let request = access.and_then(|a| a.request.as_ref());
+            insert.execute(params![
+                &*e.function,
+                e.revision.map(|r| r as i64),
+                e.invocation.map(|i| i.0 as i64),
+                e.trigger.map(|t| t.as_str()),
+                e.stream,
+                e.at_ms as i64,
+                e.line,
+                access.map(|a| a.status),
+                access.map(|a| a.duration_ms),
+                request.map(|(m, _)| m),
+                request.map(|(_, p)| p),
+                size as i64,
+            ])?;
+            *added.entry(&e.function).or_default() += size;
+        }
+        let mut totals = self.totals.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bytes = totals.bytes.clone();
+        for (function, size) in added {
+            *bytes.entry(function.to_string()).or_default() += size;
+        }
+        let max = self.bounds.max_bytes;
+        for (function, total) in bytes.iter_mut().filter(|(_, total)| **total > max) {
+            *total -= trim(conn, function, *total, max / 10 * 9)?;
+        }
+        let now = now_ms();
+        let age_trim =
+            now.saturating_sub(totals.age_trimmed_ms) >= AGE_TRIM_INTERVAL.as_millis() as u64;
+        if age_trim {
+            let oldest = now.saturating_sub(self.bounds.max_age.as_millis() as u64);
+            let mut expired =
+                conn.prepare_cached("DELETE FROM logs WHERE at_ms < ?1 RETURNING function, size")?;
+            let mut rows = expired.query([oldest as i64])?;
+            while let Some(row) = rows.next()? {
+                let function: String = row.get(0)?;
+                if let Some(total) = bytes.get_mut(&function) {
+                    *total = total.saturating_sub(row.get::<_, i64>(1)? as u64);
+                }
+            }
+        }
+        // Everything went in: the totals follow.
+        bytes.retain(|_, total| *total > 0);
+        totals.bytes = bytes;
+        if age_trim {
+            totals.age_trimmed_ms = now;
+        }
+        self.newest.send_replace(conn.last_insert_rowid());
+        Ok(())
+    }
+}
+
+/// Deletes `function`'s oldest records until at most `target` of its
+/// `total` bytes remain; returns the bytes freed.
+fn trim(conn: &Connection, function: &str, total: u64, target: u64) -> rusqlite::Result<u64> {
+    let mut oldest =
+        conn.prepare_cached("SELECT id, size FROM logs WHERE function = ?1 ORDER BY id")?;
+    let mut rows = oldest.query([function])?;
+    let (mut freed, mut last) = (0, None);
+    while total - freed > target {
+        let Some(row) = rows.next()? else { break };
+        freed += row.get::<_, i64>(1)? as u64;
+        last = Some(row.get::<_, i64>(0)?);
+    }
+    drop(rows);
+    if let Some(last) = last {
+        conn.prepare_cached("DELETE FROM logs WHERE function = ?1 AND id <= ?2")?
+            .execute(params![function, last])?;
+    }
+    Ok(freed)
+}
+
+/// The columns of a [`Line`]; guest lines take revision and trigger from
+/// their invocation's access record `a`.
+const COLUMNS: &str = "l.id, l.at_ms, l.function, coalesce(l.revision, a.revision), l.invocation,
+    coalesce(l.trigger, a.trigger), l.stream, l.line, l.status, l.duration_ms, l.method, l.path
+    FROM logs l LEFT JOIN logs a ON l.stream != 'access' AND a.function = l.function
+        AND a.invocation = l.invocation AND a.stream = 'access'";
+
+fn line(r: &rusqlite::Row) -> rusqlite::Result<Line> {
+    Ok(Line {
+        id: r.get(0)?,
+        time: rfc3339(r.get::<_, i64>(1)? as u64),
+        function: r.get(2)?,
+        revision: r.get::<_, Option<i64>>(3)?.map(|n| n as u64),
+        invocation: r
+            .get::<_, Option<i64>>(4)?
+            .map(|i| InvocationId(i as u64).to_string()),
+        trigger: r.get(5)?,
+        stream: r.get(6)?,
+        line: r.get(7)?,
+        status: r.get(8)?,
+        duration_ms: r.get(9)?,
+        method: r.get(10)?,
+        path: r.get(11)?,
+    })
+}
+
+fn select(conn: &Connection, function: &str, q: &Query) -> rusqlite::Result<Page> {
+    let newest: i64 = conn.query_row("SELECT coalesce(max(id), 0) FROM logs", [], |r| r.get(0))?;
+    let mut filter = String::from("l.function = ?1");
+    let mut args = vec![Value::Text(function.to_string())];
+    let mut arg = |filter: &mut String, sql: &str, value: Value| {
+        args.push(value);
+        filter.push_str(&sql.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(id) = q.invocation {
+        arg(
+            &mut filter,
+            " AND l.invocation = ?",
+            Value::Integer(id.0 as i64),
+        );
+    }
+    if let Some(since) = q.since_ms {
+        arg(
+            &mut filter,
+            " AND l.at_ms >= ?",
+            Value::Integer(since as i64),
+        );
+    }
+    // The access records that select invocations by status; with `after`,
+    // the cursor runs over them (a guest line comes before its access
+    // record, so it is returned with it).
+    let mut access = String::new();
+    if let Some(status) = q.status {
+        access = "SELECT invocation FROM logs WHERE function = ?1 AND stream = 'access'".into();
+        arg(
+            &mut access,
+            " AND status >= ?",
+            Value::Integer(status.low.into()),
+        );
+        arg(
+            &mut access,
+            " AND status <= ?",
+            Value::Integer(status.high.into()),
+        );
+    }
+    let limit = q.limit as i64;
+    // Whether a page's cursor runs over the selecting access records
+    // rather than over the lines.
+    let (sql, runs_over_access) = match (q.after, q.status) {
+        (None, _) => {
+            if !access.is_empty() {
+                filter.push_str(&format!(" AND l.invocation IN ({access})"));
+            }
+            let sql = format!("SELECT {COLUMNS} WHERE {filter} ORDER BY l.id DESC LIMIT {limit}");
+            (sql, false)
+        }
+        (Some(after), None) => {
+            arg(&mut filter, " AND l.id > ?", Value::Integer(after));
+            let sql = format!("SELECT {COLUMNS} WHERE {filter} ORDER BY l.id LIMIT {limit}");
+            (sql, false)
+        }
+        (Some(after), Some(_)) => {
+            arg(&mut access, " AND id > ?", Value::Integer(after));
+            let sql = format!(
+                "SELECT {COLUMNS} WHERE {filter} AND l.invocation IN ({access} ORDER BY id LIMIT {limit})
+                 ORDER BY l.id"
+            );
+            (sql, true)
+        }
+    };
+    let mut rows = conn.prepare(&sql)?;
+    let mut lines: Vec<Line> = rows
+        .query_map(params_from_iter(args), line)?
+        .collect::<rusqlite::Result<_>>()?;
+    let next = match q.after {
+        // The newest lines: what follows is what is written next.
+        None => {
+            lines.reverse();
+            newest
+        }
+        // A full page may have more behind it: go on from its end.
+        Some(_) if lines.len() >= q.limit => lines
+            .iter()
+            .filter(|l| !runs_over_access || l.stream == "access")
+            .map(|l| l.id)
+            .max()
+            .unwrap_or(newest),
+        Some(after) => newest.max(after),
+    };
+    Ok(Page { lines, next })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::Access;
+    use crate::logs::query::StatusFilter;
+    use crate::telemetry::ids::Trigger;
+
+    fn guest(function: &str, invocation: u64, line: &str) -> Entry {
+        Entry::guest(
+            function.into(),
+            Some(InvocationId(invocation)),
+            "stdout",
+            line.into(),
+        )
+    }
+
+    fn access(function: &str, invocation: u64, status: u16) -> Entry {
+        Entry::access(
+            function.into(),
+            3,
+            InvocationId(invocation),
+            Trigger::Http,
+            Access {
+                status,
+                duration_ms: 1.5,
+                request: Some(("GET".into(), "/x".into())),
+            },
+            format!("GET /x {status}"),
+        )
+    }
+
+    async fn store(max_bytes: u64) -> LogStore {
+        let bounds = Bounds {
+            max_bytes,
+            max_age: Duration::from_secs(3600),
+        };
+        LogStore::open(None, bounds).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn status_selects_whole_invocations_and_guest_lines_get_their_revision() {
+        let logs = store(1 << 20).await;
+        for e in [
+            guest("f", 1, "one"),
+            access("f", 1, 200),
+            guest("f", 2, "two"),
+            access("f", 2, 503),
+            guest("g", 2, "other function"),
+        ] {
+            logs.record(e);
+        }
+        let failing = Query {
+            status: Some("5xx".parse::<StatusFilter>().unwrap()),
+            ..Query::default()
+        };
+        let page = logs.query("f", &failing).await.unwrap();
+        let got: Vec<_> = page.lines.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(got, ["two", "GET /x 503"]);
+        assert_eq!(page.lines[0].revision, Some(3));
+        assert_eq!(page.lines[0].trigger.as_deref(), Some("http"));
+        // Following from the cursor: a later failing invocation comes whole.
+        logs.record(guest("f", 4, "four"));
+        logs.record(access("f", 4, 500));
+        let later = Query {
+            after: Some(page.next),
+            ..failing
+        };
+        let page = logs.query("f", &later).await.unwrap();
+        let got: Vec<_> = page.lines.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(got, ["four", "GET /x 500"]);
+    }
+
+    #[tokio::test]
+    async fn a_function_keeps_its_newest_records_within_its_bytes() {
+        let max = 100 * (RECORD_OVERHEAD + 10);
+        let logs = store(max).await;
+        for i in 0..1000 {
+            logs.record(guest("f", 1, &format!("line {i:05}")));
+        }
+        logs.record(guest("g", 1, "kept"));
+        logs.flush().await.unwrap();
+        let all = Query {
+            limit: 10_000,
+            ..Query::default()
+        };
+        let lines = logs.query("f", &all).await.unwrap().lines;
+        assert!(lines.len() <= 100 && lines.len() >= 80, "{}", lines.len());
+        assert_eq!(lines.last().unwrap().line, "line 00999");
+        assert_eq!(logs.query("g", &all).await.unwrap().lines.len(), 1);
+    }
+}
