@@ -70,7 +70,8 @@ pub fn snapshot_key(
     engine_fingerprint: &str,
 ) -> String {
     let observed = serde_json::json!({
-        "format": 1,
+        // 2: a preview-1 module's init lists `/tmp` among its preopens.
+        "format": 2,
         "component": component_digest,
         "env": observed.env,
         "allowed_outbound_hosts": observed.allowed_outbound_hosts,

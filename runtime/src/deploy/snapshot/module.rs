@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::sync::Notify;
 use wasmtime::{Linker, Store, UpdateDeadline};
+use wasmtime_wasi::FsPerms;
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wizer::Wizer;
 
@@ -22,6 +23,7 @@ use crate::sandbox::engine::WispEngine;
 use crate::sandbox::host::HostConfig;
 use crate::sandbox::memory::{MemoryBudget, MemoryLimiter};
 use crate::sandbox::tag::InstanceTag;
+use crate::sandbox::tmpfs::TMP;
 use crate::telemetry::ids::InstanceId;
 
 /// Whether the core module `bytes` exports `wizer-initialize`.
@@ -72,6 +74,12 @@ async fn run_init(
     let tag = InstanceTag::new(host.function.clone(), InstanceId(0), false);
     // Init gets no state (see `Host::capturing`).
     let mut wasi = host.wasi(tag.clone(), None, Some(output.clone()), &Default::default())?;
+    // Instances get an in-memory `/tmp` after `dirs`, which the preview-1
+    // host cannot serve; an empty scratch directory stands in, so wasi-libc
+    // lists the same preopens in the same order at init as in every run
+    // (it keeps the list it saw first, in the snapshot).
+    let scratch = tempfile::tempdir()?;
+    wasi.preopened_dir(scratch.path(), TMP, FsPerms::ReadWrite)?;
     let mut store = Store::new(
         &engine.engine,
         InitHost {
