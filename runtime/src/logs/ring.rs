@@ -47,7 +47,6 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 CREATE INDEX IF NOT EXISTS logs_function ON logs (function, id);
 CREATE INDEX IF NOT EXISTS logs_invocation ON logs (function, invocation);
-CREATE INDEX IF NOT EXISTS logs_at ON logs (at_ms);
 ";
 
 /// Bytes counted per record beside its line and path: the other columns and
@@ -271,8 +270,15 @@ impl Inner {
             now.saturating_sub(totals.age_trimmed_ms) >= AGE_TRIM_INTERVAL.as_millis() as u64;
         if age_trim {
             let oldest = now.saturating_sub(self.bounds.max_age.as_millis() as u64);
-            let mut expired =
-                conn.prepare_cached("DELETE FROM logs WHERE at_ms < ?1 RETURNING function, size")?;
+            // Records are written in time order, near enough: everything
+            // before the first young record goes (found by walking from the
+            // oldest, cheaper than a time index updated on every insert).
+            let mut expired = conn.prepare_cached(
+                "DELETE FROM logs WHERE id < coalesce(
+                    (SELECT id FROM logs WHERE at_ms >= ?1 ORDER BY id LIMIT 1),
+                    (SELECT max(id) + 1 FROM logs))
+                 RETURNING function, size",
+            )?;
             let mut rows = expired.query([oldest as i64])?;
             while let Some(row) = rows.next()? {
                 let function: String = row.get(0)?;
