@@ -47,7 +47,6 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 CREATE INDEX IF NOT EXISTS logs_function ON logs (function, id);
 CREATE INDEX IF NOT EXISTS logs_invocation ON logs (function, invocation);
-CREATE INDEX IF NOT EXISTS logs_at ON logs (at_ms);
 ";
 
 /// Bytes counted per record beside its line and path: the other columns and
@@ -56,6 +55,10 @@ pub const RECORD_OVERHEAD: u64 = 64;
 
 /// How often records past `max_age` are looked for.
 const AGE_TRIM_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often the records gathered are handed to the database thread: one
+/// wake-up and one transaction per interval, not per record.
+const WRITE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Bytes of records waiting for the database thread; beyond it new ones
 /// are dropped (and counted) rather than waited for.
@@ -125,23 +128,35 @@ impl LogStore {
                 Ok((bytes, newest))
             })
             .await?;
-        Ok(LogStore {
-            inner: Arc::new(Inner {
-                db,
-                bounds,
-                pending: Mutex::default(),
-                totals: Mutex::new(Totals {
-                    bytes,
-                    age_trimmed_ms: 0,
-                }),
-                newest: watch::Sender::new(newest),
-                dropped: AtomicU64::new(0),
-                stopping: CancellationToken::new(),
+        let inner = Arc::new(Inner {
+            db,
+            bounds,
+            pending: Mutex::default(),
+            totals: Mutex::new(Totals {
+                bytes,
+                age_trimmed_ms: 0,
             }),
-        })
+            newest: watch::Sender::new(newest),
+            dropped: AtomicU64::new(0),
+            stopping: CancellationToken::new(),
+        });
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(WRITE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(inner) => Inner::write_soon(&inner),
+                    None => return,
+                }
+            }
+        });
+        Ok(LogStore { inner })
     }
 
-    /// Queues `entry` for the next group commit; never waits.
+    /// Keeps `entry` for the next write (within [`WRITE_INTERVAL`]); never
+    /// waits.
     pub fn record(&self, entry: Entry) {
         let len = entry.line.len();
         let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -157,16 +172,12 @@ impl LogStore {
         }
         pending.bytes += len;
         pending.entries.push(entry);
-        if std::mem::replace(&mut pending.scheduled, true) {
-            return;
-        }
-        drop(pending);
-        let inner = self.inner.clone();
-        self.inner.db.write_soon(move |conn| inner.write(conn));
     }
 
-    /// One function's records as `query` asks.
+    /// One function's records as `query` asks, everything recorded before
+    /// it included.
     pub async fn query(&self, function: &str, query: &Query) -> Result<Page> {
+        Inner::write_soon(&self.inner);
         let function = function.to_string();
         let query = query.clone();
         self.inner
@@ -192,11 +203,25 @@ impl LogStore {
 
     /// Waits until everything recorded so far is written.
     pub async fn flush(&self) -> Result<()> {
+        Inner::write_soon(&self.inner);
         self.inner.db.flush().await
     }
 }
 
 impl Inner {
+    /// Hands the pending records to the database thread, unless there are
+    /// none or a write taking them is already queued.
+    fn write_soon(inner: &Arc<Inner>) {
+        {
+            let mut pending = inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.entries.is_empty() || std::mem::replace(&mut pending.scheduled, true) {
+                return;
+            }
+        }
+        let this = inner.clone();
+        inner.db.write_soon(move |conn| this.write(conn));
+    }
+
     /// Writes the pending records and trims; on the database thread.
     fn write(&self, conn: &Connection) -> rusqlite::Result<()> {
         let entries = {
@@ -245,8 +270,15 @@ impl Inner {
             now.saturating_sub(totals.age_trimmed_ms) >= AGE_TRIM_INTERVAL.as_millis() as u64;
         if age_trim {
             let oldest = now.saturating_sub(self.bounds.max_age.as_millis() as u64);
-            let mut expired =
-                conn.prepare_cached("DELETE FROM logs WHERE at_ms < ?1 RETURNING function, size")?;
+            // Records are written in time order, near enough: everything
+            // before the first young record goes (found by walking from the
+            // oldest, cheaper than a time index updated on every insert).
+            let mut expired = conn.prepare_cached(
+                "DELETE FROM logs WHERE id < coalesce(
+                    (SELECT id FROM logs WHERE at_ms >= ?1 ORDER BY id LIMIT 1),
+                    (SELECT max(id) + 1 FROM logs))
+                 RETURNING function, size",
+            )?;
             let mut rows = expired.query([oldest as i64])?;
             while let Some(row) = rows.next()? {
                 let function: String = row.get(0)?;

@@ -110,8 +110,11 @@ fn pipeline() -> &'static Pipeline {
                 while let Some(message) = rx.blocking_recv() {
                     match message {
                         Message::Line(r) => {
-                            count.fetch_sub(r.line.len(), Ordering::Relaxed);
+                            // Counted until stored, so an access record
+                            // that finds nothing queued is stored after it.
+                            let len = r.line.len();
                             log_line(r);
+                            count.fetch_sub(len, Ordering::Relaxed);
                         }
                         Message::Dropped(r) => log_dropped(r),
                         Message::Flush(done) => {
@@ -167,10 +170,15 @@ fn store(r: Record) {
 }
 
 /// Keeps `entry` in the log store after the guest lines queued so far (an
-/// access record after its invocation's output), or straight away when the
-/// queue is full; never waits.
+/// access record after its invocation's output): straight away when none
+/// are (most invocations print nothing; the logging thread need not wake)
+/// or the queue is full; never waits.
 pub fn record_after_output(entry: Entry) {
-    if let Err(e) = pipeline().queue.try_send(Message::After(entry))
+    let pipeline = pipeline();
+    if pipeline.queued.load(Ordering::Relaxed) == 0 {
+        return logs::record(entry);
+    }
+    if let Err(e) = pipeline.queue.try_send(Message::After(entry))
         && let Message::After(entry) = e.into_inner()
     {
         logs::record(entry);
