@@ -16,6 +16,7 @@ use crate::sandbox::guestlog::GuestLog;
 use crate::sandbox::outbound::policy::OwnPorts;
 use crate::sandbox::outbound::{OutboundHooks, internal};
 use crate::sandbox::tag::InstanceTag;
+use crate::state::blobstore::BlobView;
 use crate::state::config::{ConfigValues, ConfigView};
 use crate::state::keyvalue::KeyValueView;
 use crate::state::{Grants, StateView};
@@ -284,6 +285,13 @@ impl StateView for Host {
         KeyValueView {
             table: &mut self.table,
             granted: &self.state.keyvalue,
+        }
+    }
+
+    fn blobstore(&mut self) -> BlobView<'_> {
+        BlobView {
+            table: &mut self.table,
+            granted: &self.state.blobstore,
         }
     }
 }
