@@ -94,8 +94,7 @@ pub async fn blobs(args: BlobsArgs) -> Result<()> {
             output,
         } => {
             let path = object_path(&store, &name);
-            let bytes =
-                client::request(&admin, Method::GET, &path, "application/json", Vec::new()).await?;
+            let bytes = client::bytes(&admin, &path).await?;
             match output {
                 Some(file) => std::fs::write(&file, &bytes)
                     .with_context(|| format!("could not write `{}`", file.display()))?,
