@@ -217,7 +217,9 @@ mod imp {
 
         pub fn finish(mut self) -> Result<(), Error> {
             if let Some(stream) = self.stream.take() {
-                stream.blocking_flush().map_err(|e| Error(io_error(e).to_string()))?;
+                stream
+                    .blocking_flush()
+                    .map_err(|e| Error(io_error(e).to_string()))?;
             }
             types::OutgoingValue::finish(self.value).map_err(Error)
         }
@@ -316,7 +318,10 @@ mod tests {
         let photos = super::container("photos").unwrap();
         photos.put("a/1.txt", "hello").unwrap();
         photos.put("b.txt", "x").unwrap();
-        assert_eq!(photos.get("a/1.txt").unwrap().as_deref(), Some(&b"hello"[..]));
+        assert_eq!(
+            photos.get("a/1.txt").unwrap().as_deref(),
+            Some(&b"hello"[..])
+        );
         assert_eq!(photos.get_range("a/1.txt", 1, 3).unwrap(), b"ell");
         assert_eq!(photos.list("a/").unwrap(), ["a/1.txt"]);
         assert_eq!(photos.info("a/1.txt").unwrap().size, 5);
@@ -325,6 +330,12 @@ mod tests {
         assert!(!photos.exists("c").unwrap());
         photos.delete("a/1.txt").unwrap();
         assert_eq!(photos.get("a/1.txt").unwrap(), None);
-        assert!(super::container("other").unwrap().list("").unwrap().is_empty());
+        assert!(
+            super::container("other")
+                .unwrap()
+                .list("")
+                .unwrap()
+                .is_empty()
+        );
     }
 }

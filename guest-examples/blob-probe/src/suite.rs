@@ -18,10 +18,10 @@ fn e<E: std::fmt::Debug>(what: &'static str) -> impl Fn(E) -> String {
 macro_rules! suite {
     ($name:ident, $bs:path) => {
         pub fn $name(store: &str, p: &str) -> Result<(), String> {
-            use $bs as bs;
             use bs::blobstore as b;
             use bs::container::Container;
             use bs::types::{IncomingValue, OutgoingValue};
+            use $bs as bs;
 
             let k = |name: &str| format!("{p}{}-{name}", stringify!($name));
             let write = |c: &Container, name: &str, bytes: &[u8], bind_first: bool| {
@@ -58,23 +58,37 @@ macro_rules! suite {
                 "container-exists",
             )?;
             let refused = b::create_container(store).map(drop).unwrap_err();
-            check(refused.contains("already exists"), "create-container refused")?;
-            check(b::delete_container(store).is_err(), "delete-container refused")?;
+            check(
+                refused.contains("already exists"),
+                "create-container refused",
+            )?;
+            check(
+                b::delete_container(store).is_err(),
+                "delete-container refused",
+            )?;
 
             // Both orders of write-data and the bytes; names with `/`, `..`.
             let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
             write(&c, &k("a"), b"hello, blob", true)?;
             write(&c, &k("../../escape"), &big, false)?;
-            check(read(&c, &k("a"), 0, u64::MAX)? == b"hello, blob", "whole read")?;
+            check(
+                read(&c, &k("a"), 0, u64::MAX)? == b"hello, blob",
+                "whole read",
+            )?;
             check(read(&c, &k("a"), 7, 10)? == b"blob", "range read")?;
             check(read(&c, &k("a"), 7, 1000)? == b"blob", "range past the end")?;
             check(read(&c, &k("a"), 50, 60)?.is_empty(), "range after the end")?;
             check(c.get_data(&k("a"), 5, 4).is_err(), "start after end")?;
             check(c.get_data(&k("none"), 0, 10).is_err(), "missing object")?;
-            check(read(&c, &k("../../escape"), 0, u64::MAX)? == big, "100 kB read")?;
+            check(
+                read(&c, &k("../../escape"), 0, u64::MAX)? == big,
+                "100 kB read",
+            )?;
 
             // The async body, read through wasi:io.
-            let value = c.get_data(&k("../../escape"), 1000, 99_999).map_err(e("get-data"))?;
+            let value = c
+                .get_data(&k("../../escape"), 1000, 99_999)
+                .map_err(e("get-data"))?;
             check(value.size() == 99_000, "size")?;
             let stream =
                 IncomingValue::incoming_value_consume_async(value).map_err(e("consume-async"))?;
@@ -93,19 +107,40 @@ macro_rules! suite {
 
             let info = c.object_info(&k("a")).map_err(e("object-info"))?;
             check(info.size == 8 && info.container == store, "object-info")?;
-            check(info.created_at > 1_700_000_000, "created-at is epoch seconds")?;
-            check(c.has_object(&k("a")).map_err(e("has-object"))?, "has-object")?;
-            check(!c.has_object(&k("none")).map_err(e("has-object"))?, "has no object")?;
+            check(
+                info.created_at > 1_700_000_000,
+                "created-at is epoch seconds",
+            )?;
+            check(
+                c.has_object(&k("a")).map_err(e("has-object"))?,
+                "has-object",
+            )?;
+            check(
+                !c.has_object(&k("none")).map_err(e("has-object"))?,
+                "has no object",
+            )?;
 
             // A value finished without write-data goes nowhere.
             let value = OutgoingValue::new_outgoing_value();
-            check(OutgoingValue::finish(value).is_err(), "finish without write-data")?;
+            check(
+                OutgoingValue::finish(value).is_err(),
+                "finish without write-data",
+            )?;
 
-            let src = |name: &str| b::ObjectId { container: store.into(), object: k(name) };
+            let src = |name: &str| b::ObjectId {
+                container: store.into(),
+                object: k(name),
+            };
             b::copy_object(&src("a"), &src("copy")).map_err(e("copy-object"))?;
             b::move_object(&src("copy"), &src("moved")).map_err(e("move-object"))?;
-            check(read(&c, &k("moved"), 0, u64::MAX)? == b"replaced", "copied, moved")?;
-            check(!c.has_object(&k("copy")).map_err(e("has-object"))?, "moved away")?;
+            check(
+                read(&c, &k("moved"), 0, u64::MAX)? == b"replaced",
+                "copied, moved",
+            )?;
+            check(
+                !c.has_object(&k("copy")).map_err(e("has-object"))?,
+                "moved away",
+            )?;
 
             let names = c.list_objects().map_err(e("list-objects"))?;
             let mut listed = Vec::new();
@@ -125,11 +160,14 @@ macro_rules! suite {
             check(skipped == 2, "skip")?;
 
             c.delete_object(&k("none")).map_err(e("delete missing"))?;
-            c.delete_objects(&[k("a"), k("moved")]).map_err(e("delete-objects"))?;
+            c.delete_objects(&[k("a"), k("moved")])
+                .map_err(e("delete-objects"))?;
             check(!c.has_object(&k("a")).map_err(e("has-object"))?, "deleted")?;
             c.clear().map_err(e("clear"))?;
             let names = c.list_objects().map_err(e("list-objects"))?;
-            let (left, end) = names.read_stream_object_names(10).map_err(e("read-names"))?;
+            let (left, end) = names
+                .read_stream_object_names(10)
+                .map_err(e("read-names"))?;
             check(left.is_empty() && end, "clear empties the container")
         }
     };
