@@ -56,6 +56,7 @@ mod url;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
+pub mod blob;
 pub mod config;
 pub mod env;
 pub mod events;

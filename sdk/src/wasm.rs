@@ -44,8 +44,9 @@ pub mod bindings {
     });
 }
 
-/// Bindings for the state imports (world `state`): wasi:keyvalue and
-/// wasi:config, behind `crate::kv` and `crate::config`.
+/// Bindings for the state imports (world `state`): wasi:keyvalue,
+/// wasi:blobstore and wasi:config, behind `crate::kv`, `crate::blob` and
+/// `crate::config`.
 pub mod state_bindings {
     wit_bindgen::generate!({
         path: "wit",

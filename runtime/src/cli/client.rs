@@ -97,6 +97,11 @@ pub async fn stream(admin: &Target, path: &str) -> Result<Incoming> {
     request(admin, Method::GET, path, "application/json", Vec::new()).await
 }
 
+/// A GET whose answer's bytes are returned as they came (`wisp blobs get`).
+pub async fn bytes(admin: &Target, path: &str) -> Result<Bytes> {
+    Ok(stream(admin, path).await?.collect().await?.to_bytes())
+}
+
 fn json_or_text(body: &[u8]) -> Value {
     if body.is_empty() {
         Value::Null

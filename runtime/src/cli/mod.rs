@@ -14,6 +14,7 @@ use crate::config::{
 };
 use crate::http::server;
 
+mod blobs;
 mod client;
 mod events;
 mod jobs;
@@ -55,6 +56,8 @@ pub enum Command {
     Kv(kv::KvArgs),
     /// A function's guest output and access records: query or follow them.
     Logs(logs::LogsArgs),
+    /// List, read, write and delete the objects of the blob stores.
+    Blobs(blobs::BlobsArgs),
 }
 
 #[derive(Args)]
@@ -366,6 +369,7 @@ impl Cli {
             Command::Jobs(args) => jobs::jobs(args).await,
             Command::Kv(args) => kv::kv(args).await,
             Command::Logs(args) => logs::logs(args).await,
+            Command::Blobs(args) => blobs::blobs(args).await,
         }
     }
 }

@@ -104,6 +104,10 @@ pub struct FunctionSpec {
     /// wasi:keyvalue; opening any other bucket is refused as access-denied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keyvalue: Vec<String>,
+    /// Blob stores (`[[store]]` names of kind `blobstore`) the guest may get
+    /// as wasi:blobstore containers; any other container is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobstore: Vec<String>,
     /// Values the guest reads through wasi:config.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
@@ -229,6 +233,7 @@ impl FunctionSpec {
             handler: Handler::Http,
             args: Vec::new(),
             keyvalue: Vec::new(),
+            blobstore: Vec::new(),
             config: BTreeMap::new(),
             secrets: Vec::new(),
         }
@@ -325,6 +330,9 @@ impl FunctionSpec {
         }
         for store in &self.keyvalue {
             validate_name(store).map_err(|e| ("keyvalue", e.replace("function", "store")))?;
+        }
+        for store in &self.blobstore {
+            validate_name(store).map_err(|e| ("blobstore", e.replace("function", "store")))?;
         }
         for key in self.config.keys() {
             crate::config::validate_config_key(key).map_err(|e| ("config", e))?;

@@ -1,5 +1,5 @@
-//! What users write for state: `[[store]]` tables (named key-value stores
-//! and their backends) and `[[secret]]` tables (values the server reads
+//! What users write for state: `[[store]]` tables (named key-value and
+//! blob stores and their backends) and `[[secret]]` tables (values the server reads
 //! from its environment or from files, never kept in the manifest, the
 //! revision history or the admin API).
 
@@ -7,10 +7,14 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{FunctionSpec, validate_name};
+use crate::config::{ByteSize, FunctionSpec, validate_name};
 
 /// The store kinds Wisp serves today.
-pub const STORE_KINDS: &[&str] = &["keyvalue"];
+pub const STORE_KINDS: &[&str] = &["keyvalue", "blobstore"];
+
+/// The largest blob a `blobstore` store takes when it sets no
+/// `max_object_size`.
+pub const DEFAULT_MAX_OBJECT: ByteSize = ByteSize::mib(256);
 
 /// A named store functions may be granted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -18,7 +22,8 @@ pub const STORE_KINDS: &[&str] = &["keyvalue"];
 pub struct StoreSpec {
     /// What a guest passes to `open`; letters, digits, `-` and `_`.
     pub name: String,
-    /// `keyvalue` (more kinds, like `blobstore`, come later).
+    /// `keyvalue` (wasi:keyvalue buckets) or `blobstore` (a wasi:blobstore
+    /// container of objects).
     pub kind: String,
     /// Where the data lives [default: embedded, in `state_dir`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -27,6 +32,10 @@ pub struct StoreSpec {
     /// to the store (`dev.wisp.kv.key.updated` / `.deleted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<String>,
+    /// `blobstore` only: the largest object a write may leave [default:
+    /// 256Mi]; a longer write fails and leaves the old object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_object_size: Option<ByteSize>,
 }
 
 /// An external backend for a store.
@@ -44,7 +53,13 @@ impl StoreSpec {
             kind: "keyvalue".into(),
             backend: None,
             events: None,
+            max_object_size: None,
         }
+    }
+
+    /// The largest object a `blobstore` store takes.
+    pub fn max_object(&self) -> u64 {
+        self.max_object_size.unwrap_or(DEFAULT_MAX_OBJECT).bytes()
     }
 
     /// Each problem as `(key, message)`, like [`FunctionSpec::validate`].
@@ -58,6 +73,35 @@ impl StoreSpec {
                     self.kind,
                     STORE_KINDS.join(", ")
                 ),
+            ));
+        }
+        if self.kind == "blobstore" {
+            if let Some(BackendSpec::Redis(_)) = &self.backend {
+                return Err((
+                    "backend",
+                    "a blobstore keeps its objects as files under state_dir; Redis is a \
+                     key-value backend only, so remove `backend` or use kind = \"keyvalue\""
+                        .to_string(),
+                ));
+            }
+            if self.events.is_some() {
+                return Err((
+                    "events",
+                    "blob stores do not publish change events yet (key-value stores do); \
+                     remove `events`"
+                        .to_string(),
+                ));
+            }
+            if self.max_object_size == Some(ByteSize(0)) {
+                return Err((
+                    "max_object_size",
+                    "0 would refuse every object; give a size like \"64Mi\"".to_string(),
+                ));
+            }
+        } else if self.max_object_size.is_some() {
+            return Err((
+                "max_object_size",
+                "only a kind = \"blobstore\" store has objects to limit; remove it".to_string(),
             ));
         }
         if let Some(BackendSpec::Redis(url)) = &self.backend
@@ -138,25 +182,31 @@ pub fn check_state_names(
             names.join(", ")
         }
     };
-    for store in &spec.keyvalue {
-        if !state
-            .stores
-            .iter()
-            .any(|s| &s.name == store && s.kind == "keyvalue")
-        {
-            let kv = state
+    let grants = [
+        ("keyvalue", "keyvalue", "key-value store", &spec.keyvalue),
+        ("blobstore", "blobstore", "blob store", &spec.blobstore),
+    ];
+    for (key, kind, what, names) in grants {
+        for store in names {
+            if !state
                 .stores
                 .iter()
-                .filter(|s| s.kind == "keyvalue")
-                .map(|s| s.name.as_str())
-                .collect();
-            return Err((
-                "keyvalue",
-                format!(
-                    "no key-value store `{store}`; declare it with a [[store]] table with kind = \"keyvalue\" (declared: {})",
-                    declared(kv)
-                ),
-            ));
+                .any(|s| &s.name == store && s.kind == kind)
+            {
+                let of_kind = state
+                    .stores
+                    .iter()
+                    .filter(|s| s.kind == kind)
+                    .map(|s| s.name.as_str())
+                    .collect();
+                return Err((
+                    key,
+                    format!(
+                        "no {what} `{store}`; declare it with a [[store]] table with kind = \"{kind}\" (declared: {})",
+                        declared(of_kind)
+                    ),
+                ));
+            }
         }
     }
     for secret in &spec.secrets {
@@ -189,11 +239,21 @@ mod tests {
     fn stores_and_secrets_name_their_problems() {
         let mut store = StoreSpec::new("cache");
         store.validate().unwrap();
-        store.kind = "blobstore".into();
+        store.kind = "objects".into();
         let (key, msg) = store.validate().unwrap_err();
         assert_eq!(key, "kind");
-        assert!(msg.contains("supported: keyvalue"), "{msg}");
+        assert!(msg.contains("supported: keyvalue, blobstore"), "{msg}");
+        store.kind = "blobstore".into();
+        store.backend = Some(BackendSpec::Redis("redis://127.0.0.1/0".into()));
+        let (key, msg) = store.validate().unwrap_err();
+        assert_eq!(key, "backend");
+        assert!(msg.contains("key-value backend only"), "{msg}");
+        store.backend = None;
+        store.validate().unwrap();
         store.kind = "keyvalue".into();
+        store.max_object_size = Some(ByteSize::mib(1));
+        assert_eq!(store.validate().unwrap_err().0, "max_object_size");
+        store.max_object_size = None;
         store.backend = Some(BackendSpec::Redis("http://x".into()));
         assert_eq!(store.validate().unwrap_err().0, "backend");
 

@@ -20,6 +20,7 @@ use crate::sandbox::outbound::policy::OwnPorts;
 use crate::sandbox::outbound::{OutboundHooks, internal};
 use crate::sandbox::tag::InstanceTag;
 use crate::sandbox::tmpfs::{self, WispFsView};
+use crate::state::blobstore::BlobView;
 use crate::state::config::{ConfigValues, ConfigView};
 use crate::state::keyvalue::KeyValueView;
 use crate::state::{Grants, StateView};
@@ -278,6 +279,13 @@ impl StateView for Host {
         KeyValueView {
             table: &mut self.table,
             granted: &self.state.keyvalue,
+        }
+    }
+
+    fn blobstore(&mut self) -> BlobView<'_> {
+        BlobView {
+            table: &mut self.table,
+            granted: &self.state.blobstore,
         }
     }
 }

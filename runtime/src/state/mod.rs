@@ -1,6 +1,7 @@
 //! State for stateless functions, through the standard WASI interfaces:
-//! wasi:keyvalue stores ([`keyvalue`]), wasi:config values and secrets
-//! ([`config`], [`secrets`]), and the change events of stores that publish
+//! wasi:keyvalue stores ([`keyvalue`]), wasi:blobstore containers
+//! ([`blobstore`]), wasi:config values and secrets ([`config`],
+//! [`secrets`]), and the change events of stores that publish
 //! them ([`events`]).
 //!
 //! [`Services`] holds what the server opened from `[[store]]` and
@@ -17,11 +18,13 @@ use wasmtime::component::Linker;
 
 use crate::config::{BackendSpec, FunctionSpec, StateSpec};
 
+pub mod blobstore;
 pub mod config;
 pub mod events;
 pub mod keyvalue;
 pub mod secrets;
 
+use blobstore::{BlobView, Blobs};
 use config::{ConfigValues, ConfigView};
 use events::{EventsLink, Publish, StoreEvents, StoreKind};
 use keyvalue::{KeyValue, KeyValueView};
@@ -31,6 +34,7 @@ use secrets::Secret;
 #[derive(Default)]
 pub struct Services {
     stores: BTreeMap<String, Arc<dyn KeyValue>>,
+    blobs: BTreeMap<String, Arc<Blobs>>,
     secrets: BTreeMap<String, Secret>,
     /// Where the stores' change events go, once the events machinery runs.
     events: EventsLink,
@@ -43,21 +47,36 @@ pub struct Services {
 #[derive(Default)]
 pub struct Grants {
     pub keyvalue: keyvalue::Granted,
+    pub blobstore: blobstore::Granted,
     pub config: ConfigValues,
     /// The values of its secrets, which its guest log never shows.
     pub redact: Arc<[String]>,
 }
 
 impl Services {
-    /// Opens every declared store (the embedded ones share one database in
-    /// `state_dir`; Redis ones connect on first use) and reads every secret.
+    /// Opens every declared store (the embedded key-value ones share one
+    /// database in `state_dir`; Redis ones connect on first use; blob
+    /// stores are directories under `state_dir/blobs`) and reads every
+    /// secret.
     pub fn open(state_dir: Option<&Path>, spec: &StateSpec) -> Result<Arc<Self>> {
         let mut database = None;
         let mut stores = BTreeMap::new();
+        let mut blobs = BTreeMap::new();
+        let mut staging = None;
         let link = EventsLink::default();
         let wake = Arc::new(tokio::sync::Notify::new());
         let mut outbox = None;
         for store in &spec.stores {
+            if store.kind == "blobstore" {
+                let dir = embedded(state_dir, &store.name)?.join(blobstore::files::DIR);
+                let staging = match &staging {
+                    Some(staging) => staging,
+                    None => staging.insert(blobstore::backend::Staging::open(&dir)?),
+                };
+                let opened = blobstore::files::open(&dir, store, staging)?;
+                blobs.insert(store.name.clone(), opened);
+                continue;
+            }
             let events = store.events.as_deref().map(|topic| {
                 StoreEvents::new(&store.name, topic, StoreKind::KeyValue, link.clone())
             });
@@ -73,12 +92,7 @@ impl Services {
                     }
                 }
                 None => {
-                    let dir = state_dir.ok_or_else(|| {
-                        anyhow!(
-                            "store `{}` is embedded and needs a state_dir to keep its data in",
-                            store.name
-                        )
-                    })?;
+                    let dir = embedded(state_dir, &store.name)?;
                     let db = match &database {
                         Some(db) => db,
                         None => database
@@ -100,6 +114,7 @@ impl Services {
             .collect::<Result<_>>()?;
         Ok(Arc::new(Services {
             stores,
+            blobs,
             secrets,
             events: link,
             outbox,
@@ -127,6 +142,16 @@ impl Services {
         self.stores.keys().cloned().collect()
     }
 
+    /// The blob store `name`, for the operator (admin API, `wisp blobs`).
+    pub fn blob_store(&self, name: &str) -> Option<&Arc<Blobs>> {
+        self.blobs.get(name)
+    }
+
+    /// The names of the declared blob stores.
+    pub fn blob_store_names(&self) -> Vec<String> {
+        self.blobs.keys().cloned().collect()
+    }
+
     /// Resolves `spec`'s grants; an error names the key and what is
     /// missing, for a deploy to refuse.
     pub fn grants(&self, spec: &FunctionSpec) -> Result<Grants> {
@@ -139,6 +164,14 @@ impl Services {
             .map(|name| match self.stores.get(name) {
                 Some(store) => Ok((name.clone(), store.clone())),
                 None => Err(missing("key-value store", name, "keyvalue")),
+            })
+            .collect::<Result<_>>()?;
+        let blobstore = spec
+            .blobstore
+            .iter()
+            .map(|name| match self.blobs.get(name) {
+                Some(blobs) => Ok((name.clone(), blobs.clone())),
+                None => Err(missing("blob store", name, "blobstore")),
             })
             .collect::<Result<_>>()?;
         let mut pairs: Vec<(String, String)> = spec
@@ -162,6 +195,7 @@ impl Services {
         }
         Ok(Grants {
             keyvalue,
+            blobstore,
             config: ConfigValues::new(pairs),
             redact: redact.into(),
         })
@@ -172,15 +206,28 @@ impl Services {
 /// resource table; implemented by the `Store` data.
 pub trait StateView: ConfigView {
     fn keyvalue(&mut self) -> KeyValueView<'_>;
+    fn blobstore(&mut self) -> BlobView<'_>;
 }
 
 fn keyvalue_view<T: StateView>(host: &mut T) -> KeyValueView<'_> {
     host.keyvalue()
 }
 
-/// Links wasi:keyvalue (draft, draft2) and wasi:config (rc.1,
-/// draft-2024-09-27).
+fn blobstore_view<T: StateView>(host: &mut T) -> BlobView<'_> {
+    host.blobstore()
+}
+
+/// The state directory an embedded store keeps its data in.
+fn embedded<'a>(state_dir: Option<&'a Path>, store: &str) -> Result<&'a Path> {
+    state_dir.ok_or_else(|| {
+        anyhow!("store `{store}` is embedded and needs a state_dir to keep its data in")
+    })
+}
+
+/// Links wasi:keyvalue (draft, draft2), wasi:blobstore (draft,
+/// draft-2024-09-01) and wasi:config (rc.1, draft-2024-09-27).
 pub fn add_to_linker<T: StateView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     keyvalue::add_to_linker(linker, keyvalue_view::<T>)?;
+    blobstore::add_to_linker(linker, blobstore_view::<T>)?;
     config::add_to_linker(linker)
 }

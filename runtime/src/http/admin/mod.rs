@@ -23,6 +23,7 @@ use crate::store::Revision;
 use crate::tasks::Tasks;
 use crate::telemetry::metrics::CONTENT_TYPE;
 
+mod blobs;
 mod guard;
 mod jobs;
 mod logs;
@@ -47,7 +48,7 @@ pub struct Triggers {
     pub events: Arc<Events>,
     pub tasks: Arc<Tasks>,
     pub jobs: Arc<Jobs>,
-    /// Key-value stores, for `wisp kv`.
+    /// Key-value and blob stores, for `wisp kv` and `wisp blobs`.
     pub services: Arc<Services>,
     /// Functions' logs, for `wisp logs`.
     pub logs: LogStore,
@@ -169,6 +170,7 @@ impl Admin {
             (_, ["v1", "queues" | "schedules", ..]) => self.queues(method, &segments, req).await,
             (_, ["v1", "jobs" | "executions", ..]) => self.jobs(method, &segments, req).await,
             (_, ["v1", "stores", ..]) => self.stores(method, &segments, req).await,
+            (_, ["v1", "blobs", ..]) => self.blobs(method, &segments, req).await,
             _ => Err((
                 StatusCode::NOT_FOUND,
                 format!("no admin endpoint {method} {path}; see docs/admin-api.md"),
