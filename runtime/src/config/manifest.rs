@@ -560,8 +560,8 @@ allowed_outbound_hosts = ["http://127.0.0.1:9000"]
             ("[server]\nmax_connections = 0\n", "max_connections = 0"),
             ("[server]\nidle_timeout = \"0s\"\n", "idle_timeout"),
             (
-                "[[store]]\nname = \"photos\"\nkind = \"blobstore\"\n",
-                ":3: store `photos`: `kind`: `blobstore` is not a store kind Wisp serves; supported: keyvalue",
+                "[[store]]\nname = \"photos\"\nkind = \"sql\"\n",
+                ":3: store `photos`: `kind`: `sql` is not a store kind Wisp serves; supported: keyvalue, blobstore",
             ),
             (
                 "[[store]]\nname = \"cache\"\nkind = \"keyvalue\"\n[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nkeyvalue = [\"cach\"]\n",
