@@ -84,14 +84,6 @@ impl StoreSpec {
                         .to_string(),
                 ));
             }
-            if self.events.is_some() {
-                return Err((
-                    "events",
-                    "blob stores do not publish change events yet (key-value stores do); \
-                     remove `events`"
-                        .to_string(),
-                ));
-            }
             if self.max_object_size == Some(ByteSize(0)) {
                 return Err((
                     "max_object_size",

@@ -169,6 +169,23 @@ impl StoreEvents {
         let events = changes.iter().map(|c| self.event(*c)).collect();
         self.link.get()?.publish(&self.topic, events).await
     }
+
+    /// [`publish`](Self::publish) for changes a backend already made: a
+    /// failure is logged and becomes the message the writer gets back.
+    pub async fn report(&self, changes: &[Change<'_>]) -> Result<(), String> {
+        self.publish(changes).await.map_err(|e| {
+            tracing::error!(
+                "storage events: a write to store `{}` succeeded but its event did not reach topic `{}`: {}",
+                self.store,
+                self.topic,
+                e.message
+            );
+            format!(
+                "the write succeeded, but its change event could not be published to topic `{}`: {}",
+                self.topic, e.message
+            )
+        })
+    }
 }
 
 #[cfg(test)]

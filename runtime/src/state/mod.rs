@@ -67,19 +67,24 @@ impl Services {
         let wake = Arc::new(tokio::sync::Notify::new());
         let mut outbox = None;
         for store in &spec.stores {
-            if store.kind == "blobstore" {
+            let kind = match store.kind.as_str() {
+                "blobstore" => StoreKind::Blob,
+                _ => StoreKind::KeyValue,
+            };
+            let events = store
+                .events
+                .as_deref()
+                .map(|topic| StoreEvents::new(&store.name, topic, kind, link.clone()));
+            if kind == StoreKind::Blob {
                 let dir = embedded(state_dir, &store.name)?.join(blobstore::files::DIR);
                 let staging = match &staging {
                     Some(staging) => staging,
                     None => staging.insert(blobstore::backend::Staging::open(&dir)?),
                 };
-                let opened = blobstore::files::open(&dir, store, staging)?;
+                let opened = blobstore::files::open(&dir, store, staging, events)?;
                 blobs.insert(store.name.clone(), opened);
                 continue;
             }
-            let events = store.events.as_deref().map(|topic| {
-                StoreEvents::new(&store.name, topic, StoreKind::KeyValue, link.clone())
-            });
             let backend: Arc<dyn KeyValue> = match &store.backend {
                 Some(BackendSpec::Redis(url)) => {
                     let redis: Arc<dyn KeyValue> = Arc::new(

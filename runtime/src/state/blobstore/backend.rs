@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use tempfile::NamedTempFile;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::state::events::{Change, StoreEvents};
+
 /// What went wrong, in words the guest receives as the interface's `error`
 /// (a string) and the admin API returns.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,6 +158,8 @@ pub struct Blobs {
     backend: Arc<dyn BlobBackend>,
     staging: Arc<Staging>,
     max_object: u64,
+    /// Where its change events go (`events = "TOPIC"`), if anywhere.
+    events: Option<Arc<StoreEvents>>,
 }
 
 impl Blobs {
@@ -164,12 +168,14 @@ impl Blobs {
         backend: Arc<dyn BlobBackend>,
         staging: Arc<Staging>,
         max_object: u64,
+        events: Option<Arc<StoreEvents>>,
     ) -> Self {
         Blobs {
             name,
             backend,
             staging,
             max_object,
+            events,
         }
     }
 
@@ -199,12 +205,32 @@ impl Blobs {
                 self.name
             )));
         }
-        self.backend.write(name, staged).await
+        let size = staged.size();
+        self.backend.write(name, staged).await?;
+        self.report(Change::Written {
+            key: name,
+            size,
+            etag: None,
+        })
+        .await
     }
 
-    /// Deletes `name`; deleting a missing object succeeds.
+    /// Deletes `name`; deleting a missing object succeeds (and, having
+    /// changed nothing, publishes no event).
     pub async fn delete(&self, name: &str) -> Result<()> {
-        self.backend.delete(name).await.map(drop)
+        if self.backend.delete(name).await? {
+            self.report(Change::Deleted { key: name }).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes `change`'s event, once the change is made and before the
+    /// caller hears it succeeded (see `state::events`).
+    async fn report(&self, change: Change<'_>) -> Result<()> {
+        match &self.events {
+            Some(events) => events.report(&[change]).await.map_err(Error),
+            None => Ok(()),
+        }
     }
 
     /// Names starting with `prefix`, sorted.

@@ -18,6 +18,7 @@ use crate::state::blobstore::Blobs;
 use crate::state::blobstore::backend::{
     BlobBackend, Error, ObjectInfo, Reader, Result, Staged, Staging,
 };
+use crate::state::events::StoreEvents;
 
 /// The longest file name Linux filesystems take (`NAME_MAX`).
 const NAME_MAX: usize = 255;
@@ -26,7 +27,12 @@ const NAME_MAX: usize = 255;
 pub const DIR: &str = "blobs";
 
 /// The blob store `spec` as a directory of `root` (`state_dir/blobs`).
-pub fn open(root: &Path, spec: &StoreSpec, staging: &Arc<Staging>) -> anyhow::Result<Arc<Blobs>> {
+pub fn open(
+    root: &Path,
+    spec: &StoreSpec,
+    staging: &Arc<Staging>,
+    events: Option<Arc<StoreEvents>>,
+) -> anyhow::Result<Arc<Blobs>> {
     let dir = root.join(&spec.name);
     let files = FileStore::open(&dir)
         .map_err(|e| anyhow::anyhow!("store `{}` in `{}`: {e}", spec.name, dir.display()))?;
@@ -35,6 +41,7 @@ pub fn open(root: &Path, spec: &StoreSpec, staging: &Arc<Staging>) -> anyhow::Re
         Arc::new(files),
         staging.clone(),
         spec.max_object(),
+        events,
     )))
 }
 

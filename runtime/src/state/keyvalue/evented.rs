@@ -24,18 +24,7 @@ impl Evented {
     }
 
     async fn report(&self, changes: &[Change<'_>]) -> Result<()> {
-        self.events.publish(changes).await.map_err(|e| {
-            tracing::error!(
-                "storage events: a write to the store succeeded but its event did not reach topic `{}`: {}",
-                self.events.topic(),
-                e.message
-            );
-            Error(format!(
-                "the write succeeded, but its change event could not be published to topic `{}`: {}",
-                self.events.topic(),
-                e.message
-            ))
-        })
+        self.events.report(changes).await.map_err(Error)
     }
 }
 
