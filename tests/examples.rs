@@ -150,6 +150,46 @@ async fn plain_examples() {
     assert_eq!(get(&format!("{u}/lookup?key=99999999999")).await.0, 400);
 }
 
+/// The photo pipeline: a PPM stored through `photo-upload` becomes a storage
+/// event on which `thumbnail` writes its half-size copy, which the upload
+/// function then serves; a file that is no PPM is stored but not scaled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_photo_gets_its_thumbnail() {
+    let (_dir, wisp) = example_app();
+    let u = &wisp.url;
+    // 4×2 pixels, each byte its own index: the thumbnail is 2×1, pixels
+    // (0,0) and (2,0).
+    let mut photo = b"P6\n4 2\n255\n".to_vec();
+    photo.extend(0..24u8);
+    let (status, body) = send(
+        client()
+            .put(format!("{u}/photos/2024/cat.ppm"))
+            .body(photo.clone()),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = send(client().put(format!("{u}/photos/notes.txt")).body("hello")).await;
+    assert_eq!(status, 201, "{body}");
+    wisp.wait_for_log("thumbnail: skipping notes.txt: not a binary PPM");
+    let thumbnail = format!("{u}/photos/2024/cat.ppm?size=thumbnail");
+    wisp.wait_for_log("thumbnail: 2024/cat.ppm:");
+    let resp = client().get(&thumbnail).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut expected = b"P6\n2 1\n255\n".to_vec();
+    expected.extend([0, 1, 2, 6, 7, 8]);
+    assert_eq!(resp.bytes().await.unwrap().as_ref(), expected.as_slice());
+    let original = client()
+        .get(format!("{u}/photos/2024/cat.ppm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(original.bytes().await.unwrap().as_ref(), photo.as_slice());
+    assert_eq!(
+        get(&format!("{u}/photos/notes.txt?size=thumbnail")).await.0,
+        404
+    );
+}
+
 /// The cart API at `base` (…/cart): carts outlive instances, the currency
 /// comes from `config`, checkout numbers the order `order` and shows only
 /// the last four characters of the payment secret.

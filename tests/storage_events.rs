@@ -81,6 +81,20 @@ fn deliveries(sink: &Sink) -> (Vec<(String, String)>, usize) {
     (seen, times.values().map(|n| n - 1).sum())
 }
 
+/// Waits for as many distinct events as `expected` holds, then checks they
+/// are exactly those (in any order); returns the duplicate deliveries.
+async fn delivered_exactly(sink: &Sink, wisp: &Wisp, mut expected: Vec<(String, String)>) -> usize {
+    eventually("every change's event is delivered", || {
+        deliveries(sink).0.len() >= expected.len()
+    })
+    .await;
+    let (mut seen, duplicates) = deliveries(sink);
+    seen.sort();
+    expected.sort();
+    assert_eq!(seen, expected, "{}", wisp.logs());
+    duplicates
+}
+
 fn updated(key: &str) -> (String, String) {
     ("dev.wisp.kv.key.updated".into(), key.into())
 }
@@ -130,19 +144,9 @@ async fn every_change_is_an_event(backend: Option<&str>) {
         updated("by-operator"),
         deleted("k2"),
     ]);
-    eventually("every change's event is delivered", || {
-        deliveries(&sink).0.len() >= expected.len()
-    })
-    .await;
-    let (mut seen, duplicates) = deliveries(&sink);
-    seen.sort();
-    expected.sort();
-    assert_eq!(seen, expected, "{}", wisp.logs());
-    println!(
-        "{} changes, {} events, {duplicates} duplicate deliveries",
-        expected.len(),
-        seen.len()
-    );
+    let changes = expected.len();
+    let duplicates = delivered_exactly(&sink, &wisp, expected).await;
+    println!("{changes} changes, {changes} events, {duplicates} duplicate deliveries");
 
     let report = sink
         .reports()
@@ -290,23 +294,16 @@ topic = "photo-events"
         )
     };
     let deleted = |key: &str| ("dev.wisp.blob.object.deleted".to_string(), key.to_string());
-    let mut expected = vec![
+    let expected = vec![
         finalized("2024/cat.ppm"),
         finalized("dog.ppm"),
         deleted("dog.ppm"),
         finalized("by-operator.txt"),
         deleted("by-operator.txt"),
     ];
-    eventually("every blob change's event is delivered", || {
-        deliveries(&sink).0.len() >= expected.len()
-    })
-    .await;
-    // An event for the missing object's delete would be one too many: in
-    // `seen`, or in place of one expected above.
-    let (mut seen, _) = deliveries(&sink);
-    seen.sort();
-    expected.sort();
-    assert_eq!(seen, expected, "{}", wisp.logs());
+    // An event for the missing object's delete would be one too many, or
+    // in place of one expected here.
+    delivered_exactly(&sink, &wisp, expected).await;
     let report = sink
         .reports()
         .into_iter()
