@@ -95,6 +95,16 @@ async fn delivered_exactly(sink: &Sink, wisp: &Wisp, mut expected: Vec<(String, 
     duplicates
 }
 
+/// The JSON data of the first delivered event about `subject`.
+fn data_of(sink: &Sink, subject: &str) -> serde_json::Value {
+    let report = sink
+        .reports()
+        .into_iter()
+        .find(|r| r.body["subject"] == subject)
+        .unwrap_or_else(|| panic!("no event about `{subject}` was delivered"));
+    serde_json::from_str(report.body["data"].as_str().unwrap()).unwrap()
+}
+
 fn updated(key: &str) -> (String, String) {
     ("dev.wisp.kv.key.updated".into(), key.into())
 }
@@ -148,15 +158,8 @@ async fn every_change_is_an_event(backend: Option<&str>) {
     let duplicates = delivered_exactly(&sink, &wisp, expected).await;
     println!("{changes} changes, {changes} events, {duplicates} duplicate deliveries");
 
-    let report = sink
-        .reports()
-        .into_iter()
-        .find(|r| r.body["subject"] == "visits")
-        .unwrap();
-    let data: serde_json::Value =
-        serde_json::from_str(report.body["data"].as_str().unwrap()).unwrap();
     assert_eq!(
-        data,
+        data_of(&sink, "visits"),
         serde_json::json!({ "store": "cache", "key": "visits", "size": 1 })
     );
 }
@@ -304,15 +307,8 @@ topic = "photo-events"
     // An event for the missing object's delete would be one too many, or
     // in place of one expected here.
     delivered_exactly(&sink, &wisp, expected).await;
-    let report = sink
-        .reports()
-        .into_iter()
-        .find(|r| r.body["subject"] == "2024/cat.ppm")
-        .unwrap();
-    let data: serde_json::Value =
-        serde_json::from_str(report.body["data"].as_str().unwrap()).unwrap();
     assert_eq!(
-        data,
+        data_of(&sink, "2024/cat.ppm"),
         serde_json::json!({ "store": "photos", "key": "2024/cat.ppm", "size": 16 })
     );
 }
