@@ -146,3 +146,57 @@ pub fn error_code(code: p2::ErrorCode) -> ErrorCode {
         InvalidSeek TextFileBusy CrossDevice
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_round_trip_between_versions() {
+        let all = DESCRIPTOR_FLAGS
+            .iter()
+            .fold(DescriptorFlags::empty(), |all, (_, three)| all | *three);
+        assert_eq!(descriptor_flags(flags_p2(all)), all);
+        let some = DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY;
+        assert_eq!(
+            flags_p2(some),
+            p2::DescriptorFlags::READ | p2::DescriptorFlags::MUTATE_DIRECTORY
+        );
+        assert_eq!(
+            open_flags_p2(OpenFlags::CREATE | OpenFlags::TRUNCATE),
+            p2::OpenFlags::CREATE | p2::OpenFlags::TRUNCATE
+        );
+    }
+
+    #[test]
+    fn timestamps_before_and_after_the_epoch() {
+        let at = |seconds, nanoseconds| {
+            timestamp(&NewTimestamp::Timestamp(Instant {
+                seconds,
+                nanoseconds,
+            }))
+        };
+        assert_eq!(at(10, 5).unwrap(), Some(UNIX_EPOCH + Duration::new(10, 5)));
+        assert_eq!(
+            at(-10, 0).unwrap(),
+            Some(UNIX_EPOCH - Duration::from_secs(10))
+        );
+        assert_eq!(timestamp(&NewTimestamp::NoChange).unwrap(), None);
+    }
+
+    #[test]
+    fn error_codes_keep_their_meaning() {
+        assert!(matches!(
+            error_code(p2::ErrorCode::InsufficientSpace),
+            ErrorCode::InsufficientSpace
+        ));
+        assert!(matches!(
+            error_code(p2::ErrorCode::CrossDevice),
+            ErrorCode::CrossDevice
+        ));
+        assert!(matches!(
+            error_code(p2::ErrorCode::WouldBlock),
+            ErrorCode::Other(Some(_))
+        ));
+    }
+}
