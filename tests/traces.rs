@@ -13,6 +13,7 @@ use common::{Sink, Wisp, client, eventually, guest, refused_at_load, send, serve
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use prost::Message;
 
 /// The caller's span, as a W3C `traceparent` sends it.
@@ -31,6 +32,8 @@ struct Span {
     parent: String,
     name: String,
     kind: SpanKind,
+    /// Its status is an error.
+    error: bool,
     attributes: HashMap<String, String>,
 }
 
@@ -145,6 +148,10 @@ fn decode(body: &[u8]) -> Vec<Span> {
                     span_id: hex(&span.span_id),
                     parent: hex(&span.parent_span_id),
                     kind: span.kind(),
+                    error: span
+                        .status
+                        .as_ref()
+                        .is_some_and(|s| s.code() == StatusCode::Error),
                     name: span.name,
                     attributes,
                 });
@@ -322,6 +329,30 @@ async fn outbound_requests_carry_the_invocations_trace() {
         .span("the invocation span", |s| s.span_id == call.parent)
         .await;
     assert_eq!(invocation.parent, CALLER_SPAN);
+    assert!(!call.error && !invocation.error, "{call:?} {invocation:?}");
+
+    // A call the host denies fails its span, and the guest's 502 the
+    // invocation's.
+    let (status, _) = send(
+        client()
+            .get(format!("{}/?url=http://127.0.0.1:9/", wisp.url))
+            .header("traceparent", caller_traceparent()),
+    )
+    .await;
+    assert_eq!(status, 502);
+    let denied = receiver
+        .span("the denied call's span", |s| {
+            s.attr("url.full") == Some("http://127.0.0.1:9/")
+        })
+        .await;
+    assert!(denied.error, "{denied:?}");
+    let failed = receiver
+        .span("the failed invocation's span", |s| {
+            s.span_id == denied.parent
+        })
+        .await;
+    assert_eq!(failed.attr("http.response.status_code"), Some("502"));
+    assert!(failed.error, "{failed:?}");
     drop(wisp);
 
     let dir = tempfile::tempdir().unwrap();
