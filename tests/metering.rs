@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::prom::{buckets, scrape, value};
-use common::{Wisp, client, guest, send, server_table, wisp_command};
+use common::{Wisp, client, guest, refused_at_load, send, server_table, wisp_command};
 use serde_json::Value;
 
 fn manifest(dir: &Path) -> String {
@@ -242,4 +242,19 @@ async fn a_function_past_its_budget_answers_429_saying_until_when() {
         number(&metrics, "gb_seconds_last_hour") >= 0.025,
         "{metrics}"
     );
+}
+
+#[test]
+fn a_budget_that_is_not_a_positive_number_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let function = |budget: &str| {
+        format!(
+            "[[function]]\nname = \"f\"\ncomponent = \"{}\"\nbudget = {budget}\n",
+            guest("slow").display()
+        )
+    };
+    let err = refused_at_load(dir.path(), &function("-1.0"), "budget");
+    assert!(err.contains("not a positive number of GB-seconds"), "{err}");
+    refused_at_load(dir.path(), &function("0"), "positive number");
+    refused_at_load(dir.path(), &function("\"lots\""), "budget");
 }
