@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::prom::{scrape, value};
 use common::{Sink, Wisp, client, eventually, guest, send, wisp_command};
 use serde_json::{Value, json};
 
@@ -149,6 +150,43 @@ async fn failing_attempts_are_retried_and_a_task_out_of_retries_fails_the_execut
         (json!("failed"), json!(3), json!("exit code 2"))
     );
     assert_eq!(done["task_states"][0]["state"], "succeeded");
+
+    // Per job: 3 × 3 attempts, then 3 + 1 + 1; each attempt an invocation
+    // of trigger `job`, metered under the job's name.
+    let job = [("job", "resize")];
+    let mut m = scrape(&wisp).await;
+    let ended = |m: &(prometheus_parse::Scrape, String)| {
+        value(m, "wisp_job_executions_succeeded_total", &job)
+            + value(m, "wisp_job_executions_failed_total", &job)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while ended(&m) < 2.0 {
+        assert!(std::time::Instant::now() < deadline, "{}", m.1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        m = scrape(&wisp).await;
+    }
+    for (name, want) in [
+        ("wisp_job_executions_started_total", 2.0),
+        ("wisp_job_executions_succeeded_total", 1.0),
+        ("wisp_job_executions_failed_total", 1.0),
+        ("wisp_job_task_attempts_total", 14.0),
+        ("wisp_job_tasks_succeeded_total", 5.0),
+        ("wisp_job_tasks_retried_total", 8.0),
+        ("wisp_job_tasks_failed_total", 1.0),
+    ] {
+        assert_eq!(value(&m, name, &job), want, "{name}");
+    }
+    let as_job = [("function", "resize"), ("trigger", "job")];
+    assert_eq!(value(&m, "wisp_invocations_total", &as_job), 14.0);
+    let outcome = |class| {
+        value(
+            &m,
+            "wisp_invocation_outcomes_total",
+            &[as_job[0], as_job[1], ("outcome", class)],
+        )
+    };
+    assert_eq!((outcome("2xx"), outcome("5xx")), (5.0, 9.0));
+    assert!(value(&m, "wisp_invocation_gb_seconds_total", &as_job) > 0.0);
 
     // The CLI follows an execution and says how it ended in its status.
     let admin = wisp.admin.clone().unwrap();

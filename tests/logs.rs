@@ -337,6 +337,48 @@ async fn a_function_keeps_its_newest_lines_within_logs_max_bytes() {
     assert!(json_lines(&admin, &["chatty", "--invocation", &ids[0]]).is_empty());
 }
 
+/// Records past `max_age` are trimmed at a write; a function's own
+/// `[function.logs]` bounds replace the server's for it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_older_than_max_age_are_trimmed_per_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"{server}
+[[function]]
+name = "brief"
+component = "{chatty}"
+route = "/brief"
+
+[function.logs]
+max_age = "1s"
+
+[[function]]
+name = "kept"
+component = "{chatty}"
+route = "/kept"
+"#,
+        server = server_table(dir.path()),
+        chatty = guest("chatty").display(),
+    );
+    let wisp = Wisp::up(dir.path(), &text);
+    let admin = wisp.admin.clone().unwrap();
+    let (_, old) = invoke(&format!("{}/brief?lines=1", wisp.url)).await;
+    let (_, kept) = invoke(&format!("{}/kept?lines=1", wisp.url)).await;
+    until(&admin, &["brief", "--invocation", &old], has_access);
+    // Trims happen when records are written: keep invoking until the
+    // record, once more than a second old, is gone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !json_lines(&admin, &["brief", "--invocation", &old]).is_empty() {
+        assert!(Instant::now() < deadline, "{old} was never trimmed");
+        invoke(&format!("{}/brief?lines=1", wisp.url)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The newest of `brief` are there; `kept` (the server's 24 hours) is whole.
+    assert!(!json_lines(&admin, &["brief"]).is_empty());
+    let lines = json_lines(&admin, &["kept", "--invocation", &kept]);
+    assert_eq!(texts(&lines), ["chatty: line 0", "GET /kept 200"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_format_makes_every_stderr_line_json() {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wisp"));

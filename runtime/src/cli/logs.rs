@@ -47,9 +47,16 @@ fn print(line: &Value, json: bool) {
         return;
     }
     let field = |name| line[name].as_str().unwrap_or("-");
-    let duration = line["duration_ms"]
-        .as_f64()
-        .map_or(String::new(), |ms| format!(" ({ms} ms)"));
+    let duration =
+        line["duration_ms"]
+            .as_f64()
+            .map_or(String::new(), |ms| match line["cpu_ms"].as_f64() {
+                Some(cpu) => format!(
+                    " ({ms} ms, cpu {cpu} ms, {} GB-s)",
+                    line["gb_s"].as_f64().unwrap_or(0.0)
+                ),
+                None => format!(" ({ms} ms)"),
+            });
     println!(
         "{} {} {:<6} {}{duration}",
         field("time"),

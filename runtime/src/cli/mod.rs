@@ -17,6 +17,7 @@ use crate::http::server;
 
 mod blobs;
 mod client;
+mod describe;
 mod events;
 mod jobs;
 mod kv;
@@ -293,6 +294,9 @@ pub enum FunctionsCommand {
     List,
     /// Show one function's settings and counters.
     Get { name: String },
+    /// Show one function's revision, limits and cost totals: invocations,
+    /// wall and CPU seconds, GB-seconds, peak memory.
+    Describe { name: String },
     /// List a function's revisions.
     Revisions { name: String },
     /// Make an earlier revision current again.
@@ -417,6 +421,15 @@ async fn functions(admin: &client::Target, command: FunctionsCommand) -> Result<
             )
             .await?,
         )?,
+        FunctionsCommand::Describe { name } => describe::print(
+            &client::call(
+                admin,
+                Method::GET,
+                &format!("/v1/functions/{name}"),
+                Vec::new(),
+            )
+            .await?,
+        ),
         FunctionsCommand::Revisions { name } => {
             let revs = client::call(
                 admin,

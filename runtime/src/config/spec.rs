@@ -84,6 +84,15 @@ pub struct FunctionSpec {
     /// function with weight 2 gets two turns for every one of weight 1.
     #[serde(default = "default_cpu_weight")]
     pub cpu_weight: u32,
+    /// GB-seconds (`memory` in GiB × wall time) the function may use in
+    /// any trailing hour; past it new invocations get 429 until enough of
+    /// the hour's use has aged out [default: no budget].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<f64>,
+    /// This function's own log bounds (`[function.logs]`); each defaults
+    /// to `[server] logs_max_bytes` / `logs_max_age`.
+    #[serde(default, skip_serializing_if = "LogLimits::is_default")]
+    pub logs: LogLimits,
     /// The topic subscription that makes this an event-driven function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<TriggerSpec>,
@@ -115,6 +124,22 @@ pub struct FunctionSpec {
     /// their names. Only names: values never enter a spec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+}
+
+/// `[function.logs]`: how much of a function's log its ring keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<ByteSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Span>,
+}
+
+impl LogLimits {
+    fn is_default(&self) -> bool {
+        *self == LogLimits::default()
+    }
 }
 
 fn default_cpu_weight() -> u32 {
@@ -227,6 +252,8 @@ impl FunctionSpec {
             snapshot: default_snapshot(),
             cpu_time: None,
             cpu_weight: default_cpu_weight(),
+            budget: None,
+            logs: LogLimits::default(),
             trigger: None,
             publish: Vec::new(),
             enqueue: Vec::new(),
@@ -326,6 +353,29 @@ impl FunctionSpec {
             return Err((
                 "cpu_weight",
                 format!("{} is not between 1 and 100", self.cpu_weight),
+            ));
+        }
+        if let Some(budget) = self.budget
+            && !(budget.is_finite() && budget > 0.0)
+        {
+            return Err((
+                "budget",
+                format!(
+                    "{budget} is not a positive number of GB-seconds per hour; write e.g. \
+                     `budget = 50.0`, or leave it out for no budget"
+                ),
+            ));
+        }
+        if self.logs.max_bytes.is_some_and(|b| b.bytes() == 0) {
+            return Err((
+                "logs.max_bytes",
+                "must be more than 0; leave it out for [server] logs_max_bytes".into(),
+            ));
+        }
+        if self.logs.max_age.is_some_and(|a| a.0.is_zero()) {
+            return Err((
+                "logs.max_age",
+                "must be more than 0; leave it out for [server] logs_max_age".into(),
             ));
         }
         for store in &self.keyvalue {
@@ -485,6 +535,16 @@ mod tests {
         spec.cpu_time = Some(Span(Duration::from_millis(100)));
         spec.cpu_weight = 0;
         assert_eq!(spec.validate().unwrap_err().0, "cpu_weight");
+        spec.cpu_weight = 1;
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            spec.budget = Some(bad);
+            let (key, message) = spec.validate().unwrap_err();
+            assert_eq!(key, "budget");
+            assert!(message.contains("positive"), "{message}");
+        }
+        spec.budget = Some(0.5);
+        spec.logs.max_age = Some(Span(Duration::ZERO));
+        assert_eq!(spec.validate().unwrap_err().0, "logs.max_age");
     }
 
     #[test]

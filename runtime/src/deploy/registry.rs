@@ -273,6 +273,11 @@ impl Registry {
             .entry(spec.name.clone())
             .or_insert_with(|| Arc::new(self.telemetry.function(&spec.name)))
             .clone();
+        crate::logs::set_bounds(
+            &spec.name,
+            spec.logs.max_bytes.map(|b| b.bytes()),
+            spec.logs.max_age.map(|a| a.0),
+        );
         LiveRevision::new(spec.clone(), number, loaded, metrics)
     }
 

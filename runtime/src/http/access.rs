@@ -129,6 +129,13 @@ impl AccessRecord {
         self.live
             .metrics
             .invocation_finished(trigger, outcome, first_byte, duration);
+        let live = &self.live;
+        let usage = crate::invoke::cost::meter(
+            &live.metrics,
+            live.spec.memory.bytes(),
+            &self.invocation,
+            duration,
+        );
         tracing::info!(
             target: "wisp::access",
             function = %self.live.function,
@@ -139,20 +146,22 @@ impl AccessRecord {
             path = %self.uri.path(),
             status = self.status,
             duration_ms = millis(duration),
+            cpu_ms = usage.cpu.as_millis() as u64,
+            gb_s = usage.gb_s,
             complete = ended == Ended::Complete,
             "{} {} {}",
             self.method, self.uri.path(), self.status,
         );
         guestlog::record_after_output(Entry::access(
             self.live.function.clone(),
-            self.live.number,
+            Some(self.live.number),
             self.invocation.id,
             trigger,
-            Access {
-                status: self.status,
-                duration_ms: millis(duration),
-                request: Some((self.method.to_string(), self.uri.path().to_string())),
-            },
+            Access::metered(
+                self.status,
+                &usage,
+                Some((self.method.to_string(), self.uri.path().to_string())),
+            ),
             format!("{} {} {}", self.method, self.uri.path(), self.status),
         ));
     }

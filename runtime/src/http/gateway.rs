@@ -102,13 +102,15 @@ fn failure_response(
         // Nobody reads this one; the access log says 499.
         Failure::Cancelled => "cancelled".to_string(),
         Failure::CommandFailed(why) => format!("the function's command failed: {why}"),
+        Failure::BudgetSpent { .. } => failure.to_string(),
     };
     let status = StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut resp = plain(status, format!("{message}; invocation id {id}\n"));
     set_invocation_header(&mut resp, id);
-    if failure.is_back_pressure() {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if let Some(after) = failure.retry_after()
+        && let Ok(value) = HeaderValue::from_str(&after.0.as_secs().max(1).to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, value);
     }
     resp
 }

@@ -34,6 +34,7 @@ use crate::http::admin::{Admin, AdminToken, Guard, Triggers, canonical_files_roo
 use crate::http::gateway::Gateway;
 use crate::invoke::BodyLimits;
 use crate::jobs::Jobs;
+use crate::jobs::metrics::JobsCollector;
 use crate::logs::{self, Bounds, LogStore};
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::guestlog;
@@ -166,6 +167,7 @@ pub async fn run(manifest: Manifest) -> Result<()> {
     }));
     metrics.register_collector(EventsCollector(events.clone()));
     metrics.register_collector(TasksCollector(tasks.clone()));
+    metrics.register_collector(JobsCollector(jobs.clone()));
     events.start().await?;
     services.connect_events(events.clone());
     tasks.start();

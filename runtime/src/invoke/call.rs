@@ -102,6 +102,12 @@ pub async fn call(
     traces::record_status(&span, status);
     live.metrics
         .invocation_finished(trigger, counted, first_byte.unwrap_or(duration), duration);
+    let usage = invoke::cost::meter(
+        &live.metrics,
+        live.spec.memory.bytes(),
+        &invocation,
+        duration,
+    );
     let duration_ms = crate::telemetry::logging::millis(duration);
     tracing::info!(
         target: "wisp::access",
@@ -111,18 +117,16 @@ pub async fn call(
         %trigger,
         status,
         duration_ms,
+        cpu_ms = usage.cpu.as_millis() as u64,
+        gb_s = usage.gb_s,
         "{what}: {status}",
     );
     guestlog::record_after_output(Entry::access(
         live.function.clone(),
-        live.number,
+        Some(live.number),
         invocation.id,
         trigger,
-        Access {
-            status,
-            duration_ms,
-            request: None,
-        },
+        Access::metered(status, &usage, None),
         format!("{what}: {status}"),
     ));
     (status, outcome)

@@ -48,6 +48,9 @@ pub enum Failure {
     Cancelled,
     /// A command function (CGI) ended without a response head.
     CommandFailed(String),
+    /// The function used more than its `budget` of GB-seconds in the
+    /// trailing hour; enough of it leaves the window in `frees_in`.
+    BudgetSpent { budget: String, frees_in: Span },
 }
 
 impl fmt::Display for Failure {
@@ -89,6 +92,14 @@ impl fmt::Display for Failure {
             }
             Failure::Cancelled => f.write_str("cancelled: nobody waits for the response any more"),
             Failure::CommandFailed(why) => write!(f, "command failed: {why}"),
+            Failure::BudgetSpent { budget, frees_in } => write!(
+                f,
+                "budget spent: the function used more than budget = {budget} GB-s in the last \
+                 hour; new invocations are refused until {} (in {frees_in})",
+                humantime::format_rfc3339_seconds(
+                    std::time::SystemTime::now() + frees_in.0
+                )
+            ),
         }
     }
 }
@@ -100,7 +111,7 @@ impl Failure {
     pub fn status(&self) -> u16 {
         match self {
             Failure::NotFound => 404,
-            Failure::AtCapacity(_) => 429,
+            Failure::AtCapacity(_) | Failure::BudgetSpent { .. } => 429,
             Failure::PoolExhausted | Failure::BodyBufferFull(_) => 503,
             Failure::BodyTooLarge(_) => 413,
             Failure::BadBody(_) => 400,
@@ -125,6 +136,7 @@ impl Failure {
         match self {
             Failure::BodyTooLarge(_) => Outcome::TooLarge,
             Failure::AtCapacity(_) => Outcome::TooManyRequests,
+            Failure::BudgetSpent { .. } => Outcome::Budget,
             Failure::PoolExhausted | Failure::BodyBufferFull(_) => Outcome::Unavailable,
             Failure::TimedOut(_) => Outcome::TimedOut,
             Failure::CpuLimit(_) => Outcome::CpuTime,
@@ -141,13 +153,22 @@ impl Failure {
         }
     }
 
-    /// Wisp was too busy to run it: not the guest's failure, worth a
-    /// retry later.
+    /// Wisp was too busy to run it, or the function's budget is spent: not
+    /// the guest's failure, worth a retry later.
     pub fn is_back_pressure(&self) -> bool {
-        matches!(
-            self,
-            Failure::AtCapacity(_) | Failure::PoolExhausted | Failure::BodyBufferFull(_)
-        )
+        self.retry_after().is_some()
+    }
+
+    /// When a retry may succeed: the budget's next free moment, or a
+    /// second for a busy server.
+    pub fn retry_after(&self) -> Option<Span> {
+        match self {
+            Failure::AtCapacity(_) | Failure::PoolExhausted | Failure::BodyBufferFull(_) => {
+                Some(Span(std::time::Duration::from_secs(1)))
+            }
+            Failure::BudgetSpent { frees_in, .. } => Some(*frees_in),
+            _ => None,
+        }
     }
 }
 

@@ -1,13 +1,14 @@
 //! One invocation's identity and fate, shared by the trigger that started it
 //! and the instance serving it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use futures::task::AtomicWaker;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::sandbox::tag::InstanceTag;
+use crate::sandbox::tag::{InstanceTag, ticks_to_time};
 use crate::telemetry::ids::{InvocationId, Trigger};
 
 pub struct Invocation {
@@ -27,6 +28,8 @@ pub struct Invocation {
     body_timed_out: AtomicBool,
     /// The instance serving it, once it started.
     instance: OnceLock<Arc<InstanceTag>>,
+    /// The CPU ticks its instance had been charged when it started.
+    ticks_before: AtomicU64,
     /// Wakes the serving instance's expiration when it is cancelled.
     waker: AtomicWaker,
     /// With a fresh instance per invocation, the admission place is held
@@ -48,6 +51,7 @@ impl Invocation {
             cancelled: AtomicBool::new(false),
             body_timed_out: AtomicBool::new(false),
             instance: OnceLock::new(),
+            ticks_before: AtomicU64::new(0),
             waker: AtomicWaker::new(),
             place: OnceLock::new(),
             trace: OnceLock::new(),
@@ -108,9 +112,23 @@ impl Invocation {
         self.trace.get()
     }
 
-    /// Records which instance serves it.
+    /// Records which instance serves it (and what that instance had used).
     pub fn started_on(&self, tag: &Arc<InstanceTag>) {
-        let _ = self.instance.set(tag.clone());
+        if self.instance.set(tag.clone()).is_ok() {
+            self.ticks_before.store(tag.cpu_ticks(), Ordering::Relaxed);
+        }
+    }
+
+    /// Guest CPU time its instance was charged since it started (on an
+    /// instance shared by concurrent invocations, all of the instance's),
+    /// and the most memory that instance has held; `None` when it never
+    /// started on one.
+    pub fn usage(&self) -> Option<(Duration, u64)> {
+        self.instance.get().map(|tag| {
+            let before = self.ticks_before.load(Ordering::Relaxed);
+            let ticks = tag.cpu_ticks().saturating_sub(before);
+            (ticks_to_time(ticks), tag.peak_memory())
+        })
     }
 
     /// Whether its instance hit the `memory` limit.

@@ -12,6 +12,7 @@ pub mod admission;
 pub mod body;
 pub mod call;
 pub mod cgi;
+pub mod cost;
 pub mod failure;
 pub mod instances;
 pub mod invocation;
@@ -113,6 +114,7 @@ async fn run(
     request: Request<WasiBody>,
 ) -> Result<(Response<WasiBody>, Running), Failure> {
     let arrived = Instant::now();
+    cost::check_budget(live)?;
     let mut cancel = CancelOnDrop(Some(invocation));
     let request = request.map(|b| limits.timed(b, invocation));
     let mut request =

@@ -3,6 +3,7 @@
 //! durable ([`store`]), so after `kill -9` an execution resumes and no
 //! finished task runs again ([`run`]).
 
+pub mod metrics;
 pub mod run;
 pub mod store;
 
@@ -19,6 +20,7 @@ use crate::deploy::command;
 use crate::deploy::component;
 use crate::deploy::registry::Registry;
 use crate::deploy::snapshot::Init;
+use crate::jobs::metrics::Counters;
 use crate::jobs::run::{Job, execute};
 use crate::jobs::store::{Execution, JobStore, LogLine, TaskState};
 use crate::sandbox::engine::WispEngine;
@@ -68,7 +70,7 @@ pub struct RunRequest {
 }
 
 pub struct Jobs {
-    jobs: HashMap<String, Arc<Job>>,
+    pub(crate) jobs: HashMap<String, Arc<Job>>,
     store: JobStore,
     engine: Arc<WispEngine>,
     /// Executions running in this process, by id.
@@ -109,7 +111,8 @@ async fn load(spec: JobSpec, engine: &Arc<WispEngine>, registry: &Registry) -> R
     Ok(Job {
         pre: command.pre,
         host,
-        metrics: Arc::default(),
+        metrics: Arc::new(registry.telemetry().function(&spec.name)),
+        counters: Counters::default(),
         spec,
     })
 }
@@ -236,6 +239,10 @@ impl Jobs {
             .map_err(JobsError::Store)?
             .ok_or_else(|| JobsError::Store(anyhow!("the execution vanished")))?;
         let id = exec.id.clone();
+        self.job(job)?
+            .counters
+            .executions_started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.spawn(exec, tasks);
         Ok(id)
     }

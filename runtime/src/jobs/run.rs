@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Semaphore;
@@ -16,11 +18,15 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::config::JobSpec;
 use crate::invoke::instances::next_instance_id;
+use crate::invoke::{self, cost};
+use crate::jobs::metrics::Counters;
 use crate::jobs::store::{Execution, JobStore, TaskState};
+use crate::logs::{self, Access, Entry};
 use crate::sandbox::command::{self, Exit, STDOUT_BUDGET, Stdio};
 use crate::sandbox::host::{Host, HostConfig};
 use crate::sandbox::tag::InstanceTag;
-use crate::telemetry::metrics::FunctionMetrics;
+use crate::telemetry::ids::Trigger;
+use crate::telemetry::metrics::{FunctionMetrics, Outcome};
 use crate::telemetry::traces;
 
 /// How long the last lines of an attempt's output may take to be stored.
@@ -34,7 +40,9 @@ pub struct Job {
     pub spec: JobSpec,
     pub pre: CommandPre<Host>,
     pub host: HostConfig,
+    /// Its attempts as invocations of trigger `job`, under its name.
     pub metrics: Arc<FunctionMetrics>,
+    pub counters: Counters,
 }
 
 /// What every task of one execution shares.
@@ -101,6 +109,7 @@ pub async fn execute(
     if let Err(e) = cx.store.finish(&cx.exec.id, state).await {
         tracing::error!(execution = %cx.exec.id, "{e:#}");
     }
+    cx.job.counters.execution_ended(state);
     tracing::info!(job = %cx.job.spec.name, execution = %cx.exec.id, "execution {state}");
     state
 }
@@ -134,11 +143,26 @@ async fn run_task(cx: &Context, idx: u32, mut attempt: u32) -> bool {
         if let Err(e) = cx.store.end_task(exec, idx, state, exit.to_string()).await {
             tracing::error!(execution = %exec, "{e:#}");
         }
+        cx.job.counters.attempt_ended(state);
         match state {
             "succeeded" => return true,
             "failed" => return false,
             _ => attempt += 1,
         }
+    }
+}
+
+/// The status an attempt's access record shows (as HTTP would: 200 for
+/// exit 0, 504 for a timeout, 508 past `cpu_time`, 500 otherwise) and how
+/// metrics count it.
+fn counted(exit: &Exit, tag: &InstanceTag) -> (u16, Outcome) {
+    match exit {
+        Exit::Code(0) => (200, Outcome::Success),
+        Exit::Code(_) => (500, Outcome::ServerError),
+        Exit::TimedOut => (504, Outcome::TimedOut),
+        Exit::Failed(_) if tag.cpu_exceeded() => (508, Outcome::CpuTime),
+        Exit::Failed(_) if tag.memory_exceeded() => (500, Outcome::Memory),
+        Exit::Failed(_) => (500, Outcome::Trap),
     }
 }
 
@@ -221,7 +245,13 @@ async fn run_attempt(cx: &Context, idx: u32, attempt: u32) -> Exit {
     if let Some(cx) = traces::context_of(&span) {
         tag.set_trace(cx);
     }
-    let exit = match Host::command(&cx.job.host, tag, cx.job.metrics.clone(), stdio) {
+    let invocation = invoke::start(Trigger::Job);
+    tag.set_invocation(invocation.id);
+    invocation.started_on(&tag);
+    let (metrics, started) = (&cx.job.metrics, Instant::now());
+    metrics.invocation_started(Trigger::Job);
+    cx.job.counters.attempts.fetch_add(1, Relaxed);
+    let exit = match Host::command(&cx.job.host, tag.clone(), metrics.clone(), stdio) {
         Ok(host) => {
             let run = command::run(&cx.engine, &cx.job.pre, host, cx.job.spec.task_timeout.0);
             run.instrument(span.clone()).await
@@ -229,6 +259,19 @@ async fn run_attempt(cx: &Context, idx: u32, attempt: u32) -> Exit {
         Err(e) => Exit::Failed(format!("{e:#}")),
     };
     traces::record_exit(&span, &exit.to_string(), exit.success());
+    let (status, outcome) = counted(&exit, &tag);
+    let wall = started.elapsed();
+    metrics.invocation_finished(Trigger::Job, outcome, wall, wall);
+    let usage = cost::meter(metrics, cx.job.spec.memory.bytes(), &invocation, wall);
+    let what = format!("task {idx} attempt {attempt}: {exit}");
+    logs::record(Entry::access(
+        cx.job.host.function.clone(),
+        None,
+        invocation.id,
+        Trigger::Job,
+        Access::metered(status, &usage, None),
+        what,
+    ));
     // The store (and with it the pipes' writers) is gone: the drains end,
     // unless a writer lingers somewhere; the lines are in the log anyway.
     for drain in [out_drain, err_drain] {

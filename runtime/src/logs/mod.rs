@@ -1,6 +1,6 @@
 //! The log store: every invocation's guest output and access record, kept
 //! per function in a bounded ring (`[server] logs_max_bytes`,
-//! `logs_max_age`) and queried by `wisp logs` and the admin API.
+//! `logs_max_age`, or the function's own `[function.logs]`) and queried by `wisp logs` and the admin API.
 //!
 //! Records reach it without ever waiting: guest lines from the guest log
 //! thread ([`crate::sandbox::guestlog`]), access records where each trigger
@@ -43,6 +43,11 @@ pub struct Access {
     pub duration_ms: f64,
     /// HTTP invocations: the request's method and path.
     pub request: Option<(String, String)>,
+    /// Cost metering (see `invoke::cost`): guest CPU time, the most memory
+    /// the instance held, and memory limit × wall time in GB-seconds.
+    pub cpu_ms: f64,
+    pub peak_memory_bytes: u64,
+    pub gb_s: f64,
 }
 
 /// One record on its way to the store.
@@ -81,10 +86,11 @@ impl Entry {
         }
     }
 
-    /// An invocation's access record: `line` as the access log says it.
+    /// An invocation's access record: `line` as the access log says it;
+    /// `revision` is `None` for a job's task, which has none.
     pub fn access(
         function: Arc<str>,
-        revision: u64,
+        revision: Option<u64>,
         invocation: InvocationId,
         trigger: Trigger,
         access: Access,
@@ -92,7 +98,7 @@ impl Entry {
     ) -> Entry {
         Entry {
             function,
-            revision: Some(revision),
+            revision,
             invocation: Some(invocation),
             trigger: Some(trigger),
             stream: "access",
@@ -110,6 +116,14 @@ static STORE: OnceLock<LogStore> = OnceLock::new();
 pub fn install(store: LogStore) {
     if STORE.set(store).is_err() {
         tracing::warn!("a log store was already installed; keeping the first");
+    }
+}
+
+/// Gives `function` its own bounds in the installed store, if any (see
+/// [`LogStore::set_bounds`]).
+pub fn set_bounds(function: &str, max_bytes: Option<u64>, max_age: Option<std::time::Duration>) {
+    if let Some(store) = STORE.get() {
+        store.set_bounds(function, max_bytes, max_age);
     }
 }
 

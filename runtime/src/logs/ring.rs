@@ -6,7 +6,9 @@
 //! database thread keeps each function's total, and when one passes
 //! `max_bytes` it deletes that function's oldest records down to 90 % of
 //! it, so trims are rare and each is one range delete. Records older than
-//! `max_age` go at most every [`AGE_TRIM_INTERVAL`].
+//! `max_age` go at most every [`AGE_TRIM_INTERVAL`] (or every `max_age`,
+//! when that is shorter), at a write. A function may have bounds of its own
+//! (`[function.logs]`, see [`LogStore::set_bounds`]).
 //!
 //! Guest lines are stored without revision and trigger; a query takes them
 //! from the invocation's access record.
@@ -43,11 +45,36 @@ CREATE TABLE IF NOT EXISTS logs (
     duration_ms REAL,
     method TEXT,
     path TEXT,
-    size INTEGER NOT NULL
+    size INTEGER NOT NULL,
+    cpu_ms REAL,
+    peak_memory_bytes INTEGER,
+    gb_s REAL
 );
 CREATE INDEX IF NOT EXISTS logs_function ON logs (function, id);
 CREATE INDEX IF NOT EXISTS logs_invocation ON logs (function, invocation);
 ";
+
+/// Columns added since the table was first made, added to older stores
+/// when they are opened.
+const ADDED_COLUMNS: [(&str, &str); 3] = [
+    ("cpu_ms", "REAL"),
+    ("peak_memory_bytes", "INTEGER"),
+    ("gb_s", "REAL"),
+];
+
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (column, kind) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('logs') WHERE name = ?1",
+            [column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            conn.execute(&format!("ALTER TABLE logs ADD COLUMN {column} {kind}"), [])?;
+        }
+    }
+    Ok(())
+}
 
 /// Bytes counted per record beside its line and path: the other columns and
 /// the indexes, roughly.
@@ -95,7 +122,10 @@ struct Totals {
 
 struct Inner {
     db: Database,
+    /// The server's bounds, for functions without their own.
     bounds: Bounds,
+    /// Functions with bounds of their own.
+    own: Mutex<HashMap<String, Bounds>>,
     pending: Mutex<Pending>,
     totals: Mutex<Totals>,
     /// The newest record's id, for followers.
@@ -116,6 +146,7 @@ impl LogStore {
     pub async fn open(state_dir: Option<&Path>, bounds: Bounds) -> Result<LogStore> {
         let path = state_dir.map(|d| d.join("logs.sqlite3"));
         let db = Database::open_with(path.as_deref(), SCHEMA, "log store", Durability::BestEffort)?;
+        db.write(add_missing_columns).await?;
         let (bytes, newest) = db
             .read(|conn| {
                 let mut rows =
@@ -131,6 +162,7 @@ impl LogStore {
         let inner = Arc::new(Inner {
             db,
             bounds,
+            own: Mutex::default(),
             pending: Mutex::default(),
             totals: Mutex::new(Totals {
                 bytes,
@@ -201,6 +233,24 @@ impl LogStore {
         self.inner.stopping.cancel();
     }
 
+    /// Gives `function` its own bounds: `max_bytes` and `max_age` where
+    /// given, the server's otherwise (both `None`: the server's).
+    pub fn set_bounds(&self, function: &str, max_bytes: Option<u64>, max_age: Option<Duration>) {
+        let mut own = self.inner.own.lock().unwrap_or_else(|e| e.into_inner());
+        if max_bytes.is_none() && max_age.is_none() {
+            own.remove(function);
+            return;
+        }
+        let server = self.inner.bounds;
+        own.insert(
+            function.to_string(),
+            Bounds {
+                max_bytes: max_bytes.unwrap_or(server.max_bytes),
+                max_age: max_age.unwrap_or(server.max_age),
+            },
+        );
+    }
+
     /// Waits until everything recorded so far is written.
     pub async fn flush(&self) -> Result<()> {
         Inner::write_soon(&self.inner);
@@ -233,8 +283,9 @@ impl Inner {
         let mut added: HashMap<&str, u64> = HashMap::new();
         let mut insert = conn.prepare_cached(
             "INSERT INTO logs (function, revision, invocation, trigger, stream, at_ms, line,
-                               status, duration_ms, method, path, size)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                               status, duration_ms, method, path, size,
+                               cpu_ms, peak_memory_bytes, gb_s)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
         for e in &entries {
             let size = size(e);
@@ -253,6 +304,9 @@ impl Inner {
                 request.map(|(m, _)| m),
                 request.map(|(_, p)| p),
                 size as i64,
+                access.map(|a| a.cpu_ms),
+                access.map(|a| a.peak_memory_bytes as i64),
+                access.map(|a| a.gb_s),
             ])?;
             *added.entry(&e.function).or_default() += size;
         }
@@ -261,29 +315,29 @@ impl Inner {
         for (function, size) in added {
             *bytes.entry(function.to_string()).or_default() += size;
         }
-        let max = self.bounds.max_bytes;
-        for (function, total) in bytes.iter_mut().filter(|(_, total)| **total > max) {
-            *total -= trim(conn, function, *total, max / 10 * 9)?;
+        let own = self.own.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let bounds = |function: &str| own.get(function).copied().unwrap_or(self.bounds);
+        for (function, total) in bytes.iter_mut() {
+            let max = bounds(function).max_bytes;
+            if *total > max {
+                *total -= trim(conn, function, *total, max / 10 * 9)?;
+            }
         }
         let now = now_ms();
-        let age_trim =
-            now.saturating_sub(totals.age_trimmed_ms) >= AGE_TRIM_INTERVAL.as_millis() as u64;
+        let shortest = own
+            .values()
+            .map(|b| b.max_age)
+            .fold(self.bounds.max_age.min(AGE_TRIM_INTERVAL), Duration::min);
+        let age_trim = now.saturating_sub(totals.age_trimmed_ms) >= shortest.as_millis() as u64;
         if age_trim {
-            let oldest = now.saturating_sub(self.bounds.max_age.as_millis() as u64);
-            // Records are written in time order, near enough: everything
-            // before the first young record goes (found by walking from the
-            // oldest, cheaper than a time index updated on every insert).
-            let mut expired = conn.prepare_cached(
-                "DELETE FROM logs WHERE id < coalesce(
-                    (SELECT id FROM logs WHERE at_ms >= ?1 ORDER BY id LIMIT 1),
-                    (SELECT max(id) + 1 FROM logs))
-                 RETURNING function, size",
-            )?;
-            let mut rows = expired.query([oldest as i64])?;
-            while let Some(row) = rows.next()? {
-                let function: String = row.get(0)?;
+            let before = |age: Duration| now.saturating_sub(age.as_millis() as u64) as i64;
+            let mut freed = expire(conn, None, before(self.bounds.max_age), &own)?;
+            for (function, b) in &own {
+                freed.extend(expire(conn, Some(function), before(b.max_age), &own)?);
+            }
+            for (function, size) in freed {
                 if let Some(total) = bytes.get_mut(&function) {
-                    *total = total.saturating_sub(row.get::<_, i64>(1)? as u64);
+                    *total = total.saturating_sub(size);
                 }
             }
         }
@@ -296,6 +350,49 @@ impl Inner {
         self.newest.send_replace(conn.last_insert_rowid());
         Ok(())
     }
+}
+
+/// Deletes the records written before `oldest_ms` (milliseconds since the
+/// epoch) of `function`, or with `None` of every function without bounds
+/// of its own (`own`); returns the function and size of each.
+///
+/// Records are written in time order, near enough: everything before the
+/// first young record goes (found by walking from the oldest, cheaper than
+/// a time index updated on every insert).
+fn expire(
+    conn: &Connection,
+    function: Option<&str>,
+    oldest_ms: i64,
+    own: &HashMap<String, Bounds>,
+) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut args = vec![Value::Integer(oldest_ms)];
+    let sql = match function {
+        Some(function) => {
+            args.push(Value::Text(function.to_string()));
+            "DELETE FROM logs WHERE function = ?2 AND id < coalesce(
+                (SELECT id FROM logs WHERE function = ?2 AND at_ms >= ?1 ORDER BY id LIMIT 1),
+                (SELECT max(id) + 1 FROM logs))
+             RETURNING function, size"
+                .to_string()
+        }
+        None => {
+            let mut sql = "DELETE FROM logs WHERE id < coalesce(
+                (SELECT id FROM logs WHERE at_ms >= ?1 ORDER BY id LIMIT 1),
+                (SELECT max(id) + 1 FROM logs))"
+                .to_string();
+            if !own.is_empty() {
+                let marks: Vec<String> = (2..own.len() + 2).map(|i| format!("?{i}")).collect();
+                sql.push_str(&format!(" AND function NOT IN ({})", marks.join(", ")));
+                args.extend(own.keys().map(|f| Value::Text(f.clone())));
+            }
+            sql + " RETURNING function, size"
+        }
+    };
+    let mut expired = conn.prepare_cached(&sql)?;
+    let rows = expired.query_map(params_from_iter(args), |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+    })?;
+    rows.collect()
 }
 
 /// Deletes `function`'s oldest records until at most `target` of its
@@ -321,7 +418,8 @@ fn trim(conn: &Connection, function: &str, total: u64, target: u64) -> rusqlite:
 /// The columns of a [`Line`]; guest lines take revision and trigger from
 /// their invocation's access record `a`.
 const COLUMNS: &str = "l.id, l.at_ms, l.function, coalesce(l.revision, a.revision), l.invocation,
-    coalesce(l.trigger, a.trigger), l.stream, l.line, l.status, l.duration_ms, l.method, l.path
+    coalesce(l.trigger, a.trigger), l.stream, l.line, l.status, l.duration_ms, l.method, l.path,
+    l.cpu_ms, l.peak_memory_bytes, l.gb_s
     FROM logs l LEFT JOIN logs a ON l.stream != 'access' AND a.function = l.function
         AND a.invocation = l.invocation AND a.stream = 'access'";
 
@@ -341,6 +439,9 @@ fn line(r: &rusqlite::Row) -> rusqlite::Result<Line> {
         duration_ms: r.get(9)?,
         method: r.get(10)?,
         path: r.get(11)?,
+        cpu_ms: r.get(12)?,
+        peak_memory_bytes: r.get::<_, Option<i64>>(13)?.map(|b| b as u64),
+        gb_s: r.get(14)?,
     })
 }
 
@@ -449,13 +550,16 @@ mod tests {
     fn access(function: &str, invocation: u64, status: u16) -> Entry {
         Entry::access(
             function.into(),
-            3,
+            Some(3),
             InvocationId(invocation),
             Trigger::Http,
             Access {
                 status,
                 duration_ms: 1.5,
                 request: Some(("GET".into(), "/x".into())),
+                cpu_ms: 10.0,
+                peak_memory_bytes: 1 << 20,
+                gb_s: 0.0002,
             },
             format!("GET /x {status}"),
         )
@@ -500,6 +604,23 @@ mod tests {
         let page = logs.query("f", &later).await.unwrap();
         let got: Vec<_> = page.lines.iter().map(|l| l.line.as_str()).collect();
         assert_eq!(got, ["four", "GET /x 500"]);
+    }
+
+    #[tokio::test]
+    async fn a_function_with_its_own_bounds_keeps_them() {
+        let logs = store(1 << 20).await;
+        logs.set_bounds("small", Some(20 * (RECORD_OVERHEAD + 10)), None);
+        for i in 0..200 {
+            logs.record(guest("small", 1, &format!("line {i:05}")));
+            logs.record(guest("large", 1, &format!("line {i:05}")));
+        }
+        logs.flush().await.unwrap();
+        let all = Query {
+            limit: 10_000,
+            ..Query::default()
+        };
+        assert!(logs.query("small", &all).await.unwrap().lines.len() <= 20);
+        assert_eq!(logs.query("large", &all).await.unwrap().lines.len(), 200);
     }
 
     #[tokio::test]

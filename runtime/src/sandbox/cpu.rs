@@ -272,8 +272,6 @@ pub struct CpuMeter {
     limit: Option<u32>,
     /// Ticks charged since the current work started.
     ticks: u32,
-    /// Ticks charged over the instance's life.
-    total: u64,
     /// The tick of the last callback (or of the start of the work): a
     /// callback one tick later means the guest executed across that tick;
     /// one many ticks later means it re-entered after waiting.
@@ -302,7 +300,6 @@ impl CpuMeter {
             weight,
             limit,
             ticks: 0,
-            total: 0,
             last: lanes.now(),
             turns: 0,
             lanes,
@@ -325,7 +322,7 @@ impl CpuMeter {
 
     /// CPU time charged over the instance's life.
     pub fn total(&self) -> Duration {
-        EPOCH_TICK * u32::try_from(self.total).unwrap_or(u32::MAX)
+        crate::sandbox::tag::ticks_to_time(self.tag.cpu_ticks())
     }
 
     /// The epoch callback: charge a tick, stop the guest past its limit,
@@ -336,7 +333,7 @@ impl CpuMeter {
         self.last = now;
         if executing {
             self.ticks = self.ticks.saturating_add(1);
-            self.total += 1;
+            self.tag.charge_tick();
         }
         if self.limit.is_some_and(|limit| self.ticks > limit) {
             self.tag.set_cpu_exceeded();

@@ -215,6 +215,7 @@ impl Host {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         let budget = MemoryBudget::new(config.memory_limit);
+        tag.set_memory(budget.clone());
         let tmp = tmpfs::Tree::new(budget.clone()).map_err(|_| {
             wasmtime::format_err!(
                 "`memory` = {} bytes leaves no room for /tmp",

@@ -22,11 +22,17 @@ struct Usage {
     linear: usize,
     /// Bytes `/tmp` holds (file contents and a per-node allowance).
     files: usize,
+    /// The most `linear + files` has been.
+    peak: usize,
 }
 
 impl Usage {
     fn total(&self) -> usize {
         self.linear.saturating_add(self.files)
+    }
+
+    fn note_peak(&mut self) {
+        self.peak = self.peak.max(self.total());
     }
 }
 
@@ -52,6 +58,7 @@ impl MemoryBudget {
             return false;
         }
         used.linear = linear;
+        used.note_peak();
         true
     }
 
@@ -63,6 +70,7 @@ impl MemoryBudget {
             return false;
         }
         used.files += bytes;
+        used.note_peak();
         true
     }
 
@@ -75,6 +83,12 @@ impl MemoryBudget {
     /// Bytes `/tmp` holds now.
     pub fn files(&self) -> usize {
         self.usage().files
+    }
+
+    /// The most the instance has held at once (linear memory never
+    /// shrinks; `/tmp` may have).
+    pub fn peak(&self) -> usize {
+        self.usage().peak
     }
 }
 
@@ -152,5 +166,6 @@ mod tests {
         assert_eq!(budget.files(), 50);
         assert!(budget.reserve(20));
         assert!(!budget.reserve(1));
+        assert_eq!(budget.peak(), 100);
     }
 }

@@ -4,8 +4,11 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
+use crate::sandbox::cpu::EPOCH_TICK;
+use crate::sandbox::memory::MemoryBudget;
 use crate::telemetry::ids::{InstanceId, InvocationId};
 
 /// Which function, instance and invocation an instance is serving; set when
@@ -25,6 +28,11 @@ pub struct InstanceTag {
     /// The trace context of the invocation that started on it last, when
     /// traces are on: the parent of its outbound calls' spans.
     trace: Mutex<Option<opentelemetry::Context>>,
+    /// Epoch ticks charged over the instance's life (see `sandbox::cpu`),
+    /// readable outside the store for cost metering.
+    cpu_ticks: AtomicU64,
+    /// The instance's memory budget, for its high-water mark.
+    memory: OnceLock<Arc<MemoryBudget>>,
 }
 
 impl InstanceTag {
@@ -37,6 +45,8 @@ impl InstanceTag {
             memory_exceeded: AtomicBool::new(false),
             cpu_exceeded: AtomicBool::new(false),
             trace: Mutex::new(None),
+            cpu_ticks: AtomicU64::new(0),
+            memory: OnceLock::new(),
         })
     }
 
@@ -80,6 +90,31 @@ impl InstanceTag {
     pub fn cpu_exceeded(&self) -> bool {
         self.cpu_exceeded.load(Ordering::Relaxed)
     }
+
+    /// The guest was charged a tick of CPU time.
+    pub fn charge_tick(&self) {
+        self.cpu_ticks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// CPU time charged over the instance's life, in ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        self.cpu_ticks.load(Ordering::Relaxed)
+    }
+
+    /// Watches `budget` for [`InstanceTag::peak_memory`].
+    pub fn set_memory(&self, budget: Arc<MemoryBudget>) {
+        let _ = self.memory.set(budget);
+    }
+
+    /// The most memory (linear memories and `/tmp`) the instance has held.
+    pub fn peak_memory(&self) -> u64 {
+        self.memory.get().map_or(0, |b| b.peak() as u64)
+    }
+}
+
+/// CPU time of `ticks` epoch ticks.
+pub fn ticks_to_time(ticks: u64) -> Duration {
+    EPOCH_TICK * u32::try_from(ticks).unwrap_or(u32::MAX)
 }
 
 /// The invocation field of a log line: the invocation id, or `-` when the

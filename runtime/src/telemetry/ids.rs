@@ -38,14 +38,17 @@ pub enum Trigger {
     Task,
     /// A schedule's firing.
     Schedule,
+    /// An attempt of a job's task.
+    Job,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 4] = [
+    pub const ALL: [Trigger; 5] = [
         Trigger::Http,
         Trigger::Event,
         Trigger::Task,
         Trigger::Schedule,
+        Trigger::Job,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +57,7 @@ impl Trigger {
             Trigger::Event => "event",
             Trigger::Task => "task",
             Trigger::Schedule => "schedule",
+            Trigger::Job => "job",
         }
     }
 

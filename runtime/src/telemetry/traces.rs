@@ -142,7 +142,7 @@ pub fn invocation_span(
     let kind = match trigger {
         Trigger::Http => "server",
         Trigger::Event | Trigger::Task => "consumer",
-        Trigger::Schedule => "internal",
+        Trigger::Schedule | Trigger::Job => "internal",
     };
     let span = tracing::info_span!(
         target: TARGET,

@@ -3,6 +3,7 @@
 //! when the function is first deployed so that counting on the hot path is
 //! an atomic add (a short mutex for histograms), never a label lookup.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,12 +16,33 @@ use serde::Serialize;
 
 use crate::telemetry::ids::Trigger;
 use crate::telemetry::metrics::Outcome;
+use crate::telemetry::metrics::window::HourWindow;
 
 /// Latency buckets, in seconds: 100 µs to 60 s, about ×2.5 apart.
 pub const LATENCY_BUCKETS: [f64; 18] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0, 60.0,
 ];
+
+/// Peak-memory buckets, in bytes: 1 MiB to 4 GiB, ×2 apart.
+fn memory_buckets() -> Histogram {
+    Histogram::new((20..=32).map(|shift| (1u64 << shift) as f64))
+}
+
+/// A counter of fractional amounts (seconds, GB-seconds).
+pub type Amount = Counter<f64, AtomicU64>;
+
+/// What one invocation used, as cost metering measures it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Usage {
+    pub wall: Duration,
+    /// Guest CPU time, sampled at epoch ticks (see `sandbox::cpu`).
+    pub cpu: Duration,
+    /// The most memory its instance held, in bytes.
+    pub peak_memory: u64,
+    /// The function's `memory` limit × wall time, in GiB-seconds.
+    pub gb_s: f64,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FunctionLabel {
@@ -63,6 +85,9 @@ pub struct FunctionFamilies {
     cpu_ms: Family<FunctionLabel, Counter>,
     cpu_limit_reached: Family<FunctionLabel, Counter>,
     guest_log_dropped: Family<FunctionLabel, Counter>,
+    cpu_seconds: Family<TriggerLabels, Amount>,
+    gb_seconds: Family<TriggerLabels, Amount>,
+    peak_memory: Family<TriggerLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for FunctionFamilies {
@@ -81,6 +106,9 @@ impl Default for FunctionFamilies {
             cpu_ms: Family::default(),
             cpu_limit_reached: Family::default(),
             guest_log_dropped: Family::default(),
+            cpu_seconds: Family::default(),
+            gb_seconds: Family::default(),
+            peak_memory: Family::new_with_constructor(memory_buckets),
         }
     }
 }
@@ -156,6 +184,25 @@ impl FunctionFamilies {
              pipeline full)",
             f.guest_log_dropped,
         );
+        registry.register_with_unit(
+            "invocation_cpu",
+            "Guest CPU time of invocations (cost metering; sampled at 10 ms epoch ticks, \
+             unbiased in sum)",
+            Unit::Seconds,
+            f.cpu_seconds,
+        );
+        registry.register(
+            "invocation_gb_seconds",
+            "GB-seconds of invocations: the function's memory limit in GiB × wall time, as \
+             serverless billing counts",
+            f.gb_seconds,
+        );
+        registry.register_with_unit(
+            "invocation_peak_memory",
+            "The most memory (linear memories and /tmp) an invocation's instance held",
+            Unit::Bytes,
+            f.peak_memory,
+        );
     }
 }
 
@@ -167,6 +214,9 @@ struct TriggerMetrics {
     in_flight: Gauge,
     time_to_first_byte: Histogram,
     duration: Histogram,
+    cpu_seconds: Amount,
+    gb_seconds: Amount,
+    peak_memory: Histogram,
 }
 
 /// One function's series, kept across its revisions.
@@ -181,11 +231,18 @@ pub struct FunctionMetrics {
     cpu_ms: Counter,
     cpu_limit_reached: Counter,
     guest_log_dropped: Counter,
+    /// Wall time of metered invocations (the duration histograms' sums
+    /// by trigger), for the totals of `wisp functions describe`.
+    wall_seconds: Amount,
+    /// The most memory any invocation's instance held.
+    peak_memory: AtomicU64,
+    /// GB-seconds used in the trailing hour, for `budget`.
+    pub spent: HourWindow,
 }
 
 /// A point-in-time copy of [`FunctionMetrics`], summed over triggers (the
 /// admin API's `metrics` of a function).
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct MetricsSnapshot {
     pub invocations: u64,
     /// Finished invocations by outcome label (`2xx`, `3xx`, `429`, `trap`
@@ -205,6 +262,14 @@ pub struct MetricsSnapshot {
     /// Lines of guest output not logged: past the per-invocation caps, or
     /// with the log pipeline full.
     pub guest_log_dropped: u64,
+    /// Cost metering totals: wall time, guest CPU time and GB-seconds of
+    /// every invocation, and the most memory one held.
+    pub wall_seconds: f64,
+    pub cpu_seconds: f64,
+    pub gb_seconds: f64,
+    pub peak_memory_bytes: u64,
+    /// GB-seconds used in the trailing hour (what `budget` limits).
+    pub gb_seconds_last_hour: f64,
 }
 
 impl Default for FunctionMetrics {
@@ -240,6 +305,9 @@ impl FunctionMetrics {
                 in_flight: families.in_flight.get_or_create_owned(&labels),
                 time_to_first_byte: families.time_to_first_byte.get_or_create_owned(&labels),
                 duration: families.duration.get_or_create_owned(&labels),
+                cpu_seconds: families.cpu_seconds.get_or_create_owned(&labels),
+                gb_seconds: families.gb_seconds.get_or_create_owned(&labels),
+                peak_memory: families.peak_memory.get_or_create_owned(&labels),
             }
         });
         let label = FunctionLabel {
@@ -255,6 +323,9 @@ impl FunctionMetrics {
             cpu_ms: families.cpu_ms.get_or_create_owned(&label),
             cpu_limit_reached: families.cpu_limit_reached.get_or_create_owned(&label),
             guest_log_dropped: families.guest_log_dropped.get_or_create_owned(&label),
+            wall_seconds: Amount::default(),
+            peak_memory: AtomicU64::new(0),
+            spent: HourWindow::default(),
         }
     }
 
@@ -318,6 +389,19 @@ impl FunctionMetrics {
         t.duration.observe(duration.as_secs_f64());
     }
 
+    /// What an invocation of `trigger` used; `now` (since the epoch) is
+    /// when its GB-seconds count against `budget`.
+    pub fn invocation_metered(&self, trigger: Trigger, usage: &Usage, now: Duration) {
+        let t = &self.triggers[trigger.index()];
+        t.cpu_seconds.inc_by(usage.cpu.as_secs_f64());
+        t.gb_seconds.inc_by(usage.gb_s);
+        t.peak_memory.observe(usage.peak_memory as f64);
+        self.wall_seconds.inc_by(usage.wall.as_secs_f64());
+        self.peak_memory
+            .fetch_max(usage.peak_memory, Ordering::Relaxed);
+        self.spent.add(now, usage.gb_s);
+    }
+
     /// Every counter, invocations summed over triggers.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let mut s = MetricsSnapshot {
@@ -329,10 +413,19 @@ impl FunctionMetrics {
             cpu_time_ms: self.cpu_ms.get(),
             cpu_limit_reached: self.cpu_limit_reached.get(),
             guest_log_dropped: self.guest_log_dropped.get(),
+            wall_seconds: self.wall_seconds.get(),
+            peak_memory_bytes: self.peak_memory.load(Ordering::Relaxed),
+            gb_seconds_last_hour: self.spent.sum(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default(),
+            ),
             ..MetricsSnapshot::default()
         };
         for t in &self.triggers {
             s.invocations += t.invocations.get();
+            s.cpu_seconds += t.cpu_seconds.get();
+            s.gb_seconds += t.gb_seconds.get();
             s.in_flight += gauge_value(&t.in_flight);
             for (outcome, counter) in Outcome::ALL.iter().zip(&t.outcomes) {
                 let n = counter.get();

@@ -8,6 +8,7 @@
 pub mod function;
 pub mod outcome;
 pub mod pool;
+pub mod window;
 
 use std::sync::Mutex;
 
@@ -19,7 +20,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-pub use function::{FunctionMetrics, MetricsSnapshot};
+pub use function::{FunctionMetrics, MetricsSnapshot, Usage};
 pub use outcome::Outcome;
 
 use function::FunctionFamilies;

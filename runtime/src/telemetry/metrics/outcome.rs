@@ -36,10 +36,12 @@ pub enum Outcome {
     CpuTime,
     /// 499: whoever waited went away before the response was complete.
     ClientClosed,
+    /// 429: the function spent its `budget` of GB-seconds in the last hour.
+    Budget,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 13] = [
+    pub const ALL: [Outcome; 14] = [
         Outcome::Informational,
         Outcome::Success,
         Outcome::Redirection,
@@ -53,6 +55,7 @@ impl Outcome {
         Outcome::Trap,
         Outcome::CpuTime,
         Outcome::ClientClosed,
+        Outcome::Budget,
     ];
 
     /// The class of a status the function itself answered.
@@ -82,6 +85,7 @@ impl Outcome {
             Outcome::Trap => "trap",
             Outcome::CpuTime => "cpu_time",
             Outcome::ClientClosed => "client_closed",
+            Outcome::Budget => "budget",
         }
     }
 
