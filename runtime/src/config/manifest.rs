@@ -1,7 +1,7 @@
 //! The app manifest (`wisp.toml`) that `wisp up` serves: server settings and
 //! a list of functions. Every error names the file, the line and the key.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::Result;
@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::config::server::ServerSettings;
 use crate::config::{
-    CronSchedule, FunctionSpec, JobSpec, QueueSpec, ScheduleSpec, SecretSpec, StateSpec, StoreSpec,
+    BuildSpec, CronSchedule, FunctionSpec, JobSpec, QueueSpec, ScheduleSpec, SecretSpec, StateSpec, StoreSpec,
     TopicSpec, check_state_names,
 };
 
@@ -46,6 +46,18 @@ pub struct Manifest {
     /// Component paths and `dirs` are absolute.
     pub jobs: Vec<JobSpec>,
     pub functions: Vec<FunctionSpec>,
+    /// `[function.build]` sections, by function name.
+    pub builds: BTreeMap<String, BuildSpec>,
+}
+
+/// Whether a function's component must exist when the manifest is loaded.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Components {
+    /// Every one (`wisp up`).
+    Built,
+    /// Those of functions with a `[function.build]` may be missing yet
+    /// (`wisp build`).
+    MayBeUnbuilt,
 }
 
 impl Manifest {
@@ -59,6 +71,7 @@ impl Manifest {
             state: StateSpec::default(),
             jobs: Vec::new(),
             functions,
+            builds: BTreeMap::new(),
         }
     }
 }
@@ -167,16 +180,24 @@ impl Source<'_> {
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest> {
+        Self::load_with(path, Components::Built)
+    }
+
+    pub fn load_with(path: &Path, components: Components) -> Result<Manifest> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             anyhow::anyhow!(
                 "could not read manifest `{}`: {e}; pass the right file with -f",
                 path.display()
             )
         })?;
-        Self::parse(path, &text)
+        Self::parse_with(path, &text, components)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Manifest> {
+        Self::parse_with(path, text, Components::Built)
+    }
+
+    fn parse_with(path: &Path, text: &str, components: Components) -> Result<Manifest> {
         let doc: Document =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         doc.server
@@ -203,7 +224,14 @@ impl Manifest {
         let mut names = HashMap::new();
         let mut routes = HashMap::new();
         let mut functions = Vec::with_capacity(doc.functions.len());
+        let mut builds = BTreeMap::new();
         for (i, mut spec) in doc.functions.into_iter().enumerate() {
+            let build = spec.build.take();
+            if let Some(build) = &build {
+                build.validate().map_err(|(key, msg)| {
+                    src.error(i, key, &spec.name, &format!("[function.build] {msg}"))
+                })?;
+            }
             spec.validate()
                 .and_then(|_| check_topic_names(&spec, &topics))
                 .and_then(|()| check_queue_names(&spec, &doc.queues))
@@ -228,17 +256,26 @@ impl Manifest {
                 ));
             }
             let component = base.join(&spec.component);
-            if !component.is_file() {
+            let unbuilt_ok = build.is_some() && components == Components::MayBeUnbuilt;
+            if !component.is_file() && !unbuilt_ok {
+                let how = if build.is_some() {
+                    "build it with `wisp build` (or `wisp up --watch`, which builds first)"
+                } else {
+                    "build the guests with scripts/build-guests"
+                };
                 return Err(src.error(
                     i,
                     "component",
                     &spec.name,
-                    &format!("no file at `{}` (paths are relative to the manifest); build the guests with scripts/build-guests", component.display()),
+                    &format!("no file at `{}` (paths are relative to the manifest); {how}", component.display()),
                 ));
             }
             spec.component = component.to_string_lossy().into_owned();
             for host in spec.dirs.values_mut() {
                 *host = base.join(&*host).to_string_lossy().into_owned();
+            }
+            if let Some(build) = build {
+                builds.insert(spec.name.clone(), build);
             }
             functions.push(spec);
         }
@@ -258,6 +295,7 @@ impl Manifest {
             state,
             jobs: check_jobs(&src, doc.jobs, base)?,
             functions,
+            builds,
         })
     }
 }

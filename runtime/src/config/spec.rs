@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AllowedHosts, ByteSize, Span, TriggerSpec};
+use crate::config::{AllowedHosts, BuildSpec, ByteSize, Span, TriggerSpec};
 
 /// One function's name, component and limits. Field names are the manifest
 /// keys; every limit has a default chosen to match what Cloud Run users expect.
@@ -115,6 +115,10 @@ pub struct FunctionSpec {
     /// their names. Only names: values never enter a spec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// `[function.build]`: how `wisp build` makes the component. Manifest
+    /// only: [`crate::config::Manifest`] takes it out, and a deploy refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSpec>,
 }
 
 fn default_cpu_weight() -> u32 {
@@ -236,6 +240,7 @@ impl FunctionSpec {
             blobstore: Vec::new(),
             config: BTreeMap::new(),
             secrets: Vec::new(),
+            build: None,
         }
     }
 
@@ -267,6 +272,12 @@ impl FunctionSpec {
     /// `(key, message)` so callers can point at the right line.
     pub fn validate(&self) -> Result<AllowedHosts, (&'static str, String)> {
         validate_name(&self.name).map_err(|e| ("name", e))?;
+        if self.build.is_some() {
+            return Err((
+                "build",
+                "only a manifest's functions have one (`wisp build`, `wisp up`); deploy the built component".into(),
+            ));
+        }
         if self.component.is_empty() {
             return Err((
                 "component",
