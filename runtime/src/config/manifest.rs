@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use crate::config::server::ServerSettings;
 use crate::config::{
-    BuildSpec, CronSchedule, FunctionSpec, JobSpec, QueueSpec, ScheduleSpec, SecretSpec, StateSpec, StoreSpec,
-    TopicSpec, check_state_names,
+    BuildSpec, CronSchedule, FunctionSpec, JobSpec, QueueSpec, ScheduleSpec, SecretSpec, StateSpec,
+    StoreSpec, TopicSpec, check_state_names,
 };
 
 #[derive(Debug, Deserialize)]
@@ -267,7 +267,10 @@ impl Manifest {
                     i,
                     "component",
                     &spec.name,
-                    &format!("no file at `{}` (paths are relative to the manifest); {how}", component.display()),
+                    &format!(
+                        "no file at `{}` (paths are relative to the manifest); {how}",
+                        component.display()
+                    ),
                 ));
             }
             spec.component = component.to_string_lossy().into_owned();

@@ -55,27 +55,41 @@ pub fn buildable(manifest: &Path, loaded: &Manifest) -> (PathBuf, Vec<Buildable>
 /// What a long first build spends its time on.
 fn slow_part(toolchain: Option<Toolchain>) -> &'static str {
     match toolchain {
-        Some(Toolchain::Rust) => " (a first Rust build also compiles std for wasm: ~3 min)",
-        Some(Toolchain::Js) => " (componentize-js: ~1.5 min)",
-        Some(Toolchain::Python) => " (componentize-py: ~30 s)",
+        Some(Toolchain::Rust) => {
+            " (the first Rust build on a machine also compiles std for wasm: ~3 min)"
+        }
+        Some(Toolchain::Js) => " (componentize-js: up to a minute)",
+        Some(Toolchain::Python) => " (componentize-py: up to 30 s)",
         _ => "",
     }
+}
+
+/// Whether a build is the first of a run, which says what may take long.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Pass {
+    First,
+    Rebuild,
 }
 
 /// Builds one function; returns the component's size in bytes and the time
 /// taken. The command's stdout goes to stderr, so only wisp's own lines are
 /// on stdout.
-pub async fn build_one(kit: &Kit, base: &Path, f: &Buildable) -> Result<(u64, Duration)> {
+pub async fn build_one(
+    kit: &Kit,
+    base: &Path,
+    f: &Buildable,
+    pass: Pass,
+) -> Result<(u64, Duration)> {
     let name = &f.spec.name;
     if let Some(toolchain) = f.build.toolchain {
         kit.check(toolchain).await?;
     }
     let started = Instant::now();
-    eprintln!(
-        "wisp: building {name}: {}{}",
-        f.build.command,
-        slow_part(f.build.toolchain)
-    );
+    let slow = match pass {
+        Pass::First => slow_part(f.build.toolchain),
+        Pass::Rebuild => "",
+    };
+    eprintln!("wisp: building {name}: {}{slow}", f.build.command);
     let stdout = std::io::stderr().as_fd().try_clone_to_owned()?;
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
@@ -101,7 +115,10 @@ pub async fn build_one(kit: &Kit, base: &Path, f: &Buildable) -> Result<(u64, Du
             Some(code) => format!(" (exit status {code})"),
             None => " (killed by a signal)".into(),
         };
-        bail!("building {name} failed: `{}`{why}; its output is above", f.build.command);
+        bail!(
+            "building {name} failed: `{}`{why}; its output is above",
+            f.build.command
+        );
     }
     let component = Path::new(&f.spec.component);
     let size = std::fs::metadata(component)
@@ -151,7 +168,7 @@ pub async fn build(args: BuildArgs) -> Result<()> {
     let kit = Kit::locate()?;
     let mut failed = Vec::new();
     for f in &functions {
-        match build_one(&kit, &base, f).await {
+        match build_one(&kit, &base, f, Pass::First).await {
             Ok((size, took)) => println!("{}", summary(&base, f, size, took)),
             Err(e) => {
                 eprintln!("error: {e:#}");

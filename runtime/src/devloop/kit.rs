@@ -84,11 +84,12 @@ impl Kit {
                 self.dir.display()
             );
         }
-        let output = tokio::process::Command::new(self.dir.join("scripts/install-guest-toolchains"))
-            .args(["--check", toolchain.name()])
-            .env(KIT_ENV, &self.dir)
-            .output()
-            .await?;
+        let output =
+            tokio::process::Command::new(self.dir.join("scripts/install-guest-toolchains"))
+                .args(["--check", toolchain.name()])
+                .env(KIT_ENV, &self.dir)
+                .output()
+                .await?;
         if !output.status.success() {
             bail!(
                 "the {} toolchain is missing pieces:\n{}install them (idempotent) with:\n    {install}",

@@ -178,7 +178,10 @@ fn check_dir(dir: &Path, force: bool) -> Result<()> {
         return Ok(());
     }
     if !dir.is_dir() {
-        bail!("`{}` exists and is not a folder; pick another --dir", dir.display());
+        bail!(
+            "`{}` exists and is not a folder; pick another --dir",
+            dir.display()
+        );
     }
     let empty = std::fs::read_dir(dir)
         .with_context(|| format!("could not read `{}`", dir.display()))?
@@ -214,7 +217,10 @@ pub async fn new(args: NewArgs) -> Result<()> {
         ("{{name}}", args.name.clone()),
         ("{{crate}}", args.name.replace('-', "_")),
         ("{{kit}}", kit.dir.display().to_string()),
-        ("{{guest_target}}", guest_target_dir()?.display().to_string()),
+        (
+            "{{guest_target}}",
+            guest_target_dir()?.display().to_string(),
+        ),
     ];
     let files = project_files(args.lang, args.trigger);
     for (path, text) in &files {
@@ -226,7 +232,8 @@ pub async fn new(args: NewArgs) -> Result<()> {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("could not create `{}`", parent.display()))?;
         }
-        std::fs::write(&path, text).with_context(|| format!("could not write `{}`", path.display()))?;
+        std::fs::write(&path, text)
+            .with_context(|| format!("could not write `{}`", path.display()))?;
     }
     let names: Vec<&str> = files.iter().map(|(path, _)| *path).collect();
     println!(
@@ -257,8 +264,12 @@ mod tests {
                 for (path, text) in project_files(*lang, trigger) {
                     let left: Vec<&str> = text
                         .match_indices("{{")
-                        .map(|(i, _)| &text[i..text[i..].find("}}").map_or(text.len(), |e| i + e + 2)])
-                        .filter(|p| !["{{name}}", "{{crate}}", "{{kit}}", "{{guest_target}}"].contains(p))
+                        .map(|(i, _)| {
+                            &text[i..text[i..].find("}}").map_or(text.len(), |e| i + e + 2)]
+                        })
+                        .filter(|p| {
+                            !["{{name}}", "{{crate}}", "{{kit}}", "{{guest_target}}"].contains(p)
+                        })
                         .collect();
                     assert!(left.is_empty(), "{path} ({}) keeps {left:?}", lang.name());
                 }

@@ -15,7 +15,7 @@ use notify_debouncer_mini::notify::RecursiveMode;
 use notify_debouncer_mini::{DebounceEventResult, new_debouncer};
 use tokio::sync::mpsc;
 
-use super::build::{Buildable, build_one, buildable, summary};
+use super::build::{Buildable, Pass, build_one, buildable, summary};
 use super::kit::Kit;
 use crate::config::{Components, Manifest};
 use crate::deploy::registry::Registry;
@@ -53,7 +53,7 @@ pub async fn up(file: PathBuf, watch: bool) -> Result<()> {
     }
     let kit = Kit::locate()?;
     for f in &functions {
-        match build_one(&kit, &base, f).await {
+        match build_one(&kit, &base, f, Pass::First).await {
             Ok((size, took)) => eprintln!("wisp: {}", summary(&base, f, size, took)),
             // The last component built still serves, if there is one.
             Err(e) if Path::new(&f.spec.component).is_file() => eprintln!(
@@ -103,7 +103,10 @@ async fn watch_loop(
         .watcher()
         .watch(&root, RecursiveMode::Recursive)
         .with_context(|| format!("could not watch `{}`", root.display()))?;
-    let names: Vec<&str> = watched.iter().map(|w| w.function.spec.name.as_str()).collect();
+    let names: Vec<&str> = watched
+        .iter()
+        .map(|w| w.function.spec.name.as_str())
+        .collect();
     eprintln!("wisp: watching the sources of {}", names.join(", "));
     while let Some(mut paths) = rx.recv().await {
         // Changes made while the previous build ran count too.
@@ -127,11 +130,11 @@ async fn watch_loop(
 async fn rebuild(registry: &Registry, kit: &Kit, base: &Path, f: &Buildable) {
     let name = &f.spec.name;
     let serving = || {
-        registry
-            .live(name)
-            .map_or("nothing".to_string(), |live| format!("revision {}", live.number))
+        registry.live(name).map_or("nothing".to_string(), |live| {
+            format!("revision {}", live.number)
+        })
     };
-    match build_one(kit, base, f).await {
+    match build_one(kit, base, f, Pass::Rebuild).await {
         Ok((size, took)) => match registry.apply_declared(f.spec.clone()).await {
             Ok(Some(revision)) => eprintln!(
                 "wisp: {}; deployed as revision {}",
