@@ -133,6 +133,15 @@ async fn rust_project_redeploys_each_save_and_survives_a_broken_one() {
         "{cargo}"
     );
 
+    // A second function serving the same file, with no build of its own:
+    // rebuilding hello-rs must leave it on its first revision.
+    let manifest = project.join("wisp.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str(
+        "\n[[function]]\nname = \"other\"\ncomponent = \"target/hello_rs.wasm\"\nroute = \"/other\"\n",
+    );
+    std::fs::write(&manifest, text).unwrap();
+
     build(&project, "hello-rs");
     let wisp = up(&project, true);
     wisp.wait_for_log("watching the sources of hello-rs");

@@ -55,8 +55,8 @@ pub struct Manifest {
 pub enum Components {
     /// Every one (`wisp up`).
     Built,
-    /// Those of functions with a `[function.build]` may be missing yet
-    /// (`wisp build`).
+    /// None need exist yet (`wisp build`, which makes them; a function
+    /// without a build of its own may serve what another one's build writes).
     MayBeUnbuilt,
 }
 
@@ -256,8 +256,7 @@ impl Manifest {
                 ));
             }
             let component = base.join(&spec.component);
-            let unbuilt_ok = build.is_some() && components == Components::MayBeUnbuilt;
-            if !component.is_file() && !unbuilt_ok {
+            if !component.is_file() && components == Components::Built {
                 let how = if build.is_some() {
                     "build it with `wisp build` (or `wisp up --watch`, which builds first)"
                 } else {
@@ -618,6 +617,30 @@ allowed_outbound_hosts = ["http://127.0.0.1:9000"]
             assert!(err.contains(expected), "expected `{expected}` in: {err}");
             assert!(err.contains("wisp.toml"), "no file name in: {err}");
         }
+    }
+
+    #[test]
+    fn a_build_section_is_taken_out_of_the_spec_and_may_precede_its_component() {
+        let text = "[[function]]\nname = \"f\"\ncomponent = \"out/f.wasm\"\n[function.build]\ncommand = \"make\"\nwatch = [\"src/**/*.c\"]\ntoolchain = \"c\"\n";
+        let err = format!("{:#}", parse(text).unwrap_err());
+        assert!(err.contains("build it with `wisp build`"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let m = Manifest::parse_with(
+            &dir.path().join("wisp.toml"),
+            text,
+            Components::MayBeUnbuilt,
+        )
+        .unwrap();
+        assert_eq!(m.functions[0].build, None);
+        let build = &m.builds["f"];
+        assert_eq!(build.command, "make");
+        assert_eq!(build.toolchain, Some(crate::config::Toolchain::C));
+        let bad = text.replace("src/**/*.c", "src/[");
+        let err = format!("{:#}", parse(&bad).unwrap_err());
+        assert!(
+            err.contains(": function `f`: `watch`: [function.build] `src/[` is not a glob"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -496,6 +496,13 @@ mod tests {
         spec.cpu_time = Some(Span(Duration::from_millis(100)));
         spec.cpu_weight = 0;
         assert_eq!(spec.validate().unwrap_err().0, "cpu_weight");
+        spec.cpu_weight = 1;
+        spec.build = Some(crate::config::BuildSpec {
+            command: "make".into(),
+            watch: Vec::new(),
+            toolchain: None,
+        });
+        assert_eq!(spec.validate().unwrap_err().0, "build");
     }
 
     #[test]
