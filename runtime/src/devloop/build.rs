@@ -81,7 +81,8 @@ pub async fn build_one(
     pass: Pass,
 ) -> Result<(u64, Duration)> {
     let name = &f.spec.name;
-    if let Some(toolchain) = f.build.toolchain {
+    // A rebuild's toolchain was there for the first build.
+    if let (Pass::First, Some(toolchain)) = (pass, f.build.toolchain) {
         kit.check(toolchain).await?;
     }
     let started = Instant::now();
