@@ -10,6 +10,8 @@
 //!
 //! - [`cli`]: the `wisp` command line and its admin API client.
 //! - [`config`]: what users write: function settings, `wisp.toml`, units.
+//! - [`devloop`]: `wisp new`, `wisp build` and `wisp up --watch`: projects
+//!   from templates, build commands, rebuild and redeploy on change.
 //! - [`http`]: listeners, the gateway (route → invoke → status), access log,
 //!   admin API.
 //! - [`invoke`]: the invocation core every trigger uses: admission, instance
@@ -34,6 +36,7 @@
 pub mod cli;
 pub mod config;
 pub mod deploy;
+pub mod devloop;
 pub mod events;
 pub mod http;
 pub mod invoke;

@@ -21,7 +21,8 @@ RUBY_WASM_VERSION="2.10.1"
 RUBY_WASM_SHA256="4b814fc9d13505ea5b4c1f3bd3a7cc7ccca137f551196b9b21f0a7caf9cc5878"
 BINARYEN_VERSION="132.0.0"        # npm binaryen: wasm-merge links the Ruby command driver in
 
-guest_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# -P: through the Wisp kit's `scripts` link too, this is the checkout.
+guest_repo="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 guest_examples="$guest_repo/guest-examples"
 toolchains_dir="${WISP_TOOLCHAINS_DIR:-$HOME/.cache/wisp/toolchains}"
 # The preview1 -> component adapter for C and Go (their compilers emit
@@ -37,6 +38,17 @@ ruby_wasm_stdlib="$ruby_wasm_dir/ruby+stdlib.wasm"
 binaryen_dir="$toolchains_dir/binaryen-$BINARYEN_VERSION"
 wasm_merge="$binaryen_dir/node_modules/.bin/wasm-merge"
 binaryen_js="$binaryen_dir/node_modules/binaryen/index.js"
+
+# The Wisp kit: links to what projects outside this checkout build against
+# (`wisp new` writes its path into them): the Rust SDK, guest-examples (WIT,
+# committed bindings, C/Go helpers, componentize-js), the tools, the
+# preview-1 adapter and these scripts. Same default as `wisp`.
+kit_dir="${WISP_KIT_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/wisp}"
+
+# Debian's rustc-web, not the rustup proxy: rustup cannot add wasm targets here,
+# and build-std needs the std sources that match the compiler exactly.
+cargo=/usr/bin/cargo
+wasm_target=wasm32-wasip2
 
 # Every language the examples come in, in build order, and its display name.
 all_languages=(rust js python c go ruby)
@@ -93,12 +105,19 @@ wit_digest() {
 }
 
 # `missing_for LANG` prints one line per missing piece of LANG's toolchain
-# (nothing when it is complete). The Rust checks live in build-guests, which
-# owns that route's details.
+# (nothing when it is complete).
 missing_for() {
   local freeze
   freeze="$(pip_freeze)"
   case "$1" in
+    rust)
+      [ -x "$cargo" ] || echo "$cargo not found"
+      [ -x /usr/bin/rustc ] || echo "/usr/bin/rustc not found"
+      [ -f /usr/lib/rustlib/src/rust/library/std/Cargo.toml ] ||
+        echo "std sources (rust-web-src) not found under /usr/lib/rustlib/src/rust"
+      [ -e "/usr/lib/rustlib/$wasm_target/lib/self-contained/crt1-command.o" ] ||
+        echo "wasi-libc is not linked into /usr/lib/rustlib/$wasm_target/lib/self-contained"
+      ;;
     js)
       command -v node >/dev/null || echo "node (Node.js 20 or newer) is not on PATH"
       [ -x "$componentize_js" ] || echo "componentize-js is not installed in guest-examples/node_modules"
@@ -129,4 +148,21 @@ missing_for() {
       [ -f "$wasi_adapter" ] || echo "the WASI preview1 adapter $ADAPTER_VERSION is not in $toolchains_dir"
       ;;
   esac
+}
+
+# `missing_kit_for LANG`: what of the Wisp kit LANG's projects use is not
+# linked (nothing when all is).
+missing_kit_for() {
+  local link
+  local -a links=(scripts)
+  case "$1" in
+    rust) links+=(sdk) ;;
+    js) links+=(guest bin/componentize-js) ;;
+    python) links+=(guest bin/componentize-py) ;;
+    c) links+=(guest bin/wasm-tools wasi_snapshot_preview1.reactor.wasm) ;;
+    go) links+=(guest bin/go bin/wasm-tools wasi_snapshot_preview1.reactor.wasm) ;;
+  esac
+  for link in "${links[@]}"; do
+    [ -e "$kit_dir/$link" ] || echo "the Wisp kit has no $link in $kit_dir"
+  done
 }

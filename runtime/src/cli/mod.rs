@@ -36,7 +36,12 @@ pub struct Cli {
 pub enum Command {
     /// Serve one component at every path (like `wasmtime serve`).
     Serve(ServeArgs),
-    /// Serve the functions of an app manifest (wisp.toml).
+    /// Create a function project: handler, build file and wisp.toml.
+    New(crate::devloop::NewArgs),
+    /// Build the functions of an app manifest that have a [function.build].
+    Build(crate::devloop::BuildArgs),
+    /// Serve the functions of an app manifest (wisp.toml); --watch rebuilds
+    /// and redeploys a function when its source changes.
     Up(UpArgs),
     /// Upload a component and deploy it as a new revision of a function.
     Deploy(DeployArgs),
@@ -127,6 +132,10 @@ pub struct UpArgs {
     /// The app manifest.
     #[arg(short = 'f', long = "file", default_value = "wisp.toml")]
     pub file: PathBuf,
+    /// Build the functions that have a [function.build] first, then rebuild
+    /// each when its `watch` files change and deploy it as a new revision.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// Function settings; each flag mirrors the manifest key of the same name.
@@ -364,7 +373,9 @@ impl Cli {
                 };
                 server::run(Manifest::of_functions(settings, vec![spec])).await
             }
-            Command::Up(args) => server::run(Manifest::load(&args.file)?).await,
+            Command::New(args) => crate::devloop::new(args).await,
+            Command::Build(args) => crate::devloop::build(args).await,
+            Command::Up(args) => crate::devloop::up(args.file, args.watch).await,
             Command::Deploy(args) => {
                 let mut spec = FunctionSpec::new(args.name, args.component.to_string_lossy());
                 args.spec.apply(&mut spec)?;

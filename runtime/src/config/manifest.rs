@@ -1,7 +1,7 @@
 //! The app manifest (`wisp.toml`) that `wisp up` serves: server settings and
 //! a list of functions. Every error names the file, the line and the key.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::Result;
@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use crate::config::server::ServerSettings;
 use crate::config::{
-    CronSchedule, FunctionSpec, JobSpec, QueueSpec, ScheduleSpec, SecretSpec, StateSpec, StoreSpec,
-    TopicSpec, check_state_names,
+    BuildSpec, CronSchedule, FunctionSpec, JobSpec, QueueSpec, ScheduleSpec, SecretSpec, StateSpec,
+    StoreSpec, TopicSpec, check_state_names,
 };
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +46,18 @@ pub struct Manifest {
     /// Component paths and `dirs` are absolute.
     pub jobs: Vec<JobSpec>,
     pub functions: Vec<FunctionSpec>,
+    /// `[function.build]` sections, by function name.
+    pub builds: BTreeMap<String, BuildSpec>,
+}
+
+/// Whether a function's component must exist when the manifest is loaded.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Components {
+    /// Every one (`wisp up`).
+    Built,
+    /// None need exist yet (`wisp build`, which makes them; a function
+    /// without a build of its own may serve what another one's build writes).
+    MayBeUnbuilt,
 }
 
 impl Manifest {
@@ -59,6 +71,7 @@ impl Manifest {
             state: StateSpec::default(),
             jobs: Vec::new(),
             functions,
+            builds: BTreeMap::new(),
         }
     }
 }
@@ -167,16 +180,24 @@ impl Source<'_> {
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest> {
+        Self::load_with(path, Components::Built)
+    }
+
+    pub fn load_with(path: &Path, components: Components) -> Result<Manifest> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             anyhow::anyhow!(
                 "could not read manifest `{}`: {e}; pass the right file with -f",
                 path.display()
             )
         })?;
-        Self::parse(path, &text)
+        Self::parse_with(path, &text, components)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Manifest> {
+        Self::parse_with(path, text, Components::Built)
+    }
+
+    fn parse_with(path: &Path, text: &str, components: Components) -> Result<Manifest> {
         let doc: Document =
             toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         doc.server
@@ -203,7 +224,14 @@ impl Manifest {
         let mut names = HashMap::new();
         let mut routes = HashMap::new();
         let mut functions = Vec::with_capacity(doc.functions.len());
+        let mut builds = BTreeMap::new();
         for (i, mut spec) in doc.functions.into_iter().enumerate() {
+            let build = spec.build.take();
+            if let Some(build) = &build {
+                build.validate().map_err(|(key, msg)| {
+                    src.error(i, key, &spec.name, &format!("[function.build] {msg}"))
+                })?;
+            }
             spec.validate()
                 .and_then(|_| check_topic_names(&spec, &topics))
                 .and_then(|()| check_queue_names(&spec, &doc.queues))
@@ -228,17 +256,28 @@ impl Manifest {
                 ));
             }
             let component = base.join(&spec.component);
-            if !component.is_file() {
+            if !component.is_file() && components == Components::Built {
+                let how = if build.is_some() {
+                    "build it with `wisp build` (or `wisp up --watch`, which builds first)"
+                } else {
+                    "build the guests with scripts/build-guests"
+                };
                 return Err(src.error(
                     i,
                     "component",
                     &spec.name,
-                    &format!("no file at `{}` (paths are relative to the manifest); build the guests with scripts/build-guests", component.display()),
+                    &format!(
+                        "no file at `{}` (paths are relative to the manifest); {how}",
+                        component.display()
+                    ),
                 ));
             }
             spec.component = component.to_string_lossy().into_owned();
             for host in spec.dirs.values_mut() {
                 *host = base.join(&*host).to_string_lossy().into_owned();
+            }
+            if let Some(build) = build {
+                builds.insert(spec.name.clone(), build);
             }
             functions.push(spec);
         }
@@ -258,6 +297,7 @@ impl Manifest {
             state,
             jobs: check_jobs(&src, doc.jobs, base)?,
             functions,
+            builds,
         })
     }
 }
@@ -488,103 +528,5 @@ pub fn check_topic_names(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::ByteSize;
-    use std::time::Duration;
-
-    fn parse(text: &str) -> Result<Manifest> {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.wasm"), b"x").unwrap();
-        std::fs::write(dir.path().join("b.wasm"), b"x").unwrap();
-        Manifest::parse(&dir.path().join("wisp.toml"), text)
-    }
-
-    #[test]
-    fn parses_a_full_manifest() {
-        let m = parse(
-            r#"
-[server]
-listen = "127.0.0.1:3000"
-admin = "127.0.0.1:3001"
-
-[[function]]
-name = "hello"
-component = "a.wasm"
-route = "/hello"
-memory = "64Mi"
-timeout = "5s"
-max_instances = 100
-env = { GREETING = "hi" }
-allowed_outbound_hosts = ["http://127.0.0.1:9000"]
-"#,
-        )
-        .unwrap();
-        assert_eq!(m.server.listen.port(), 3000);
-        assert_eq!(m.functions[0].memory.bytes(), 64 << 20);
-        assert!(m.functions[0].component.ends_with("a.wasm"));
-        assert_eq!(m.server.max_connections, None);
-        assert_eq!(m.server.request_body_timeout.0, Duration::from_secs(30));
-        assert_eq!(m.server.max_buffered_body, ByteSize::mib(256));
-    }
-
-    #[test]
-    fn errors_name_line_and_key() {
-        let cases = [
-            (
-                "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nmemroy = \"1Mi\"\n",
-                "memroy",
-            ),
-            (
-                "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nmemory = \"64Q\"\n",
-                "line 4",
-            ),
-            (
-                "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\ntimeout = \"soon\"\n",
-                "line 4",
-            ),
-            (
-                "[[function]]\nname = \"a\"\ncomponent = \"missing.wasm\"\n",
-                ":3: function `a`: `component`: no file",
-            ),
-            (
-                "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\n\n[[function]]\nname = \"a\"\ncomponent = \"b.wasm\"\nroute = \"/b\"\n",
-                ":6: function `a`: `name`: duplicate name",
-            ),
-            (
-                "[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroute = \"/x\"\n[[function]]\nname = \"b\"\ncomponent = \"b.wasm\"\nroute = \"/x/\"\n",
-                ":8: function `b`: `route`: route `/x` is already served by function `a`",
-            ),
-            ("[server]\nkeep_revisions = 0\n", "nonzero"),
-            ("[server]\ncache_max_size = \"lots\"\n", "invalid size"),
-            ("[server]\nmax_connections = 0\n", "max_connections = 0"),
-            ("[server]\nidle_timeout = \"0s\"\n", "idle_timeout"),
-            (
-                "[[store]]\nname = \"photos\"\nkind = \"sql\"\n",
-                ":3: store `photos`: `kind`: `sql` is not a store kind Wisp serves; supported: keyvalue, blobstore",
-            ),
-            (
-                "[[store]]\nname = \"cache\"\nkind = \"keyvalue\"\n[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nkeyvalue = [\"cach\"]\n",
-                ":7: function `a`: `keyvalue`: no key-value store `cach`",
-            ),
-            (
-                "[[secret]]\nname = \"k\"\nenv = \"K\"\n[[function]]\nname = \"a\"\ncomponent = \"a.wasm\"\nsecrets = [\"j\"]\n",
-                ":7: function `a`: `secrets`: no secret `j`",
-            ),
-        ];
-        for (text, expected) in cases {
-            let err = format!("{:#}", parse(text).unwrap_err());
-            assert!(err.contains(expected), "expected `{expected}` in: {err}");
-            assert!(err.contains("wisp.toml"), "no file name in: {err}");
-        }
-    }
-
-    #[test]
-    fn token_file_and_files_root_are_relative_to_the_manifest() {
-        let m =
-            parse("[server]\nadmin_token_file = \"secret/token\"\nfiles_root = \"www\"\n").unwrap();
-        let base = m.server.state_dir.unwrap().parent().unwrap().to_path_buf();
-        assert_eq!(m.server.admin_token_file, Some(base.join("secret/token")));
-        assert_eq!(m.server.files_root, Some(base.join("www")));
-    }
-}
+#[path = "manifest_tests.rs"]
+mod tests;

@@ -1,8 +1,10 @@
 //! What users write: a function's settings ([`FunctionSpec`]), topics and
 //! triggers, queues, schedules and jobs, stores and secrets, the app manifest
-//! (`wisp.toml`), `[server]`, `[server.pool]` and `[server.telemetry]` settings, and the units
+//! (`wisp.toml`) and how its functions are built, `[server]`, `[server.pool]` and
+//! `[server.telemetry]` settings, and the units
 //! they are written in. Nothing here depends on the rest of Wisp.
 
+mod build;
 mod cron;
 mod events;
 mod jobs;
@@ -16,10 +18,11 @@ mod tasks;
 mod telemetry;
 mod units;
 
+pub use build::{BuildSpec, Toolchain};
 pub use cron::CronSchedule;
 pub use events::{TopicSpec, TriggerSpec};
 pub use jobs::{JobSpec, MAX_TASKS, check_tasks};
-pub use manifest::{Manifest, check_queue_names, check_topic_names};
+pub use manifest::{Components, Manifest, check_queue_names, check_topic_names};
 pub use origins::{AllowedHosts, Grant};
 pub use pool::PoolSettings;
 pub use server::{ADMIN_TOKEN_ENV, ServerSettings, default_max_connections};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AllowedHosts, ByteSize, Span, TriggerSpec};
+use crate::config::{AllowedHosts, BuildSpec, ByteSize, Span, TriggerSpec};
 
 /// One function's name, component and limits. Field names are the manifest
 /// keys; every limit has a default chosen to match what Cloud Run users expect.
@@ -124,6 +124,10 @@ pub struct FunctionSpec {
     /// their names. Only names: values never enter a spec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// `[function.build]`: how `wisp build` makes the component. Manifest
+    /// only: [`crate::config::Manifest`] takes it out, and a deploy refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSpec>,
 }
 
 /// `[function.logs]`: how much of a function's log its ring keeps.
@@ -263,6 +267,7 @@ impl FunctionSpec {
             blobstore: Vec::new(),
             config: BTreeMap::new(),
             secrets: Vec::new(),
+            build: None,
         }
     }
 
@@ -294,6 +299,12 @@ impl FunctionSpec {
     /// `(key, message)` so callers can point at the right line.
     pub fn validate(&self) -> Result<AllowedHosts, (&'static str, String)> {
         validate_name(&self.name).map_err(|e| ("name", e))?;
+        if self.build.is_some() {
+            return Err((
+                "build",
+                "only a manifest's functions have one (`wisp build`, `wisp up`); deploy the built component".into(),
+            ));
+        }
         if self.component.is_empty() {
             return Err((
                 "component",
@@ -545,6 +556,12 @@ mod tests {
         spec.budget = Some(0.5);
         spec.logs.max_age = Some(Span(Duration::ZERO));
         assert_eq!(spec.validate().unwrap_err().0, "logs.max_age");
+        spec.build = Some(crate::config::BuildSpec {
+            command: "make".into(),
+            watch: Vec::new(),
+            toolchain: None,
+        });
+        assert_eq!(spec.validate().unwrap_err().0, "build");
     }
 
     #[test]

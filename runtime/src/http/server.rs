@@ -26,7 +26,6 @@ use wasmtime_wasi_http::WasiBody;
 
 use crate::config::{Manifest, default_max_connections};
 use crate::deploy::artifact::Artifacts;
-use crate::deploy::component;
 use crate::deploy::registry::Registry;
 use crate::events::metrics::EventsCollector;
 use crate::events::{Events, publish};
@@ -60,6 +59,13 @@ const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Loads `functions` (component paths) and serves them, with the admin API
 /// when `settings.admin` is set, until a shutdown signal.
 pub async fn run(manifest: Manifest) -> Result<()> {
+    serve(manifest, drop).await
+}
+
+/// [`run`], handing the registry to `started` once every function is
+/// deployed and the listeners are bound (`wisp up --watch` redeploys
+/// rebuilt functions through it).
+pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> Result<()> {
     let Manifest {
         server: settings,
         topics,
@@ -68,6 +74,7 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         state: stores,
         jobs,
         functions,
+        builds: _,
     } = manifest;
     let nofile = raise_fd_limit();
     settings.check_admin()?;
@@ -125,21 +132,13 @@ pub async fn run(manifest: Manifest) -> Result<()> {
     );
     registry.restore().await?;
     let declared: Vec<String> = functions.iter().map(|f| f.name.clone()).collect();
-    for mut spec in functions {
+    for spec in functions {
         let name = spec.name.clone();
-        let path = std::path::PathBuf::from(&spec.component);
-        let load = async {
-            spec.component = registry.add_component(component::read(&path)?).await?;
-            // Redeploy only when the manifest entry changed since it was last
-            // applied, so admin deploys survive a restart with the same file.
-            let fingerprint = component::digest(&serde_json::to_vec(&spec)?);
-            if registry.manifest_applied(&name).as_deref() != Some(&fingerprint) {
-                registry.deploy(spec, Some(fingerprint)).await?;
-            }
-            anyhow::Ok(())
-        };
-        load.await
-            .with_context(|| format!("function `{name}` (`{}`)", path.display()))?;
+        let path = spec.component.clone();
+        registry
+            .apply_declared(spec)
+            .await
+            .with_context(|| format!("function `{name}` (`{path}`)"))?;
     }
     registry.retire_undeclared(&declared).await?;
     registry.settle().await;
@@ -202,6 +201,7 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         settings.max_buffered_body,
     );
     println!("wisp: listening on http://{}", listener.local_addr()?);
+    started(registry.clone());
     let gateway = Gateway::new(registry.clone(), bodies);
     // Each loop's door holds the only other references to `graceful`, so
     // it can be unwrapped for the drain once the loops have returned.

@@ -5,7 +5,9 @@
 use anyhow::{Context, Result};
 
 use super::{Failed, Function, Registry};
-use crate::store::History;
+use crate::config::FunctionSpec;
+use crate::deploy::component;
+use crate::store::{History, Revision};
 
 impl Registry {
     /// Loads every function stored in the state directory. A function that
@@ -92,6 +94,20 @@ impl Registry {
             self.delete(&name).await?;
         }
         Ok(())
+    }
+
+    /// Deploys a manifest's function (`component` a file path) unless that
+    /// entry, component bytes included, is what was last applied to it, so
+    /// admin deploys survive a restart with the same file. Returns the new
+    /// revision, if one was made.
+    pub async fn apply_declared(&self, mut spec: FunctionSpec) -> Result<Option<Revision>> {
+        let path = std::path::PathBuf::from(&spec.component);
+        spec.component = self.add_component(component::read(&path)?).await?;
+        let fingerprint = component::digest(&serde_json::to_vec(&spec)?);
+        if self.manifest_applied(&spec.name).as_deref() == Some(&fingerprint) {
+            return Ok(None);
+        }
+        self.deploy(spec, Some(fingerprint)).await.map(Some)
     }
 
     /// The fingerprint of a manifest entry last applied to `name`, if it is
