@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, StreamBody};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::time::Instant;
 use tokio_util::io::ReaderStream;
+use tracing::Instrument;
 use wasmtime::Engine;
 use wasmtime_wasi::cli::AsyncStdoutStream;
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -23,6 +24,7 @@ use crate::invoke::{Failure, Invocation, LiveRevision, Running};
 use crate::sandbox::command::{self, Exit, STDOUT_BUDGET, Stdio};
 use crate::sandbox::host::{Host, HostConfig};
 use crate::sandbox::tag::InstanceTag;
+use crate::telemetry::traces;
 
 /// CGI response headers read at most before the body.
 const MAX_HEADERS: usize = 64 << 10;
@@ -148,6 +150,7 @@ pub async fn serve(
     let place = cgi
         .admission
         .admit(arrived + cgi.admission.queue_timeout())
+        .instrument(traces::admission_span())
         .await
         .map_err(Failure::AtCapacity)?;
     invocation.hold(place);
@@ -168,6 +171,9 @@ pub async fn serve(
     let tag = InstanceTag::new(cgi.host.function.clone(), next_instance_id(), false);
     tag.set_invocation(invocation.id);
     invocation.started_on(&tag);
+    if let Some(cx) = invocation.trace() {
+        tag.set_trace(cx.clone());
+    }
     let host = Host::command(&cgi.host, tag, live.metrics.clone(), stdio)
         .map_err(|e| Failure::StartFailed(format!("{e:#}")))?;
     live.metrics.instance_created(false);
