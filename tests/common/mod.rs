@@ -2,6 +2,7 @@
 //! ephemeral loopback port, and talks to it over real sockets.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod redis;
 
 use std::io::{BufRead, BufReader};

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::telemetry::ids::Trigger;
 use crate::telemetry::metrics::Outcome;
+use crate::telemetry::metrics::minutes::{Minutes, Window};
 
 /// Latency buckets, in seconds: 100 µs to 60 s, about ×2.5 apart.
 pub const LATENCY_BUCKETS: [f64; 18] = [
@@ -181,6 +182,8 @@ pub struct FunctionMetrics {
     cpu_ms: Counter,
     cpu_limit_reached: Counter,
     guest_log_dropped: Counter,
+    /// The last hour by minute, for the dashboard.
+    minutes: Minutes,
 }
 
 /// A point-in-time copy of [`FunctionMetrics`], summed over triggers (the
@@ -255,6 +258,7 @@ impl FunctionMetrics {
             cpu_ms: families.cpu_ms.get_or_create_owned(&label),
             cpu_limit_reached: families.cpu_limit_reached.get_or_create_owned(&label),
             guest_log_dropped: families.guest_log_dropped.get_or_create_owned(&label),
+            minutes: Minutes::default(),
         }
     }
 
@@ -270,8 +274,16 @@ impl FunctionMetrics {
         self.instances_live.dec();
     }
 
+    /// An invocation started on an instance that had served one before.
     pub fn instance_reused(&self) {
         self.instances_reused.inc();
+        self.minutes.started(false);
+    }
+
+    /// An invocation started on an instance that had served none before
+    /// (a cold start, in the dashboard's cold-start share).
+    pub fn instance_first_use(&self) {
+        self.minutes.started(true);
     }
 
     /// A request started waiting for a place, or stopped waiting.
@@ -316,6 +328,13 @@ impl FunctionMetrics {
         t.outcomes[outcome.index()].inc();
         t.time_to_first_byte.observe(first_byte.as_secs_f64());
         t.duration.observe(duration.as_secs_f64());
+        self.minutes.finished(outcome, duration);
+    }
+
+    /// The `minutes` minutes up to and including minute `now` (see
+    /// [`minutes::current_minute`](super::minutes::current_minute)).
+    pub fn last_minutes(&self, now: u64, minutes: usize) -> Window {
+        self.minutes.window(now, minutes)
     }
 
     /// Every counter, invocations summed over triggers.
