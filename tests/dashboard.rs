@@ -1,7 +1,7 @@
 //! The dashboard in a real browser: headless Chromium loads the page from
 //! the real binary's admin address while the test sends traffic (successes,
 //! client errors, server errors, a task, an event that fails into its
-//! dead-letter topic) and reads the DOM over the DevTools protocol until
+//! dead-letter topic, a job execution whose task fails) and reads the DOM over the DevTools protocol until
 //! the tables and charts show those numbers; then it saves a screenshot
 //! (its path is printed). Skipped, with a message, only when Chromium is
 //! missing outside CI.
@@ -26,6 +26,12 @@ name = "orders-dlq"
 [[queue]]
 name = "reports"
 function = "chatty"
+
+[[job]]
+name = "resize"
+component = "{resize}"
+tasks = 2
+max_retries = 0
 
 [[function]]
 name = "hello"
@@ -55,6 +61,7 @@ dead_letter_topic = "orders-dlq"
         hello = guest("hello").display(),
         panic = guest("panic").display(),
         chatty = guest("chatty").display(),
+        resize = guest("resize").display(),
     )
 }
 
@@ -163,6 +170,13 @@ async fn the_dashboard_shows_live_numbers_in_a_real_browser() {
     )
     .await;
     assert_eq!(status, 202);
+    let (status, _) = send(
+        client()
+            .post(format!("{admin}/v1/jobs/resize/executions"))
+            .json(&serde_json::json!({ "env": { "FAIL_TASK": "1" } })),
+    )
+    .await;
+    assert_eq!(status, 201);
 
     let mut page = Browser::start(&chromium, 1400, 1900);
 
@@ -246,7 +260,7 @@ async fn the_dashboard_shows_live_numbers_in_a_real_browser() {
     }
 
     // Topics, queues and jobs: the failed event is dead-lettered, the task
-    // completed.
+    // completed, the execution failed.
     let topics = page.wait_for("the dead-lettered event", &rows_of("topics"), |v| {
         v.as_array().unwrap().iter().any(|r| {
             cell(r, "topic") == "orders"
@@ -267,6 +281,15 @@ async fn the_dashboard_shows_live_numbers_in_a_real_browser() {
     page.wait_for("the completed task", &rows_of("queues"), |v| {
         v.as_array().unwrap().iter().any(|r| {
             cell(r, "queue") == "reports" && cell(r, "completed") == "1" && cell(r, "failed") == "0"
+        })
+    });
+
+    page.wait_for("the failed execution", &rows_of("jobs"), |v| {
+        v.as_array().unwrap().iter().any(|r| {
+            cell(r, "job") == "resize"
+                && cell(r, "failed") == "1"
+                && cell(r, "running") == "0"
+                && cell(r, "last").starts_with("failed")
         })
     });
 

@@ -88,3 +88,35 @@ pub fn file(path: &str) -> Option<Response<WasiBody>> {
     }
     Some(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_page_and_its_files_are_public() {
+        for public in [
+            "/",
+            "/dashboard",
+            "/dashboard/app.js",
+            "/dashboard/vendor/uPlot.min.css",
+        ] {
+            assert!(is_public(public), "{public}");
+            assert!(file(public).is_some(), "{public}");
+        }
+        for guarded in [
+            "/dashboard/",
+            "/dashboard/../v1/functions",
+            "/dashboard/missing.js",
+            "/v1/dashboard/series",
+            "/metrics",
+            "//",
+        ] {
+            assert!(!is_public(guarded), "{guarded}");
+            assert!(file(guarded).is_none(), "{guarded}");
+        }
+        let page = file(PAGE).unwrap();
+        assert_eq!(page.headers()[header::CONTENT_SECURITY_POLICY], POLICY);
+        assert_eq!(file("/").unwrap().headers()[header::LOCATION], PAGE);
+    }
+}

@@ -16,7 +16,7 @@ pub const KEPT: usize = 60;
 
 /// Latency buckets per doubling: bucket `i` holds durations from 2^(i/4)
 /// to 2^((i+1)/4) µs, so a quantile read as its bucket's geometric middle
-/// is within 9% of the true value.
+/// is within about 9% of the true value.
 const PER_DOUBLING: f64 = 4.0;
 /// 2^(120/4) µs ≈ 18 minutes; longer durations count in the last bucket.
 const LATENCY_BUCKETS: usize = 120;

@@ -162,6 +162,7 @@
             height: 180,
             scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max, name === "rate" ? 1 : 0.001) * 1.1] } },
             axes: [{}, { size: 56 }],
+            legend: { live: false },
             series: [{}, ...lines],
           },
           data,
@@ -183,7 +184,7 @@
 
   // --- Tables.
 
-  function drawFunctions(series) {
+  function drawFunctions(series, shown) {
     $("window").textContent = `last ${series.window_minutes} minutes, per minute`;
     fill(
       "functions",
@@ -192,7 +193,7 @@
         const swatch = el("span", { class: "swatch" });
         swatch.style.background = COLORS[i % COLORS.length];
         return [
-          { "data-function": f.name, class: f.name === place().fn ? "selected" : "" },
+          { "data-function": f.name, class: f.name === shown ? "selected" : "" },
           [
             ["name", el("span", {}, swatch, link(f.name, null, f.name))],
             ["status", f.status],
@@ -210,15 +211,10 @@
     );
   }
 
-  async function drawDetail(fn) {
+  function drawDetail(fn, revisions, recent) {
     $("detail").hidden = !fn;
     if (!fn) return;
     $("detail-name").textContent = fn;
-    const name = encodeURIComponent(fn);
-    const [revisions, recent] = await Promise.all([
-      api(`/v1/functions/${name}/revisions`),
-      api(`/v1/functions/${name}/logs?stream=access&limit=${RECENT}`),
-    ]);
     fill(
       "revisions",
       revisions
@@ -258,13 +254,14 @@
     );
   }
 
-  async function drawLogs(fn, invocation) {
-    $("logs").hidden = !(fn && invocation);
-    if (!(fn && invocation)) return;
-    const path = `/v1/functions/${encodeURIComponent(fn)}/logs?invocation=${encodeURIComponent(invocation)}`;
+  const logsPath = (fn, invocation) =>
+    `/v1/functions/${encodeURIComponent(fn)}/logs?invocation=${encodeURIComponent(invocation)}`;
+
+  function drawLogs(fn, invocation, page) {
+    $("logs").hidden = !page;
+    if (!page) return;
     $("logs-id").textContent = invocation;
-    $("logs-api").textContent = "GET " + path;
-    const page = await api(path);
+    $("logs-api").textContent = "GET " + logsPath(fn, invocation);
     fill(
       "log-lines",
       page.lines.map((l) => [
@@ -324,8 +321,7 @@
     );
   }
 
-  async function drawJobs(jobs) {
-    const executions = await Promise.all(jobs.map((j) => api(`/v1/jobs/${encodeURIComponent(j.name)}/executions`)));
+  function drawJobs(jobs, executions) {
     fill(
       "jobs",
       jobs.map((j, i) => {
@@ -349,34 +345,57 @@
     );
   }
 
-  // --- The poll loop.
+  // --- The poll loop: everything is fetched first, then drawn at once,
+  // unless a newer refresh (the address changed) started meanwhile.
 
   let timer = null;
+  let generation = 0;
+
+  async function load() {
+    const { fn, invocation } = place();
+    const [series, topics, queues, jobs] = await Promise.all([
+      api(`/v1/dashboard/series?window=${WINDOW}`),
+      api("/v1/topics"),
+      api("/v1/queues"),
+      api("/v1/jobs"),
+    ]);
+    const shown = fn || (series.functions[0] && series.functions[0].name);
+    const name = encodeURIComponent(shown);
+    const [revisions, recent, logs, executions] = await Promise.all([
+      shown ? api(`/v1/functions/${name}/revisions`) : null,
+      shown ? api(`/v1/functions/${name}/logs?stream=access&limit=${RECENT}`) : null,
+      fn && invocation ? api(logsPath(fn, invocation)) : null,
+      Promise.all(jobs.map((j) => api(`/v1/jobs/${encodeURIComponent(j.name)}/executions`))),
+    ]);
+    return { series, topics, queues, jobs, fn, invocation, shown, revisions, recent, logs, executions };
+  }
+
+  function draw(d) {
+    $("login").hidden = true;
+    $("main").hidden = false;
+    $("forget").hidden = false;
+    drawFunctions(d.series, d.shown);
+    drawCharts(d.series);
+    drawDetail(d.shown, d.revisions, d.recent);
+    drawLogs(d.fn, d.invocation, d.logs);
+    drawTopics(d.topics);
+    drawQueues(d.queues);
+    drawJobs(d.jobs, d.executions);
+    updates += 1;
+    document.body.dataset.updates = String(updates);
+    $("status").textContent = "updated " + new Date().toLocaleTimeString();
+    $("status").className = "";
+  }
 
   async function refresh() {
+    const mine = ++generation;
     clearTimeout(timer);
-    const { fn, invocation } = place();
     try {
-      const [series, topics, queues, jobs] = await Promise.all([
-        api(`/v1/dashboard/series?window=${WINDOW}`),
-        api("/v1/topics"),
-        api("/v1/queues"),
-        api("/v1/jobs"),
-      ]);
-      $("login").hidden = true;
-      $("main").hidden = false;
-      $("forget").hidden = false;
-      const shown = fn || (series.functions[0] && series.functions[0].name);
-      drawFunctions(series);
-      drawCharts(series);
-      drawTopics(topics);
-      drawQueues(queues);
-      await Promise.all([drawDetail(shown), drawLogs(fn, invocation), drawJobs(jobs)]);
-      updates += 1;
-      document.body.dataset.updates = String(updates);
-      $("status").textContent = "updated " + new Date().toLocaleTimeString();
-      $("status").className = "";
+      const data = await load();
+      if (mine !== generation) return;
+      draw(data);
     } catch (e) {
+      if (mine !== generation) return;
       if (e instanceof Unauthorized) {
         showLogin(e.message);
         return;
@@ -394,6 +413,7 @@
     refresh();
   });
   $("forget").addEventListener("click", () => {
+    generation += 1;
     clearTimeout(timer);
     showLogin("");
   });
