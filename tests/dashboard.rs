@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::Path;
 
 use common::browser::{self, Browser};
@@ -129,7 +130,10 @@ async fn the_dashboard_shows_live_numbers_in_a_real_browser() {
             "CI is set but no Chromium was found: install the Debian package `chromium` \
              (scripts/test does) or name a binary in WISP_CHROMIUM"
         );
-        eprintln!(
+        // Straight to stderr: the test harness would hide eprintln! output
+        // of a passing test.
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED the_dashboard_shows_live_numbers_in_a_real_browser: no Chromium on PATH; \
              `apt-get install chromium` (scripts/test does) or set WISP_CHROMIUM"
         );
