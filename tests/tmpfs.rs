@@ -2,7 +2,8 @@
 //! plain `std::fs` writes, appends, reads, lists, renames and deletes files;
 //! a fresh instance starts with an empty `/tmp` while a reused one keeps its
 //! files; writing past the function's `memory` limit fails in the guest with
-//! ENOSPC (and the server keeps serving); CGI commands (a Rust wasi:cli/run
+//! ENOSPC (and the server keeps serving); a wasi 0.3 component gets the same
+//! `/tmp` through wasi:filesystem@0.3; CGI commands (a Rust wasi:cli/run
 //! component and a C preview-1 program) have a `/tmp` too;
 //! `dirs` may not map `/tmp`.
 
@@ -30,6 +31,12 @@ isolation = "instance"
 max_instances = 1
 
 [[function]]
+name = "p3-tmp"
+component = "{p3}"
+route = "/p3"
+memory = "32Mi"
+
+[[function]]
 name = "cgi-hello"
 component = "{cgi}"
 handler = "cgi"
@@ -45,6 +52,7 @@ route = "/c-cgi"
         probe = guest("tmp-probe").display(),
         cgi = guest("cgi-hello").display(),
         c = guest("c-cgi").display(),
+        p3 = guest("p3-tmp-probe").display(),
     )
 }
 
@@ -97,6 +105,68 @@ async fn tmp_is_writable_per_instance_and_limited_by_memory() {
     assert!((8..32).contains(&written), "{body}");
     // The server, and the function, keep serving.
     let (status, body) = get(&format!("{url}/tmp/fill?mb=1")).await;
+    assert_eq!((status, body.as_str()), (200, "wrote 1 MiB\n"));
+}
+
+/// The same `/tmp`, through wasi:filesystem@0.3 (`p3-tmp-probe` uses the
+/// 0.3 bindings directly: Rust's `std::fs` would go through 0.2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p3_components_get_tmp_too() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("static")).unwrap();
+    std::fs::write(dir.path().join("static/hello.txt"), "from dirs").unwrap();
+    let manifest = format!(
+        r#"{}
+[[function]]
+name = "p3-dirs"
+component = "{}"
+route = "/p3-dirs"
+dirs = {{ "/static" = "static" }}
+"#,
+        manifest(),
+        guest("p3-tmp-probe").display()
+    );
+    let wisp = Wisp::up(dir.path(), &manifest);
+    let url = &wisp.url;
+
+    // `dirs` are still wasmtime-wasi's, next to /tmp.
+    let cat = format!("{url}/p3-dirs/cat?path=/static/hello.txt");
+    assert_eq!(get(&cat).await, (200, "from dirs".to_owned()));
+    let (status, body) = get(&format!("{url}/p3-dirs/exercise")).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = get(&format!("{url}/p3/exercise")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        "marker before: false\n\
+         read: hello from p3\n\
+         size: 13\n\
+         list: probe.txt\n\
+         removed: true\n"
+    );
+    // A fresh instance per request: the first request's marker is gone.
+    let (status, body) = get(&format!("{url}/p3/exercise")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("marker before: false\n"), "{body}");
+
+    // The 32 MiB limit again: 8 MiB fits, 64 fails in the guest with
+    // insufficient-space, which it reports.
+    let (status, body) = get(&format!("{url}/p3/fill?mb=8")).await;
+    assert_eq!((status, body.as_str()), (200, "wrote 8 MiB\n"));
+    let (status, body) = get(&format!("{url}/p3/fill?mb=64")).await;
+    assert_eq!(status, 507, "{body}");
+    assert!(
+        body.ends_with(", then: ErrorCode::InsufficientSpace\n"),
+        "{body}"
+    );
+    let written: u32 = body
+        .strip_prefix("wrote ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {body}"));
+    assert!((8..32).contains(&written), "{body}");
+    let (status, body) = get(&format!("{url}/p3/fill?mb=1")).await;
     assert_eq!((status, body.as_str()), (200, "wrote 1 MiB\n"));
 }
 

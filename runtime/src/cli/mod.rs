@@ -10,7 +10,8 @@ use http::Method;
 use serde_json::Value;
 
 use crate::config::{
-    ByteSize, FunctionSpec, Isolation, Manifest, PoolSettings, ServerSettings, Span,
+    ByteSize, FunctionSpec, Isolation, Manifest, OtlpEndpoint, PoolSettings, ServerSettings, Span,
+    TelemetrySettings,
 };
 use crate::http::server;
 
@@ -112,6 +113,10 @@ pub struct ServeArgs {
     /// Component instances alive at once across the server ([server.pool] instances).
     #[arg(long)]
     pub pool_instances: Option<u32>,
+    /// Export traces to this OTLP/HTTP collector, e.g. http://127.0.0.1:4318
+    /// ([server.telemetry] otlp_endpoint) [default: no traces].
+    #[arg(long)]
+    pub otlp_endpoint: Option<OtlpEndpoint>,
     #[command(flatten)]
     pub spec: SpecArgs,
 }
@@ -348,6 +353,9 @@ impl Cli {
                     logs_max_age: args.logs_max_age,
                     shutdown_grace: args.shutdown_grace,
                     pool,
+                    telemetry: TelemetrySettings {
+                        otlp_endpoint: args.otlp_endpoint,
+                    },
                     ..ServerSettings::default()
                 };
                 server::run(Manifest::of_functions(settings, vec![spec])).await

@@ -1,6 +1,6 @@
 //! What users write: a function's settings ([`FunctionSpec`]), topics and
 //! triggers, queues, schedules and jobs, stores and secrets, the app manifest
-//! (`wisp.toml`), `[server]` and `[server.pool]` settings, and the units
+//! (`wisp.toml`), `[server]`, `[server.pool]` and `[server.telemetry]` settings, and the units
 //! they are written in. Nothing here depends on the rest of Wisp.
 
 mod cron;
@@ -13,6 +13,7 @@ mod server;
 mod spec;
 mod state;
 mod tasks;
+mod telemetry;
 mod units;
 
 pub use cron::CronSchedule;
@@ -31,4 +32,5 @@ pub use state::{
     validate_config_key,
 };
 pub use tasks::{MAX_MISSED_RUNS, Missed, Overlap, QueueSpec, Retry, ScheduleSpec, Target};
+pub use telemetry::{OtlpEndpoint, TelemetrySettings};
 pub use units::{ByteSize, Span};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde::Deserialize;
 
-use crate::config::{ByteSize, PoolSettings, Span};
+use crate::config::{ByteSize, PoolSettings, Span, TelemetrySettings};
 
 /// The environment variable that sets the admin API's bearer token, for the
 /// server and the CLI alike; it wins over `admin_token_file`.
@@ -81,6 +81,9 @@ pub struct ServerSettings {
     pub idle_timeout: Span,
     #[serde(default)]
     pub pool: PoolSettings,
+    /// `[server.telemetry]`: trace export.
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
 }
 
 fn default_listen() -> SocketAddr {
@@ -151,6 +154,7 @@ impl Default for ServerSettings {
             max_buffered_body: default_max_buffered_body(),
             idle_timeout: default_idle_timeout(),
             pool: PoolSettings::default(),
+            telemetry: TelemetrySettings::default(),
         }
     }
 }

@@ -7,7 +7,10 @@
 //! Every event is checked against the spec before it is stored, and gets
 //! the two attributes Wisp assigns when the producer left them out: `id`
 //! (32 lowercase hex characters, 128 random bits from the OS) and `time`
-//! (the publish time, RFC 3339 UTC with microseconds).
+//! (the publish time, RFC 3339 UTC with microseconds). A request carrying
+//! a W3C `traceparent` header gives it to the events it publishes as their
+//! `traceparent` attribute (the CloudEvents distributed-tracing extension)
+//! unless they have one, so their deliveries continue the publisher's trace.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +22,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode, utf8_percent_encode};
 use serde_json::{Map, Value};
+
+use crate::telemetry::traces;
 
 /// The only version Wisp speaks; 0.3 events are refused rather than guessed at.
 const SPEC_VERSION: &str = "1.0";
@@ -201,7 +206,7 @@ impl std::error::Error for EventError {}
 /// `dataschema` non-empty if present; `time` RFC 3339; `datacontenttype` a
 /// printable-ASCII media type; names 1 to 20 lowercase letters and digits,
 /// not `data` or `data_base64`; values free of control characters. It then
-/// gets `id` and `time` if it lacks them, and must fit `max_event_size` as
+/// gets `id`, `time` and the request's `traceparent` if it lacks them, and must fit `max_event_size` as
 /// [`CloudEvent::size`] counts it, so nothing stored is ever over the
 /// limit. A batch is accepted or refused whole.
 pub fn from_http(
@@ -209,6 +214,7 @@ pub fn from_http(
     body: Bytes,
     max_event_size: usize,
 ) -> Result<Vec<CloudEvent>, EventError> {
+    let traceparent = traces::carried(headers);
     let media_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -216,7 +222,7 @@ pub fn from_http(
     match media_type.as_deref() {
         Some(STRUCTURED) => {
             let event = from_structured(parse_json(&body)?)?;
-            Ok(vec![complete(event, max_event_size)?])
+            Ok(vec![complete(event, traceparent, max_event_size)?])
         }
         Some(BATCH) => {
             let Value::Array(elements) = parse_json(&body)? else {
@@ -234,7 +240,7 @@ pub fn from_http(
                 .enumerate()
                 .map(|(i, element)| {
                     from_structured(element)
-                        .and_then(|event| complete(event, max_event_size))
+                        .and_then(|event| complete(event, traceparent, max_event_size))
                         .map_err(|e| e.in_batch(i))
                 })
                 .collect()
@@ -244,7 +250,11 @@ pub fn from_http(
                 "unsupported event format `{other}`: send {STRUCTURED}, {BATCH}, or binary mode (ce-* headers)"
             )))
         }
-        _ => Ok(vec![complete(from_binary(headers, body)?, max_event_size)?]),
+        _ => Ok(vec![complete(
+            from_binary(headers, body)?,
+            traceparent,
+            max_event_size,
+        )?]),
     }
 }
 
@@ -273,8 +283,17 @@ pub fn new_event(
 
 /// Checks an event, fills in what Wisp assigns, then checks its size
 /// (after filling, so the limit holds for what is stored).
-fn complete(mut event: CloudEvent, max_event_size: usize) -> Result<CloudEvent, EventError> {
+fn complete(
+    mut event: CloudEvent,
+    traceparent: Option<&str>,
+    max_event_size: usize,
+) -> Result<CloudEvent, EventError> {
     validate(&event)?;
+    if let Some(traceparent) = traceparent
+        && !event.attributes.contains_key(traces::TRACEPARENT)
+    {
+        event.set_attribute(traces::TRACEPARENT, traceparent);
+    }
     if !event.attributes.contains_key("id") {
         event.set_attribute("id", new_id());
     }

@@ -11,6 +11,7 @@ use crate::events::cloudevent::CloudEvent;
 use crate::invoke::call::{Deadline, Outcome, call};
 use crate::invoke::{self, BodyLimits, LiveRevision};
 use crate::telemetry::ids::Trigger;
+use crate::telemetry::traces;
 
 /// Header carrying the attempt number (1 on the first delivery).
 pub const ATTEMPT_HEADER: &str = "ce-deliveryattempt";
@@ -31,6 +32,12 @@ pub async fn deliver(
     request
         .headers_mut()
         .insert(ATTEMPT_HEADER, HeaderValue::from(attempt));
+    // The delivery's invocation continues the publisher's trace.
+    if let Some(traceparent) = event.attribute(traces::TRACEPARENT)
+        && let Ok(value) = HeaderValue::from_str(traceparent)
+    {
+        request.headers_mut().insert(traces::TRACEPARENT, value);
+    }
     let deadline = Deadline {
         limit: ack_deadline,
         setting: "ack_deadline",

@@ -19,6 +19,7 @@ use crate::logs::{Access, Entry};
 use crate::sandbox::guestlog;
 use crate::telemetry::logging::millis;
 use crate::telemetry::metrics::Outcome;
+use crate::telemetry::traces;
 
 pub use crate::invoke::failure::CLIENT_CLOSED;
 
@@ -46,6 +47,9 @@ pub struct AccessRecord {
     /// Wisp's refusal or kill, if the response is one.
     failure: Option<Outcome>,
     logged: bool,
+    /// The invocation's span (disabled when traces are off); it ends with
+    /// the record.
+    span: tracing::Span,
 }
 
 impl AccessRecord {
@@ -66,7 +70,14 @@ impl AccessRecord {
             status: CLIENT_CLOSED,
             failure: None,
             logged: false,
+            span: tracing::Span::none(),
         }
+    }
+
+    /// Ends `span` with the record, its status recorded.
+    pub fn traced(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
     }
 
     /// Hands `resp`, Wisp's answer to `failure`, out (see [`Self::attach`]).
@@ -114,6 +125,7 @@ impl AccessRecord {
                 .unwrap_or_else(|| Outcome::of_status(self.status)),
         };
         let first_byte = self.first_byte.unwrap_or(duration);
+        traces::record_status(&self.span, self.status);
         self.live
             .metrics
             .invocation_finished(trigger, outcome, first_byte, duration);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tracing::Instrument;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use crate::deploy::registry::Registry;
@@ -16,6 +17,7 @@ use crate::http::respond::{plain, set_invocation_header};
 use crate::invoke::admission::Rejected;
 use crate::invoke::{self, BodyLimits, Failure, LiveRevision};
 use crate::telemetry::ids::{InvocationId, Trigger};
+use crate::telemetry::traces;
 
 pub struct Gateway {
     registry: Arc<Registry>,
@@ -42,9 +44,12 @@ impl Gateway {
         };
         // From here on the request is logged exactly once, also if the
         // client goes away before the response (status 499).
-        let record = AccessRecord::start(live.clone(), invocation.clone(), method, uri);
+        let span = traces::invocation_span(&live.function, live.number, &invocation, req.headers());
+        let record =
+            AccessRecord::start(live.clone(), invocation.clone(), method, uri).traced(span.clone());
         let req = req.map(|body| body.map_err(HttpError::from).boxed_unsync());
-        match invoke::invoke(&live, invocation, &self.bodies, req).await {
+        let invoked = invoke::invoke(&live, invocation, &self.bodies, req).instrument(span);
+        match invoked.await {
             Ok((mut resp, running)) => {
                 set_invocation_header(&mut resp, id);
                 record.attach(resp, Some(running))

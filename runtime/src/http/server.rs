@@ -44,6 +44,7 @@ use crate::tasks::metrics::TasksCollector;
 use crate::tasks::{self, Tasks};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::metrics::pool::PoolCollector;
+use crate::telemetry::traces;
 
 /// Connections the admin API serves at once, apart from function traffic
 /// so a flood there cannot lock the operator out.
@@ -70,6 +71,9 @@ pub async fn run(manifest: Manifest) -> Result<()> {
     let nofile = raise_fd_limit();
     settings.check_admin()?;
     settings.check_limits()?;
+    let traces = (settings.telemetry.otlp_endpoint.as_ref())
+        .map(traces::start)
+        .transpose()?;
     let engine = WispEngine::new(&settings.pool)?;
     let own_ports = engine.own_ports.clone();
     let internal = engine.internal.clone();
@@ -263,6 +267,9 @@ pub async fn run(manifest: Manifest) -> Result<()> {
     guestlog::flush(LOG_FLUSH_TIMEOUT).await;
     if let Err(e) = logs.flush().await {
         tracing::warn!("the log store's last records may be lost: {e:#}");
+    }
+    if let Some(traces) = traces {
+        traces.shutdown().await;
     }
     Ok(())
 }

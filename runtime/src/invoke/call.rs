@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use http::Request;
 use http_body_util::BodyExt;
+use tracing::Instrument;
 use wasmtime_wasi_http::WasiBody;
 
 use crate::invoke::failure::died_mid_body;
@@ -16,6 +17,7 @@ use crate::logs::{Access, Entry};
 use crate::sandbox::guestlog;
 use crate::telemetry::ids::Trigger;
 use crate::telemetry::metrics::Outcome as Counted;
+use crate::telemetry::traces;
 
 /// What an attempt means for whoever retries it.
 #[derive(Debug, PartialEq)]
@@ -47,6 +49,7 @@ pub async fn call(
     what: &str,
 ) -> (u16, Outcome) {
     let invocation = invoke::start(trigger);
+    let span = traces::invocation_span(&live.function, live.number, &invocation, request.headers());
     let started = Instant::now();
     live.metrics.invocation_started(trigger);
     let mut first_byte = None;
@@ -59,7 +62,7 @@ pub async fn call(
         running.finish();
         Ok::<_, Failure>((status, complete))
     };
-    let ended = tokio::time::timeout(deadline.limit, run).await;
+    let ended = tokio::time::timeout(deadline.limit, run.instrument(span.clone())).await;
     let (status, outcome, counted) = match ended {
         Err(_) => (
             504,
@@ -96,6 +99,7 @@ pub async fn call(
         ),
     };
     let duration = started.elapsed();
+    traces::record_status(&span, status);
     live.metrics
         .invocation_finished(trigger, counted, first_byte.unwrap_or(duration), duration);
     let duration_ms = crate::telemetry::logging::millis(duration);

@@ -29,6 +29,8 @@ pub struct Ready {
     pub store: Store<Host>,
     pub proxy: Proxy,
     pub live: LiveGuard,
+    /// Instantiated when taken, not ahead of traffic.
+    pub cold: bool,
 }
 
 /// How instances are reused in `isolation = "instance"`.
@@ -122,7 +124,10 @@ impl Instances {
     pub async fn take(self: &Arc<Self>) -> wasmtime::Result<Ready> {
         let ready = self.stash().as_mut().and_then(Vec::pop);
         let ready = match ready {
-            Some(ready) => ready,
+            Some(ready) => Ready {
+                cold: false,
+                ..ready
+            },
             None => {
                 let slot = self.admission.instance_slot()?;
                 self.make(slot).await?
@@ -146,7 +151,12 @@ impl Instances {
             instances: self.clone(),
             slot: Some(slot),
         };
-        Ok(Ready { store, proxy, live })
+        Ok(Ready {
+            store,
+            proxy,
+            live,
+            cold: true,
+        })
     }
 
     /// Tops the revision up to `min_instances` live instances, in the

@@ -33,6 +33,9 @@ pub struct Invocation {
     /// until both the response and the instance are gone, so the next
     /// request is admitted only once the instance slot is free too.
     place: OnceLock<OwnedSemaphorePermit>,
+    /// Its span's context when traces are on: the parent of the spans made
+    /// on the instance serving it.
+    trace: OnceLock<opentelemetry::Context>,
 }
 
 impl Invocation {
@@ -47,6 +50,7 @@ impl Invocation {
             instance: OnceLock::new(),
             waker: AtomicWaker::new(),
             place: OnceLock::new(),
+            trace: OnceLock::new(),
         })
     }
 
@@ -92,6 +96,16 @@ impl Invocation {
     /// Keeps `place` until the invocation is dropped by everyone.
     pub fn hold(&self, place: OwnedSemaphorePermit) {
         let _ = self.place.set(place);
+    }
+
+    /// Records its span's context (see [`traces`](crate::telemetry::traces)).
+    pub fn set_trace(&self, cx: opentelemetry::Context) {
+        let _ = self.trace.set(cx);
+    }
+
+    /// Its span's context; `None` when traces are off.
+    pub fn trace(&self) -> Option<&opentelemetry::Context> {
+        self.trace.get()
     }
 
     /// Records which instance serves it.

@@ -26,6 +26,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
+use tracing::Instrument;
 use wasmtime_wasi_http::WasiBody;
 
 pub use body::BodyLimits;
@@ -34,6 +35,7 @@ pub use invocation::Invocation;
 pub use revision::LiveRevision;
 
 use crate::telemetry::ids::{InvocationId, Trigger, random_seed};
+use crate::telemetry::traces;
 
 /// A new invocation of `trigger` with a process-unique id.
 pub fn start(trigger: Trigger) -> Arc<Invocation> {
@@ -129,6 +131,7 @@ async fn run(
     let mut place = Some(
         admission
             .admit(deadline)
+            .instrument(traces::admission_span())
             .await
             .map_err(Failure::AtCapacity)?,
     );
@@ -154,6 +157,7 @@ async fn run(
                     request = back;
                     admission
                         .wait_for_capacity(since, deadline)
+                        .instrument(traces::admission_span())
                         .await
                         .map_err(Failure::AtCapacity)?;
                 }

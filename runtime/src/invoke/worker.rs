@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use wasmtime::component::GuestTaskId;
@@ -31,6 +31,7 @@ use crate::invoke::instances::{Instances, LiveGuard, Ready};
 use crate::invoke::invocation::Invocation;
 use crate::sandbox::host::Host;
 use crate::sandbox::tag::{InstanceTag, InvocationField};
+use crate::telemetry::traces;
 
 /// The invocations an instance has served. The invoker holds each one until
 /// its response is done, so an entry only the instance still holds is no
@@ -97,7 +98,18 @@ impl HandlerState for Workers {
 
     async fn instantiate(&self) -> wasmtime::Result<Instance<Host, Expiration, Worker>> {
         let instances = &self.instances;
-        let Ready { store, proxy, live } = instances.take().await?;
+        let started = traces::on().then(SystemTime::now);
+        let Ready {
+            store,
+            proxy,
+            live,
+            cold,
+        } = instances.take().await?;
+        let made = started.map(|started| Instantiated {
+            started,
+            ended: SystemTime::now(),
+            cold,
+        });
         let current = Current::default();
         let rearm = Arc::new(AtomicBool::new(false));
         Ok(Instance {
@@ -119,6 +131,7 @@ impl HandlerState for Workers {
                 current,
                 served: AtomicU64::new(0),
                 rearm,
+                made: Mutex::new(made),
             },
         })
     }
@@ -132,6 +145,16 @@ pub struct Worker {
     served: AtomicU64,
     /// Asks [`Expiration`] for one more poll; see there.
     rearm: Arc<AtomicBool>,
+    /// When traces are on: how the instance was made, told as a span of
+    /// the first invocation it serves.
+    made: Mutex<Option<Instantiated>>,
+}
+
+/// When an instance was taken for its worker.
+struct Instantiated {
+    started: SystemTime,
+    ended: SystemTime,
+    cold: bool,
 }
 
 impl WorkerState for Worker {
@@ -178,8 +201,18 @@ impl WorkerState for Worker {
             self.rearm.store(true, Ordering::Relaxed);
         }
         self.current.push(invocation.clone());
+        // Ends when the request does (this future is dropped then).
+        let guest_run = invocation.trace().and_then(|cx| {
+            tag.set_trace(cx.clone());
+            let made = self.made.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(made) = made {
+                traces::instantiation(cx, made.started, made.ended, made.cold);
+            }
+            traces::guest_run(cx, tag.instance)
+        });
         let timeout = instances.timeout;
         Box::pin(async move {
+            let _guest_run = guest_run;
             tokio::time::sleep(timeout).await;
             invocation.set_timed_out();
         })

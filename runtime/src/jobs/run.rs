@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use wasmtime::Engine;
 use wasmtime_wasi::cli::AsyncStdoutStream;
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -20,6 +21,7 @@ use crate::sandbox::command::{self, Exit, STDOUT_BUDGET, Stdio};
 use crate::sandbox::host::{Host, HostConfig};
 use crate::sandbox::tag::InstanceTag;
 use crate::telemetry::metrics::FunctionMetrics;
+use crate::telemetry::traces;
 
 /// How long the last lines of an attempt's output may take to be stored.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -142,8 +144,18 @@ async fn run_task(cx: &Context, idx: u32, mut attempt: u32) -> bool {
 
 /// The environment of one attempt: the job's, the execution's overrides,
 /// and the Cloud Run Jobs variables under both names.
-fn environment(cx: &Context, idx: u32, attempt: u32) -> Vec<(String, String)> {
+/// With traces on, `TRACEPARENT` is the attempt's span, so what the command
+/// does continues the trace.
+fn environment(
+    cx: &Context,
+    idx: u32,
+    attempt: u32,
+    span: &tracing::Span,
+) -> Vec<(String, String)> {
     let mut env: BTreeMap<String, String> = cx.exec.env.clone();
+    if let Some(traceparent) = traces::traceparent_of(span) {
+        env.insert(traces::TRACEPARENT_ENV.into(), traceparent);
+    }
     let values = [
         ("JOB", cx.job.spec.name.clone()),
         ("EXECUTION", cx.exec.id.clone()),
@@ -189,20 +201,34 @@ fn log_pipe(
 }
 
 async fn run_attempt(cx: &Context, idx: u32, attempt: u32) -> Exit {
+    let span = traces::job_attempt_span(
+        &cx.job.spec.name,
+        &cx.exec.id,
+        idx,
+        attempt,
+        cx.exec.env.get(traces::TRACEPARENT_ENV).map(String::as_str),
+    );
     let (stdout, out_drain) = log_pipe(cx, idx, attempt, "stdout");
     let (stderr, err_drain) = log_pipe(cx, idx, attempt, "stderr");
     let stdio = Stdio {
         args: cx.job.spec.args.clone(),
-        env: environment(cx, idx, attempt),
+        env: environment(cx, idx, attempt, &span),
         stdin: bytes::Bytes::new(),
         stdout: Some(stdout),
         stderr: Some(stderr),
     };
     let tag = InstanceTag::new(cx.job.host.function.clone(), next_instance_id(), false);
+    if let Some(cx) = traces::context_of(&span) {
+        tag.set_trace(cx);
+    }
     let exit = match Host::command(&cx.job.host, tag, cx.job.metrics.clone(), stdio) {
-        Ok(host) => command::run(&cx.engine, &cx.job.pre, host, cx.job.spec.task_timeout.0).await,
+        Ok(host) => {
+            let run = command::run(&cx.engine, &cx.job.pre, host, cx.job.spec.task_timeout.0);
+            run.instrument(span.clone()).await
+        }
         Err(e) => Exit::Failed(format!("{e:#}")),
     };
+    traces::record_exit(&span, &exit.to_string(), exit.success());
     // The store (and with it the pipes' writers) is gone: the drains end,
     // unless a writer lingers somewhere; the lines are in the log anyway.
     for drain in [out_drain, err_drain] {

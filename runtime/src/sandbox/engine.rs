@@ -79,12 +79,12 @@ impl WispEngine {
         // sockets beyond the proxy world, so link all of WASI; capabilities
         // stay closed through the per-store WasiCtx (no preopens, no network).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        // wasi:filesystem@0.2 again, over wasmtime-wasi's: `dirs` as before,
-        // plus each instance's in-memory /tmp.
-        crate::sandbox::tmpfs::add_to_linker(&mut linker, Host::filesystem)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+        // wasi:filesystem@0.2 and @0.3 again, over wasmtime-wasi's: `dirs`
+        // as before, plus each instance's in-memory /tmp.
+        crate::sandbox::tmpfs::add_to_linker(&mut linker, Host::filesystem)?;
         // wasi:keyvalue and wasi:config, every version; what an instance
         // reaches is its function's grants.
         crate::state::add_to_linker(&mut linker)?;

@@ -231,6 +231,7 @@ impl Host {
                 function: config.function.clone(),
                 internal: config.internal.clone(),
                 grants: config.grants.clone(),
+                tag: tag.clone(),
             },
             limiter: MemoryLimiter::new(budget, tag.clone()),
             tmp,

@@ -3,8 +3,8 @@
 //! it.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::telemetry::ids::{InstanceId, InvocationId};
 
@@ -22,6 +22,9 @@ pub struct InstanceTag {
     memory_exceeded: AtomicBool,
     /// The guest was stopped at its `cpu_time` limit.
     cpu_exceeded: AtomicBool,
+    /// The trace context of the invocation that started on it last, when
+    /// traces are on: the parent of its outbound calls' spans.
+    trace: Mutex<Option<opentelemetry::Context>>,
 }
 
 impl InstanceTag {
@@ -33,6 +36,7 @@ impl InstanceTag {
             invocation: AtomicU64::new(0),
             memory_exceeded: AtomicBool::new(false),
             cpu_exceeded: AtomicBool::new(false),
+            trace: Mutex::new(None),
         })
     }
 
@@ -49,6 +53,16 @@ impl InstanceTag {
     /// shared by concurrent requests.
     pub fn invocation(&self) -> Option<InvocationId> {
         (!self.shared).then(|| InvocationId(self.invocation.load(Ordering::Relaxed)))
+    }
+
+    pub fn set_trace(&self, cx: opentelemetry::Context) {
+        *self.trace.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx);
+    }
+
+    /// The trace context of the invocation that started on it last (on a
+    /// shared instance, possibly not the one making a call).
+    pub fn trace(&self) -> Option<opentelemetry::Context> {
+        self.trace.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn set_memory_exceeded(&self) {

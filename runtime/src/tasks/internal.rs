@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use wasmtime_wasi_http::WasiBody;
 
@@ -13,6 +13,7 @@ use crate::events::publish::{json, refuse};
 use crate::sandbox::outbound::internal::{Answer, Caller, Service};
 use crate::tasks::task::NewTask;
 use crate::tasks::{Tasks, TasksError};
+use crate::telemetry::traces;
 
 /// Enqueue bodies larger than this are refused before parsing (tasks are
 /// further held to their queue's `max_task_size`).
@@ -30,7 +31,15 @@ pub fn status_of(e: &TasksError) -> StatusCode {
 
 impl Tasks {
     /// Adds the task in one HTTP request body to `queue`: 201 `{"name"}`.
-    pub async fn enqueue_http<B>(&self, queue: &str, body: B) -> Response<WasiBody>
+    /// A `traceparent` among the request's `headers` goes with the task
+    /// (as one of its headers, unless it has one) so its delivery continues
+    /// the producer's trace.
+    pub async fn enqueue_http<B>(
+        &self,
+        queue: &str,
+        headers: &HeaderMap,
+        body: B,
+    ) -> Response<WasiBody>
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -44,7 +53,7 @@ impl Tasks {
                 );
             }
         };
-        let task: NewTask = if body.iter().all(u8::is_ascii_whitespace) {
+        let mut task: NewTask = if body.iter().all(u8::is_ascii_whitespace) {
             NewTask::default()
         } else {
             match serde_json::from_slice(&body) {
@@ -59,6 +68,11 @@ impl Tasks {
                 }
             }
         };
+        if let Some(traceparent) = traces::carried(headers)
+            && !(task.headers.keys()).any(|h| h.eq_ignore_ascii_case(traces::TRACEPARENT))
+        {
+            (task.headers).insert(traces::TRACEPARENT.into(), traceparent.into());
+        }
         match self.enqueue(queue, task).await {
             Ok(name) => json(StatusCode::CREATED, &serde_json::json!({ "name": name })),
             Err(e) => refuse(status_of(&e), e.to_string()),
@@ -97,7 +111,8 @@ impl Service for Internal {
                     ),
                 );
             }
-            tasks.enqueue_http(&queue, request.into_body()).await
+            let (parts, body) = request.into_parts();
+            tasks.enqueue_http(&queue, &parts.headers, body).await
         })
     }
 }

@@ -3,6 +3,9 @@
 
 use anyhow::{Result, bail};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+
+use crate::telemetry::traces;
 
 /// The environment variable choosing the format of the server's own logs.
 pub const LOG_FORMAT_ENV: &str = "WISP_LOG_FORMAT";
@@ -13,24 +16,31 @@ pub const LOG_FORMAT_ENV: &str = "WISP_LOG_FORMAT";
 /// `level`, `target`, `message`, and e.g. `function`, `invocation`,
 /// `status`).
 pub fn init_logging() -> Result<()> {
-    let filter = EnvFilter::try_from_env("WISP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_env("WISP_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // Trace spans are exported, never printed.
+        .add_directive(format!("{}=off", traces::TARGET).parse()?);
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let format = std::env::var(LOG_FORMAT_ENV).unwrap_or_default();
-    // A second init (tests calling into the library) is harmless.
-    let _ = match format.as_str() {
-        "" | "text" => builder
+    let output = match format.as_str() {
+        "" | "text" => layer
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-        "json" => builder
+            .with_filter(filter)
+            .boxed(),
+        "json" => layer
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
-            .try_init(),
+            .with_filter(filter)
+            .boxed(),
         other => bail!("{LOG_FORMAT_ENV} = `{other}`: write `text` or `json`"),
     };
+    // A second init (tests calling into the library) is harmless.
+    let _ = tracing_subscriber::registry()
+        .with(traces::layer())
+        .with(output)
+        .try_init();
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use crate::http::admin::{Admin, MAX_JSON, Reply, read_body, unknown};
 use crate::http::respond::{empty, json};
 use crate::jobs::{JobsError, RunRequest};
+use crate::telemetry::traces;
 
 fn refusal(e: JobsError) -> (StatusCode, String) {
     let status = match e {
@@ -37,14 +38,21 @@ impl Admin {
             (&Method::GET, ["v1", "jobs"]) => Ok(json(StatusCode::OK, &jobs.list())),
             (&Method::POST, ["v1", "jobs", job, "executions"]) => {
                 let job = job.to_string();
+                let traceparent = traces::carried(req.headers()).map(str::to_owned);
                 let body = read_body(req, MAX_JSON).await?;
-                let request: RunRequest = if body.iter().all(u8::is_ascii_whitespace) {
+                let mut request: RunRequest = if body.iter().all(u8::is_ascii_whitespace) {
                     RunRequest::default()
                 } else {
                     serde_json::from_slice(&body).map_err(|e| {
                         (StatusCode::BAD_REQUEST, format!("invalid run request: {e}"))
                     })?
                 };
+                // The execution continues the caller's trace (see jobs::run).
+                if let Some(traceparent) = traceparent {
+                    (request.env)
+                        .entry(traces::TRACEPARENT_ENV.into())
+                        .or_insert(traceparent);
+                }
                 let id = jobs.run(&job, request).await.map_err(refusal)?;
                 Ok(json(
                     StatusCode::CREATED,

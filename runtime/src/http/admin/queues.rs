@@ -24,7 +24,8 @@ impl Admin {
         match (method, segments) {
             (&Method::GET, ["v1", "queues"]) => Ok(json(StatusCode::OK, &tasks.stats())),
             (&Method::POST, ["v1", "queues", queue, "tasks"]) => {
-                Ok(tasks.enqueue_http(queue, req.into_body()).await)
+                let (parts, body) = req.into_parts();
+                Ok(tasks.enqueue_http(queue, &parts.headers, body).await)
             }
             (&Method::GET, ["v1", "queues", queue, "tasks"]) => {
                 let listed = tasks.list(queue, limit_of(&req)?).await.map_err(refusal)?;

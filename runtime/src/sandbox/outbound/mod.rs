@@ -23,6 +23,8 @@ use crate::config::AllowedHosts;
 use crate::sandbox::outbound::connect::Failure;
 use crate::sandbox::outbound::exchange::IoFuture;
 use crate::sandbox::outbound::policy::{OwnPorts, Reach};
+use crate::sandbox::tag::InstanceTag;
+use crate::telemetry::traces;
 
 /// wasi:http hooks of one store: checks every outgoing request against the
 /// function's allow list, then sends it through Wisp's own connector.
@@ -32,6 +34,9 @@ pub struct OutboundHooks {
     pub function: Arc<str>,
     pub internal: Arc<internal::Slot>,
     pub grants: Arc<internal::Grants>,
+    /// Whose outbound calls these are: their spans are children of its
+    /// invocation's.
+    pub tag: Arc<InstanceTag>,
 }
 
 type SendFuture =
@@ -39,6 +44,36 @@ type SendFuture =
 
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        let traced = if traces::on() { self.tag.trace() } else { None };
+        let Some(cx) = traced else {
+            return self.send(request, options, fut);
+        };
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let Some(span) = traces::outbound(&cx, &method, &uri, request.headers_mut()) else {
+            return self.send(request, options, fut);
+        };
+        let sent = Box::into_pin(self.send(request, options, fut));
+        Box::new(async move {
+            let result = sent.await;
+            let status = match &result {
+                Ok((response, _)) => Ok(response.status().as_u16()),
+                Err(e) => Err(e.to_string()),
+            };
+            traces::outbound_done(span, status);
+            result
+        })
+    }
+}
+
+impl OutboundHooks {
+    /// Sends `request` where it goes: Wisp's own services, or an allowed
+    /// origin.
+    fn send(
         &mut self,
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,

@@ -1,18 +1,12 @@
 //! A `/tmp` file's contents, charged to the instance's memory budget as they
-//! grow, and the wasi:io streams that read, write and append to them.
+//! grow, and the cursors that streams read, write and append through.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
-use wasmtime_wasi::async_trait;
 use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
-use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
 use crate::sandbox::memory::MemoryBudget;
 use crate::sandbox::tmpfs::tree::{NODE_BYTES, Times};
-
-/// The most a write stream accepts at once (what `check-write` grants).
-const WRITE_PERMIT: usize = 64 << 10;
 
 /// A regular file; its bytes are charged to `budget` while it exists.
 pub struct File {
@@ -134,72 +128,34 @@ impl Drop for File {
     }
 }
 
-/// `read-via-stream`: reads from a position to the end of the file.
-pub struct Reader {
-    pub file: Arc<File>,
-    pub position: u64,
+/// Where a `/tmp` stream reads or writes: from a position that moves with
+/// it, or (`position` `None`) always at the end, appending.
+pub struct Cursor {
+    file: Arc<File>,
+    position: Option<u64>,
 }
 
-#[async_trait]
-impl Pollable for Reader {
-    async fn ready(&mut self) {}
-}
-
-impl InputStream for Reader {
-    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
-        let bytes = self.file.read_at(self.position, size);
-        if bytes.is_empty() && size > 0 {
-            return Err(StreamError::Closed);
-        }
-        self.position += bytes.len() as u64;
-        Ok(bytes.into())
-    }
-}
-
-/// `write-via-stream` (from a position) or `append-via-stream` (`position`
-/// `None`: always at the end).
-pub struct Writer {
-    pub file: Arc<File>,
-    pub position: Option<u64>,
-}
-
-#[async_trait]
-impl Pollable for Writer {
-    async fn ready(&mut self) {}
-}
-
-impl OutputStream for Writer {
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        match self.file.write_at(self.position, &bytes) {
-            Ok(end) => {
-                if self.position.is_some() {
-                    self.position = Some(end);
-                }
-                Ok(())
-            }
-            // An `std::io::Error` with the errno, which wasmtime-wasi's
-            // `filesystem-error-code` turns back into the WIT error.
-            Err(code) => Err(StreamError::LastOperationFailed(
-                std::io::Error::from_raw_os_error(errno(code)).into(),
-            )),
-        }
+impl Cursor {
+    pub fn new(file: Arc<File>, position: Option<u64>) -> Self {
+        Cursor { file, position }
     }
 
-    fn flush(&mut self) -> StreamResult<()> {
+    /// Up to `len` bytes from the position, which moves past them; empty at
+    /// the end of the file.
+    pub fn read(&mut self, len: usize) -> Vec<u8> {
+        let position = self.position.unwrap_or_else(|| self.file.len());
+        let bytes = self.file.read_at(position, len);
+        self.position = Some(position + bytes.len() as u64);
+        bytes
+    }
+
+    /// Writes all of `bytes` at the position (or the end), past which it moves.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), ErrorCode> {
+        let end = self.file.write_at(self.position, bytes)?;
+        if self.position.is_some() {
+            self.position = Some(end);
+        }
         Ok(())
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(WRITE_PERMIT)
-    }
-}
-
-/// The errno of the errors a write can fail with.
-fn errno(code: ErrorCode) -> i32 {
-    match code {
-        ErrorCode::InsufficientSpace => libc::ENOSPC,
-        ErrorCode::InsufficientMemory => libc::ENOMEM,
-        _ => libc::EFBIG,
     }
 }
 
@@ -241,26 +197,18 @@ mod tests {
     }
 
     #[test]
-    fn streams_read_to_the_end_and_report_no_space() {
+    fn cursors_move_with_what_they_read_and_write() {
         let budget = MemoryBudget::new(NODE_BYTES as u64 + 100);
         let file = Arc::new(File::new(1, budget).unwrap());
-        let mut w = Writer {
-            file: file.clone(),
-            position: Some(0),
-        };
-        w.write(Bytes::from_static(b"abc")).unwrap();
-        w.write(Bytes::from_static(b"def")).unwrap();
-        let mut r = Reader {
-            file: file.clone(),
-            position: 2,
-        };
-        assert_eq!(r.read(3).unwrap(), Bytes::from_static(b"cde"));
-        assert_eq!(r.read(3).unwrap(), Bytes::from_static(b"f"));
-        assert!(matches!(r.read(3), Err(StreamError::Closed)));
-        let Err(StreamError::LastOperationFailed(e)) = w.write(Bytes::from(vec![0; 200])) else {
-            panic!("a write past the budget must fail");
-        };
-        let io = e.downcast_ref::<std::io::Error>().unwrap();
-        assert_eq!(io.raw_os_error(), Some(libc::ENOSPC));
+        let mut w = Cursor::new(file.clone(), Some(0));
+        w.write(b"abc").unwrap();
+        w.write(b"def").unwrap();
+        let mut append = Cursor::new(file.clone(), None);
+        append.write(b"g").unwrap();
+        let mut r = Cursor::new(file.clone(), Some(2));
+        assert_eq!(r.read(3), b"cde");
+        assert_eq!(r.read(3), b"fg");
+        assert!(r.read(3).is_empty());
+        assert_eq!(w.write(&[0; 200]), Err(ErrorCode::InsufficientSpace));
     }
 }

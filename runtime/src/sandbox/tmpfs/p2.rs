@@ -1,106 +1,34 @@
 //! wasi:filesystem@0.2 `types` and `preopens` for a Wisp instance: the
 //! interfaces are wasmtime-wasi's own bindings (same WIT types, same
-//! resource types), implemented here so a descriptor is either one of
-//! wasmtime-wasi's (a read-only `dirs` preopen, or anything opened under it:
-//! every call is handed to wasmtime-wasi's implementation unchanged) or a
-//! [`TmpDescriptor`] in the instance's in-memory `/tmp`. Both live in the
-//! instance's resource table; which one a handle names is the type of its
-//! table entry.
+//! resource types), implemented here so a call on one of wasmtime-wasi's
+//! descriptors (a read-only `dirs` preopen, or anything opened under it) is
+//! handed to wasmtime-wasi's implementation unchanged, and a call on a
+//! `/tmp` descriptor (`TmpDescriptor`) goes to the instance's in-memory `/tmp`.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use wasmtime::component::{HasData, Resource, ResourceTableError};
-use wasmtime_wasi::filesystem::WasiFilesystemCtxView;
-use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
+use bytes::Bytes;
+use wasmtime::component::Resource;
+use wasmtime_wasi::async_trait;
 use wasmtime_wasi::p2::bindings::filesystem::preopens;
 use wasmtime_wasi::p2::bindings::filesystem::types::{
     self, Advice, Descriptor, DescriptorFlags, DescriptorStat, DescriptorType, DirectoryEntry,
     DirectoryEntryStream, ErrorCode, Filesize, HostDescriptor, HostDirectoryEntryStream,
     MetadataHashValue, NewTimestamp, OpenFlags, PathFlags,
 };
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
+use wasmtime_wasi::p2::{
+    DynInputStream, DynOutputStream, FsError, FsResult, InputStream, OutputStream, Pollable,
+    StreamError, StreamResult,
+};
 
-use crate::sandbox::tmpfs::file::{File, Reader, Writer};
-use crate::sandbox::tmpfs::tree::{Dir, Node, Tree};
-use std::sync::Arc;
+use crate::sandbox::tmpfs::descriptor::{ACROSS_MOUNTS, NO_LINKS, WispFsView};
+use crate::sandbox::tmpfs::file::Cursor;
 
-/// Where the in-memory tree is mounted in every instance.
-pub const TMP: &str = "/tmp";
-
-/// The most one `read` returns, as wasmtime-wasi caps its own.
-const MAX_READ: usize = 64 << 10;
-
-/// An open `/tmp` file or directory.
-#[derive(Clone)]
-pub struct TmpDescriptor {
-    node: Node,
-    flags: DescriptorFlags,
-}
-
-impl TmpDescriptor {
-    fn dir(&self) -> Result<&Arc<Dir>, ErrorCode> {
-        match &self.node {
-            Node::Dir(d) => Ok(d),
-            Node::File(_) => Err(ErrorCode::NotDirectory),
-        }
-    }
-
-    fn file(&self) -> Result<&Arc<File>, ErrorCode> {
-        match &self.node {
-            Node::File(f) => Ok(f),
-            Node::Dir(_) => Err(ErrorCode::IsDirectory),
-        }
-    }
-
-    /// The file, if this descriptor was opened with `access`.
-    fn file_for(&self, access: DescriptorFlags) -> Result<&Arc<File>, ErrorCode> {
-        let file = self.file()?;
-        if !self.flags.contains(access) {
-            return Err(ErrorCode::BadDescriptor);
-        }
-        Ok(file)
-    }
-}
+/// The most a write stream accepts at once (what `check-write` grants).
+const WRITE_PERMIT: usize = 64 << 10;
 
 /// A `read-directory` of a `/tmp` directory: its entries when it was read.
 struct TmpEntries(std::vec::IntoIter<DirectoryEntry>);
-
-/// What the linked interfaces see of a `Store`'s data.
-pub struct WispFs;
-
-impl HasData for WispFs {
-    type Data<'a> = WispFsView<'a>;
-}
-
-pub struct WispFsView<'a> {
-    pub wasi: WasiFilesystemCtxView<'a>,
-    pub tree: &'a Tree,
-}
-
-impl WispFsView<'_> {
-    /// The `/tmp` descriptor `fd` names; `None`: one of wasmtime-wasi's.
-    fn tmp(
-        &mut self,
-        fd: &Resource<Descriptor>,
-    ) -> Result<Option<TmpDescriptor>, ResourceTableError> {
-        let entry = self.wasi.table.get_any_mut(fd.rep())?;
-        Ok(entry.downcast_ref::<TmpDescriptor>().cloned())
-    }
-
-    fn push(&mut self, descriptor: TmpDescriptor) -> FsResult<Resource<Descriptor>> {
-        let fd = self.wasi.table.push(descriptor)?;
-        Ok(Resource::new_own(fd.rep()))
-    }
-}
-
-fn datetime(t: SystemTime) -> Option<Datetime> {
-    let d = t.duration_since(UNIX_EPOCH).ok()?;
-    Some(Datetime {
-        seconds: d.as_secs(),
-        nanoseconds: d.subsec_nanos(),
-    })
-}
 
 fn timestamp(t: NewTimestamp) -> Result<Option<SystemTime>, ErrorCode> {
     match t {
@@ -117,42 +45,11 @@ fn timestamp(t: NewTimestamp) -> Result<Option<SystemTime>, ErrorCode> {
     }
 }
 
-fn stat(node: &Node) -> DescriptorStat {
-    let times = node.times();
-    DescriptorStat {
-        type_: node.kind(),
-        link_count: 1,
-        size: node.size(),
-        data_access_timestamp: datetime(times.access),
-        data_modification_timestamp: datetime(times.modify),
-        status_change_timestamp: datetime(times.change),
-    }
-}
-
-/// Equal for the same node with the same size and modification time.
-fn metadata_hash(node: &Node) -> MetadataHashValue {
-    let mut hasher = DefaultHasher::new();
-    (node.ino(), node.size(), node.times().modify).hash(&mut hasher);
-    MetadataHashValue {
-        lower: hasher.finish(),
-        upper: node.ino(),
-    }
-}
-
-fn found(lookup: crate::sandbox::tmpfs::tree::Lookup) -> Result<Node, ErrorCode> {
-    lookup.node().ok_or(ErrorCode::NoEntry)
-}
-
 impl preopens::Host for WispFsView<'_> {
     /// The function's `dirs`, then `/tmp`.
     fn get_directories(&mut self) -> wasmtime::Result<Vec<(Resource<Descriptor>, String)>> {
         let mut dirs = preopens::Host::get_directories(&mut self.wasi)?;
-        let root = TmpDescriptor {
-            node: Node::Dir(self.tree.root.clone()),
-            flags: DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
-        };
-        let fd = self.wasi.table.push(root)?;
-        dirs.push((Resource::new_own(fd.rep()), TMP.to_owned()));
+        dirs.push(self.push_root()?);
         Ok(dirs)
     }
 }
@@ -182,7 +79,7 @@ impl HostDescriptor for WispFsView<'_> {
     ) -> FsResult<()> {
         match self.tmp(&fd)? {
             None => self.wasi.advise(fd, offset, len, advice).await,
-            Some(d) => d.file().map(|_| ()).map_err(Into::into),
+            Some(d) => Ok(d.advise()?),
         }
     }
 
@@ -196,21 +93,21 @@ impl HostDescriptor for WispFsView<'_> {
     async fn get_flags(&mut self, fd: Resource<Descriptor>) -> FsResult<DescriptorFlags> {
         match self.tmp(&fd)? {
             None => self.wasi.get_flags(fd).await,
-            Some(d) => Ok(d.flags),
+            Some(d) => Ok(d.flags()),
         }
     }
 
     async fn get_type(&mut self, fd: Resource<Descriptor>) -> FsResult<DescriptorType> {
         match self.tmp(&fd)? {
             None => self.wasi.get_type(fd).await,
-            Some(d) => Ok(d.node.kind()),
+            Some(d) => Ok(d.kind()),
         }
     }
 
     async fn set_size(&mut self, fd: Resource<Descriptor>, size: Filesize) -> FsResult<()> {
         match self.tmp(&fd)? {
             None => self.wasi.set_size(fd, size).await,
-            Some(d) => Ok(d.file_for(DescriptorFlags::WRITE)?.set_size(size)?),
+            Some(d) => Ok(d.set_size(size)?),
         }
     }
 
@@ -223,7 +120,7 @@ impl HostDescriptor for WispFsView<'_> {
         match self.tmp(&fd)? {
             None => self.wasi.set_times(fd, atim, mtim).await,
             Some(d) => {
-                d.node.set_times(timestamp(atim)?, timestamp(mtim)?);
+                d.set_times(timestamp(atim)?, timestamp(mtim)?);
                 Ok(())
             }
         }
@@ -237,13 +134,7 @@ impl HostDescriptor for WispFsView<'_> {
     ) -> FsResult<(Vec<u8>, bool)> {
         match self.tmp(&fd)? {
             None => self.wasi.read(fd, len, offset).await,
-            Some(d) => {
-                let file = d.file_for(DescriptorFlags::READ)?;
-                let len = usize::try_from(len).unwrap_or(usize::MAX);
-                let bytes = file.read_at(offset, len.min(MAX_READ));
-                let end = bytes.is_empty();
-                Ok((bytes, end))
-            }
+            Some(d) => Ok(d.read(len, offset)?),
         }
     }
 
@@ -255,11 +146,7 @@ impl HostDescriptor for WispFsView<'_> {
     ) -> FsResult<Filesize> {
         match self.tmp(&fd)? {
             None => self.wasi.write(fd, buf, offset).await,
-            Some(d) => {
-                let file = d.file_for(DescriptorFlags::WRITE)?;
-                file.write_at(Some(offset), &buf)?;
-                Ok(buf.len() as Filesize)
-            }
+            Some(d) => Ok(d.write(&buf, offset)?),
         }
     }
 
@@ -270,7 +157,7 @@ impl HostDescriptor for WispFsView<'_> {
         match self.tmp(&fd)? {
             None => self.wasi.read_directory(fd).await,
             Some(d) => {
-                let entries = TmpEntries(d.dir()?.list().into_iter());
+                let entries = TmpEntries(d.list()?.into_iter());
                 let stream = self.wasi.table.push(entries)?;
                 Ok(Resource::new_own(stream.rep()))
             }
@@ -291,14 +178,14 @@ impl HostDescriptor for WispFsView<'_> {
     ) -> FsResult<()> {
         match self.tmp(&fd)? {
             None => self.wasi.create_directory_at(fd, path).await,
-            Some(d) => Ok(self.tree.create_dir(d.dir()?, &path)?),
+            Some(d) => Ok(d.create_directory_at(self.tree, &path)?),
         }
     }
 
     async fn stat(&mut self, fd: Resource<Descriptor>) -> FsResult<DescriptorStat> {
         match self.tmp(&fd)? {
             None => self.wasi.stat(fd).await,
-            Some(d) => Ok(stat(&d.node)),
+            Some(d) => Ok(d.stat()),
         }
     }
 
@@ -310,10 +197,7 @@ impl HostDescriptor for WispFsView<'_> {
     ) -> FsResult<DescriptorStat> {
         match self.tmp(&fd)? {
             None => self.wasi.stat_at(fd, path_flags, path).await,
-            Some(d) => Ok(stat(&found(crate::sandbox::tmpfs::tree::lookup(
-                d.dir()?,
-                &path,
-            )?)?)),
+            Some(d) => Ok(d.stat_at(&path)?),
         }
     }
 
@@ -331,11 +215,7 @@ impl HostDescriptor for WispFsView<'_> {
                     .set_times_at(fd, path_flags, path, atim, mtim)
                     .await
             }
-            Some(d) => {
-                let node = found(crate::sandbox::tmpfs::tree::lookup(d.dir()?, &path)?)?;
-                node.set_times(timestamp(atim)?, timestamp(mtim)?);
-                Ok(())
-            }
+            Some(d) => Ok(d.set_times_at(&path, timestamp(atim)?, timestamp(mtim)?)?),
         }
     }
 
@@ -354,8 +234,8 @@ impl HostDescriptor for WispFsView<'_> {
                     .link_at(fd, old_path_flags, old_path, new_descriptor, new_path)
                     .await
             }
-            (Some(_), Some(_)) => Err(ErrorCode::Unsupported.into()),
-            _ => Err(ErrorCode::CrossDevice.into()),
+            (Some(_), Some(_)) => Err(NO_LINKS.into()),
+            _ => Err(ACROSS_MOUNTS.into()),
         }
     }
 
@@ -370,31 +250,23 @@ impl HostDescriptor for WispFsView<'_> {
         match self.tmp(&fd)? {
             None => self.wasi.open_at(fd, path_flags, path, oflags, flags).await,
             Some(d) => {
-                let node = self.tree.open(d.dir()?, &path, oflags, flags)?;
-                self.push(TmpDescriptor { node, flags })
+                let opened = d.open_at(self.tree, &path, oflags, flags)?;
+                Ok(self.push(opened)?)
             }
         }
     }
 
     fn drop(&mut self, fd: Resource<Descriptor>) -> wasmtime::Result<()> {
-        let entry = self.wasi.table.get_any_mut(fd.rep())?;
-        if entry.is::<TmpDescriptor>() {
-            self.wasi
-                .table
-                .delete(Resource::<TmpDescriptor>::new_own(fd.rep()))?;
+        if self.drop_tmp(&fd)? {
             return Ok(());
         }
         HostDescriptor::drop(&mut self.wasi, fd)
     }
 
-    /// `/tmp` has no symbolic links: a path that exists is `invalid`.
     async fn readlink_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<String> {
         match self.tmp(&fd)? {
             None => self.wasi.readlink_at(fd, path).await,
-            Some(d) => {
-                found(crate::sandbox::tmpfs::tree::lookup(d.dir()?, &path)?)?;
-                Err(ErrorCode::Invalid.into())
-            }
+            Some(d) => Ok(d.readlink_at(&path)?),
         }
     }
 
@@ -405,7 +277,7 @@ impl HostDescriptor for WispFsView<'_> {
     ) -> FsResult<()> {
         match self.tmp(&fd)? {
             None => self.wasi.remove_directory_at(fd, path).await,
-            Some(d) => Ok(self.tree.remove(d.dir()?, &path, true)?),
+            Some(d) => Ok(d.remove_at(self.tree, &path, true)?),
         }
     }
 
@@ -420,12 +292,8 @@ impl HostDescriptor for WispFsView<'_> {
     ) -> FsResult<()> {
         match (self.tmp(&fd)?, self.tmp(&new_fd)?) {
             (None, None) => self.wasi.rename_at(fd, old_path, new_fd, new_path).await,
-            (Some(old), Some(new)) => {
-                Ok(self
-                    .tree
-                    .rename(old.dir()?, &old_path, new.dir()?, &new_path)?)
-            }
-            _ => Err(ErrorCode::CrossDevice.into()),
+            (Some(old), Some(new)) => Ok(old.rename_at(self.tree, &old_path, &new, &new_path)?),
+            _ => Err(ACROSS_MOUNTS.into()),
         }
     }
 
@@ -437,14 +305,14 @@ impl HostDescriptor for WispFsView<'_> {
     ) -> FsResult<()> {
         match self.tmp(&fd)? {
             None => self.wasi.symlink_at(fd, src_path, dest_path).await,
-            Some(_) => Err(ErrorCode::Unsupported.into()),
+            Some(_) => Err(NO_LINKS.into()),
         }
     }
 
     async fn unlink_file_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<()> {
         match self.tmp(&fd)? {
             None => self.wasi.unlink_file_at(fd, path).await,
-            Some(d) => Ok(self.tree.remove(d.dir()?, &path, false)?),
+            Some(d) => Ok(d.remove_at(self.tree, &path, false)?),
         }
     }
 
@@ -456,10 +324,7 @@ impl HostDescriptor for WispFsView<'_> {
         let Some(d) = self.tmp(&fd)? else {
             return self.wasi.read_via_stream(fd, offset);
         };
-        let reader: DynInputStream = Box::new(Reader {
-            file: d.file_for(DescriptorFlags::READ)?.clone(),
-            position: offset,
-        });
+        let reader: DynInputStream = Box::new(d.reader(offset)?);
         Ok(self.wasi.table.push(reader)?)
     }
 
@@ -471,10 +336,7 @@ impl HostDescriptor for WispFsView<'_> {
         let Some(d) = self.tmp(&fd)? else {
             return self.wasi.write_via_stream(fd, offset);
         };
-        let writer: DynOutputStream = Box::new(Writer {
-            file: d.file_for(DescriptorFlags::WRITE)?.clone(),
-            position: Some(offset),
-        });
+        let writer: DynOutputStream = Box::new(d.writer(Some(offset))?);
         Ok(self.wasi.table.push(writer)?)
     }
 
@@ -485,10 +347,7 @@ impl HostDescriptor for WispFsView<'_> {
         let Some(d) = self.tmp(&fd)? else {
             return self.wasi.append_via_stream(fd);
         };
-        let writer: DynOutputStream = Box::new(Writer {
-            file: d.file_for(DescriptorFlags::WRITE)?.clone(),
-            position: None,
-        });
+        let writer: DynOutputStream = Box::new(d.writer(None)?);
         Ok(self.wasi.table.push(writer)?)
     }
 
@@ -499,7 +358,7 @@ impl HostDescriptor for WispFsView<'_> {
     ) -> wasmtime::Result<bool> {
         match (self.tmp(&a)?, self.tmp(&b)?) {
             (None, None) => self.wasi.is_same_object(a, b).await,
-            (Some(a), Some(b)) => Ok(a.node.same(&b.node)),
+            (Some(a), Some(b)) => Ok(a.is_same_object(&b)),
             _ => Ok(false),
         }
     }
@@ -507,7 +366,7 @@ impl HostDescriptor for WispFsView<'_> {
     async fn metadata_hash(&mut self, fd: Resource<Descriptor>) -> FsResult<MetadataHashValue> {
         match self.tmp(&fd)? {
             None => self.wasi.metadata_hash(fd).await,
-            Some(d) => Ok(metadata_hash(&d.node)),
+            Some(d) => Ok(d.metadata_hash()),
         }
     }
 
@@ -519,10 +378,7 @@ impl HostDescriptor for WispFsView<'_> {
     ) -> FsResult<MetadataHashValue> {
         match self.tmp(&fd)? {
             None => self.wasi.metadata_hash_at(fd, path_flags, path).await,
-            Some(d) => Ok(metadata_hash(&found(crate::sandbox::tmpfs::tree::lookup(
-                d.dir()?,
-                &path,
-            )?)?)),
+            Some(d) => Ok(d.metadata_hash_at(&path)?),
         }
     }
 }
@@ -548,5 +404,82 @@ impl HostDirectoryEntryStream for WispFsView<'_> {
             return Ok(());
         }
         HostDirectoryEntryStream::drop(&mut self.wasi, stream)
+    }
+}
+
+/// `/tmp` streams are always ready: their bytes are in memory.
+#[async_trait]
+impl Pollable for Cursor {
+    async fn ready(&mut self) {}
+}
+
+/// `read-via-stream`: reads from a position to the end of the file.
+impl InputStream for Cursor {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        let bytes = Cursor::read(self, size);
+        if bytes.is_empty() && size > 0 {
+            return Err(StreamError::Closed);
+        }
+        Ok(bytes.into())
+    }
+}
+
+/// `write-via-stream` and `append-via-stream`.
+impl OutputStream for Cursor {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        Cursor::write(self, &bytes).map_err(|code| {
+            // An `std::io::Error` with the errno, which wasmtime-wasi's
+            // `filesystem-error-code` turns back into the WIT error.
+            StreamError::LastOperationFailed(std::io::Error::from_raw_os_error(errno(code)).into())
+        })
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+/// The errno of the errors a write can fail with.
+fn errno(code: ErrorCode) -> i32 {
+    match code {
+        ErrorCode::InsufficientSpace => libc::ENOSPC,
+        ErrorCode::InsufficientMemory => libc::ENOMEM,
+        _ => libc::EFBIG,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::sandbox::memory::MemoryBudget;
+    use crate::sandbox::tmpfs::file::File;
+    use crate::sandbox::tmpfs::tree::NODE_BYTES;
+
+    #[test]
+    fn streams_read_to_the_end_and_report_no_space() {
+        let budget = MemoryBudget::new(NODE_BYTES as u64 + 100);
+        let file = Arc::new(File::new(1, budget).unwrap());
+        let mut w = Cursor::new(file.clone(), Some(0));
+        OutputStream::write(&mut w, Bytes::from_static(b"abcdef")).unwrap();
+        let mut r = Cursor::new(file, Some(2));
+        assert_eq!(InputStream::read(&mut r, 3).unwrap(), &b"cde"[..]);
+        assert_eq!(InputStream::read(&mut r, 3).unwrap(), &b"f"[..]);
+        assert!(matches!(
+            InputStream::read(&mut r, 3),
+            Err(StreamError::Closed)
+        ));
+        let Err(StreamError::LastOperationFailed(e)) =
+            OutputStream::write(&mut w, Bytes::from(vec![0; 200]))
+        else {
+            panic!("a write past the budget must fail");
+        };
+        let io = e.downcast_ref::<std::io::Error>().unwrap();
+        assert_eq!(io.raw_os_error(), Some(libc::ENOSPC));
     }
 }
