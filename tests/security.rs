@@ -323,7 +323,7 @@ async fn foreign_hosts_and_origins_are_refused() {
     let port = port_of(&admin);
     let functions = format!("{admin}/v1/functions");
 
-    for path in ["/v1/functions", "/healthz"] {
+    for path in ["/v1/functions", "/healthz", "/dashboard"] {
         let (status, body) = send(
             client()
                 .get(format!("{admin}{path}"))

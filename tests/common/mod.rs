@@ -2,6 +2,7 @@
 //! ephemeral loopback port, and talks to it over real sockets.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod prom;
 pub mod redis;
 

@@ -513,6 +513,11 @@ impl Registry {
         failed
     }
 
+    /// The series of function `name` (kept after it is deleted).
+    pub fn function_metrics(&self, name: &str) -> Option<Arc<FunctionMetrics>> {
+        self.metrics.get(name).map(|m| m.clone())
+    }
+
     /// The process's metrics (every function's, deleted ones included).
     pub fn telemetry(&self) -> &Metrics {
         &self.telemetry

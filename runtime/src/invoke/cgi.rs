@@ -177,6 +177,7 @@ pub async fn serve(
     let host = Host::command(&cgi.host, tag, live.metrics.clone(), stdio)
         .map_err(|e| Failure::StartFailed(format!("{e:#}")))?;
     live.metrics.instance_created(false);
+    live.metrics.instance_first_use();
     let (engine, pre, metrics, timeout) = (
         cgi.engine.clone(),
         cgi.pre.clone(),

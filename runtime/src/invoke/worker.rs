@@ -194,6 +194,8 @@ impl WorkerState for Worker {
         let instances = self.live.instances();
         if self.served.fetch_add(1, Ordering::Relaxed) > 0 {
             instances.metrics.instance_reused();
+        } else {
+            instances.metrics.instance_first_use();
         }
         if instances.reuse.is_some_and(|r| r.concurrency > 1) {
             self.rearm.store(true, Ordering::Relaxed);

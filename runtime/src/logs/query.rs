@@ -1,5 +1,5 @@
-//! What a log query asks (`invocation`, `since`, `status`, `limit`,
-//! `after`), read from the admin API's query string with an error naming
+//! What a log query asks (`invocation`, `since`, `status`, `stream`,
+//! `limit`, `after`), read from the admin API's query string with an error naming
 //! each bad value, and what it answers.
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -61,6 +61,8 @@ pub struct Query {
     pub since_ms: Option<u64>,
     /// Only the lines of invocations whose access record has such a status.
     pub status: Option<StatusFilter>,
+    /// Only the lines of this stream (`stdout`, `stderr` or `access`).
+    pub stream: Option<&'static str>,
     pub limit: usize,
     /// Without it, the newest `limit` lines; with it, the first `limit`
     /// lines after this cursor (a [`Page::next`]).
@@ -73,6 +75,7 @@ impl Default for Query {
             invocation: None,
             since_ms: None,
             status: None,
+            stream: None,
             limit: DEFAULT_LIMIT,
             after: None,
         }
@@ -97,7 +100,7 @@ fn since(value: &str) -> Result<u64, String> {
 }
 
 impl Query {
-    /// Reads `invocation`, `since`, `status`, `limit` and `after` from a
+    /// Reads `invocation`, `since`, `status`, `stream`, `limit` and `after` from a
     /// URL query string (percent-encoded); other keys are left to the
     /// caller.
     pub fn parse(query: Option<&str>) -> Result<Query, String> {
@@ -123,6 +126,18 @@ impl Query {
                 }
                 "since" => q.since_ms = Some(since(value)?),
                 "status" => q.status = Some(value.parse()?),
+                "stream" => {
+                    q.stream = Some(match value {
+                        "stdout" => "stdout",
+                        "stderr" => "stderr",
+                        "access" => "access",
+                        _ => {
+                            return Err(format!(
+                                "`stream` = `{value}`: write stdout, stderr or access"
+                            ));
+                        }
+                    });
+                }
                 "limit" => {
                     q.limit = value
                         .parse()
@@ -212,12 +227,12 @@ mod tests {
     #[test]
     fn queries_name_their_bad_values() {
         let q = Query::parse(Some(
-            "invocation=00000000000000ff&since=2026-01-02T15%3A04%3A05Z&status=4xx&limit=5&after=7",
+            "invocation=00000000000000ff&since=2026-01-02T15%3A04%3A05Z&status=4xx&stream=access&limit=5&after=7",
         ))
         .unwrap();
         assert_eq!(q.invocation, Some(InvocationId(255)));
         assert_eq!(q.since_ms, Some(1_767_366_245_000));
-        assert_eq!((q.limit, q.after), (5, Some(7)));
+        assert_eq!((q.stream, q.limit, q.after), (Some("access"), 5, Some(7)));
         let recent = Query::parse(Some("since=10m")).unwrap().since_ms.unwrap();
         assert!(now_ms() - recent >= 600_000);
         for (query, named) in [
@@ -225,6 +240,7 @@ mod tests {
             ("invocation=xyz", "`invocation` = `xyz`"),
             ("limit=0", "`limit` = `0`"),
             ("status=9xx", "`status` = `9xx`"),
+            ("stream=stdin", "`stream` = `stdin`"),
         ] {
             let e = Query::parse(Some(query)).unwrap_err();
             assert!(e.contains(named), "{e}");

@@ -467,6 +467,9 @@ fn select(conn: &Connection, function: &str, q: &Query) -> rusqlite::Result<Page
             Value::Integer(since as i64),
         );
     }
+    if let Some(stream) = q.stream {
+        arg(&mut filter, " AND l.stream = ?", Value::Text(stream.into()));
+    }
     // The access records that select invocations by status; with `after`,
     // the cursor runs over them (a guest line comes before its access
     // record, so it is returned with it).
@@ -604,6 +607,14 @@ mod tests {
         let page = logs.query("f", &later).await.unwrap();
         let got: Vec<_> = page.lines.iter().map(|l| l.line.as_str()).collect();
         assert_eq!(got, ["four", "GET /x 500"]);
+        // A stream filter leaves the guest's lines out.
+        let access_only = Query {
+            stream: Some("access"),
+            ..Query::default()
+        };
+        let page = logs.query("f", &access_only).await.unwrap();
+        let got: Vec<_> = page.lines.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(got, ["GET /x 200", "GET /x 503", "GET /x 500"]);
     }
 
     #[tokio::test]

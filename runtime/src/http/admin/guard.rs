@@ -1,12 +1,14 @@
 //! What every admin request passes before it is routed: a `Host` that is
 //! the admin API's own address (DNS rebinding), no foreign browser `Origin`
-//! (cross-site requests), and the bearer token (all but `/healthz`).
+//! (cross-site requests), and the bearer token (all but `/healthz` and the
+//! dashboard page's files, which hold no data).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use http::{HeaderMap, StatusCode, header};
 
 use crate::http::admin::token::AdminToken;
+use crate::http::dashboard;
 
 pub struct Guard {
     token: AdminToken,
@@ -54,7 +56,7 @@ impl Guard {
                 ));
             }
         }
-        if path.trim_matches('/') == "healthz" {
+        if path.trim_matches('/') == "healthz" || dashboard::is_public(path) {
             return Ok(());
         }
         let send = format!(

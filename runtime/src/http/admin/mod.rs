@@ -15,6 +15,7 @@ use wasmtime_wasi_http::WasiBody;
 use crate::config::FunctionSpec;
 use crate::deploy::registry::{NotFound, Registry};
 use crate::events::Events;
+use crate::http::dashboard;
 use crate::http::respond::{empty, json, plain};
 use crate::jobs::Jobs;
 use crate::logs::LogStore;
@@ -120,9 +121,18 @@ impl Admin {
     }
 
     async fn route(&self, method: &Method, path: &str, req: Request<Incoming>) -> Reply {
+        if method == Method::GET
+            && let Some(page) = dashboard::file(path)
+        {
+            return Ok(page);
+        }
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
             (&Method::GET, ["healthz"]) => Ok(self.health()),
+            (&Method::GET, ["v1", "dashboard", "series"]) => {
+                let series = dashboard::series(&self.registry, req.uri().query())?;
+                Ok(json(StatusCode::OK, &series))
+            }
             (&Method::GET, ["metrics"]) => {
                 let mut resp = plain(StatusCode::OK, self.registry.telemetry().encode());
                 resp.headers_mut()

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::telemetry::ids::Trigger;
 use crate::telemetry::metrics::Outcome;
 use crate::telemetry::metrics::window::HourWindow;
+use crate::telemetry::metrics::minutes::{Minutes, Window};
 
 /// Latency buckets, in seconds: 100 µs to 60 s, about ×2.5 apart.
 pub const LATENCY_BUCKETS: [f64; 18] = [
@@ -238,6 +239,8 @@ pub struct FunctionMetrics {
     peak_memory: AtomicU64,
     /// GB-seconds used in the trailing hour, for `budget`.
     pub spent: HourWindow,
+    /// The last hour by minute, for the dashboard.
+    minutes: Minutes,
 }
 
 /// A point-in-time copy of [`FunctionMetrics`], summed over triggers (the
@@ -326,6 +329,7 @@ impl FunctionMetrics {
             wall_seconds: Amount::default(),
             peak_memory: AtomicU64::new(0),
             spent: HourWindow::default(),
+            minutes: Minutes::default(),
         }
     }
 
@@ -341,8 +345,16 @@ impl FunctionMetrics {
         self.instances_live.dec();
     }
 
+    /// An invocation started on an instance that had served one before.
     pub fn instance_reused(&self) {
         self.instances_reused.inc();
+        self.minutes.started(false);
+    }
+
+    /// An invocation started on an instance that had served none before
+    /// (a cold start, in the dashboard's cold-start share).
+    pub fn instance_first_use(&self) {
+        self.minutes.started(true);
     }
 
     /// A request started waiting for a place, or stopped waiting.
@@ -387,6 +399,13 @@ impl FunctionMetrics {
         t.outcomes[outcome.index()].inc();
         t.time_to_first_byte.observe(first_byte.as_secs_f64());
         t.duration.observe(duration.as_secs_f64());
+        self.minutes.finished(outcome, duration);
+    }
+
+    /// The `minutes` minutes up to and including minute `now` (see
+    /// [`minutes::current_minute`](super::minutes::current_minute)).
+    pub fn last_minutes(&self, now: u64, minutes: usize) -> Window {
+        self.minutes.window(now, minutes)
     }
 
     /// What an invocation of `trigger` used; `now` (since the epoch) is

@@ -6,6 +6,7 @@
 //! cache ([`CacheMetrics`]). `docs/observability.md` lists every series.
 
 pub mod function;
+pub mod minutes;
 pub mod outcome;
 pub mod pool;
 pub mod window;
