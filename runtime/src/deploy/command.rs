@@ -118,8 +118,7 @@ pub async fn load(
         .await??
         .into();
     let digest = component::digest(&adapted);
-    let compiled = artifacts.compile(adapted.clone(), &digest, label).await?;
-    let runnable = snapshot::runnable(artifacts, engine, &adapted, &digest, compiled, init).await?;
+    let runnable = snapshot::runnable(artifacts, engine, adapted, &digest, label, init).await?;
     Ok(Loaded {
         pre: prepare(engine, &runnable.component)?,
         digest: runnable.digest,

@@ -124,7 +124,7 @@ pub async fn run(manifest: Manifest) -> Result<()> {
         let name = spec.name.clone();
         let path = std::path::PathBuf::from(&spec.component);
         let load = async {
-            spec.component = registry.add_component(component::read(&path)?).await?;
+            spec.component = registry.add_component_to_deploy(component::read(&path)?)?;
             // Redeploy only when the manifest entry changed since it was last
             // applied, so admin deploys survive a restart with the same file.
             let fingerprint = component::digest(&serde_json::to_vec(&spec)?);
