@@ -1,11 +1,15 @@
 //! The artifact cache: what Wisp derives from a component once — compiled
-//! machine code and pre-initialized snapshots — kept on disk by content hash
-//! and engine fingerprint, so a restart neither recompiles nor re-runs init.
+//! machine code and pre-initialized snapshots — kept on disk by key (a
+//! content hash, or for derived code the digest of everything it derives
+//! from) and engine fingerprint, so a restart neither recompiles nor re-runs
+//! init.
 //!
-//! `Component::deserialize` trusts its input (it maps machine code), so every
-//! entry carries a CRC-32 of its payload that is checked before loading;
+//! Loading compiled code trusts its input (it maps machine code), so every
+//! entry ends with a CRC-32 of its payload that is checked before loading;
 //! entries are written through a temp file and renamed into place; a corrupt
-//! or stale entry is logged, removed and rebuilt, never loaded.
+//! or stale entry is logged, removed and rebuilt, never loaded. The checksum
+//! trails the payload so that compiled code starts the file and is mapped
+//! from it (`Component::deserialize_file`) rather than read and copied.
 //!
 //! On disk the cache is bounded (`[server] cache_max_size`): after every
 //! write the least recently used entries (by mtime, which a load refreshes)
@@ -14,6 +18,7 @@
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -28,12 +33,13 @@ use crate::store::{Leftovers, remove_leftover_temps, write_atomic};
 use crate::telemetry::metrics::CacheMetrics;
 
 /// Marks our entry format; bump it when the layout changes.
-const MAGIC: &[u8; 8] = b"WISPART2";
-/// MAGIC, then the payload's CRC-32. The entry's name already is the
-/// SHA-256 of its input; the checksum only has to catch torn writes and
-/// damaged files, and CRC-32 does that at memory speed where SHA-256 (no
-/// SHA extensions on many servers) took ~200 ms per JS or Python component.
-const HEADER: usize = 12;
+const MAGIC: &[u8; 8] = b"WISPART3";
+/// After the payload: MAGIC, then the payload's CRC-32. The entry's name
+/// already is the SHA-256 of its input; the checksum only has to catch torn
+/// writes and damaged files, and CRC-32 does that at memory speed where
+/// SHA-256 (no SHA extensions on many servers) took ~200 ms per JS or
+/// Python component.
+const TRAILER: usize = 12;
 
 /// Compiled components, in memory and on disk.
 pub struct Artifacts {
@@ -124,48 +130,71 @@ impl Artifacts {
     /// `digest` is [`component::digest`] of `bytes`, which the caller has
     /// already computed.
     pub async fn compile(&self, bytes: Arc<[u8]>, digest: &str, label: &str) -> Result<Component> {
-        if let Some(c) = self.compiled.get(digest) {
+        match self.load(digest, label) {
+            Some(c) => Ok(c),
+            None => self.compile_into(digest, bytes, label).await,
+        }
+    }
+
+    /// Compiled code stored under `key`, from memory or from disk (mapped,
+    /// not copied), if present and intact.
+    pub fn load(&self, key: &str, label: &str) -> Option<Component> {
+        if let Some(c) = self.compiled.get(key) {
             self.metrics.compiled_hits.inc();
-            return Ok(c.clone());
+            return Some(c.clone());
         }
         let path = self
             .dir
-            .as_ref()
-            .map(|d| d.join("compiled").join(format!("{digest}.cwasm")));
-        if let Some(path) = &path
-            && let Some(entry) = read_entry(path)
-        {
-            // SAFETY: the payload is what `Component::serialize` wrote with
-            // this engine fingerprint, and its checksum was just verified.
-            match unsafe { Component::deserialize(&self.engine, &entry[HEADER..]) } {
-                Ok(c) => {
-                    self.metrics.compiled_hits.inc();
-                    touch(path);
-                    tracing::info!(
-                        component = label,
-                        "loaded compiled code from the artifact cache"
-                    );
-                    self.compiled.insert(digest.to_owned(), c.clone());
-                    return Ok(c);
-                }
-                Err(e) => {
-                    tracing::warn!("stale artifact `{}` ({e}); recompiling", path.display());
-                    let _ = std::fs::remove_file(path);
-                }
+            .as_ref()?
+            .join("compiled")
+            .join(format!("{key}.cwasm"));
+        if !entry_intact(&path) {
+            return None;
+        }
+        // SAFETY: the file is what `Component::serialize` wrote with this
+        // engine fingerprint (its checksum was just verified; the trailer
+        // after the ELF image is ignored by the loader), and entries are
+        // only ever replaced by rename, never rewritten in place.
+        match unsafe { Component::deserialize_file(&self.engine, &path) } {
+            Ok(c) => {
+                self.metrics.compiled_hits.inc();
+                touch(&path);
+                tracing::info!(
+                    component = label,
+                    "loaded compiled code from the artifact cache"
+                );
+                self.compiled.insert(key.to_owned(), c.clone());
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!("stale artifact `{}` ({e:#}); recompiling", path.display());
+                let _ = std::fs::remove_file(&path);
+                None
             }
         }
+    }
+
+    /// Compiles `bytes` now and stores the result under `key`.
+    pub async fn compile_into(
+        &self,
+        key: &str,
+        bytes: Arc<[u8]>,
+        label: &str,
+    ) -> Result<Component> {
         self.metrics.compiled_misses.inc();
         let compiled = self.compile_now(bytes, label).await?;
-        if let Some(path) = &path {
+        if let Some(dir) = &self.dir {
             match compiled.serialize() {
-                Ok(code) => match write_entry(path, &code) {
-                    Ok(()) => self.trim(),
-                    Err(e) => tracing::warn!("could not cache compiled code: {e:#}"),
-                },
+                Ok(code) => {
+                    match write_entry(&dir.join("compiled").join(format!("{key}.cwasm")), &code) {
+                        Ok(()) => self.trim(),
+                        Err(e) => tracing::warn!("could not cache compiled code: {e:#}"),
+                    }
+                }
                 Err(e) => tracing::warn!("could not serialize compiled code: {e}"),
             }
         }
-        self.compiled.insert(digest.to_owned(), compiled.clone());
+        self.compiled.insert(key.to_owned(), compiled.clone());
         Ok(compiled)
     }
 
@@ -209,10 +238,15 @@ impl Artifacts {
             .as_ref()?
             .join("snapshots")
             .join(format!("{key}.wasm"));
-        let mut entry = read_entry(&path)?;
+        let entry = read_entry(&path)?;
         touch(&path);
-        entry.drain(..HEADER);
         Some(entry)
+    }
+
+    /// Counts a snapshot found in the cache in compiled form: init did not
+    /// run, nor was the snapshot itself read.
+    pub fn snapshot_compiled(&self) {
+        self.metrics.snapshot_hits.inc();
     }
 
     pub fn put_snapshot(&self, key: &str, bytes: &[u8]) {
@@ -288,29 +322,72 @@ fn evict_lru(root: &Path, max_size: u64) -> Result<(usize, u64)> {
     Ok((evicted, freed))
 }
 
-/// Reads an entry whole (payload from [`HEADER`] on) if the magic and
-/// checksum match; a damaged entry is removed so it gets rebuilt.
+/// Reads an entry's payload if the magic and checksum match; a damaged
+/// entry is removed so it gets rebuilt.
 fn read_entry(path: &Path) -> Option<Vec<u8>> {
-    let data = std::fs::read(path).ok()?;
-    let intact = data.len() >= HEADER
-        && &data[..8] == MAGIC
-        && crc32fast::hash(&data[HEADER..]).to_le_bytes() == data[8..HEADER];
+    let mut data = std::fs::read(path).ok()?;
+    let payload = data.len().checked_sub(TRAILER)?;
+    let intact = &data[payload..payload + 8] == MAGIC
+        && crc32fast::hash(&data[..payload]).to_le_bytes() == data[payload + 8..];
     if !intact {
-        tracing::warn!(
-            "corrupt artifact `{}`: checksum mismatch; rebuilding it",
-            path.display()
-        );
-        let _ = std::fs::remove_file(path);
+        corrupt(path);
         return None;
     }
+    data.truncate(payload);
     Some(data)
 }
 
+/// Whether the entry at `path` exists and its magic and checksum match,
+/// read in chunks rather than whole; a damaged entry is removed.
+fn entry_intact(path: &Path) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Some(payload) = file
+        .metadata()
+        .ok()
+        .and_then(|m| m.len().checked_sub(TRAILER as u64))
+    else {
+        corrupt(path);
+        return false;
+    };
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0; 256 << 10];
+    let mut left = payload;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        match file.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                left -= n as u64;
+            }
+        }
+    }
+    let mut trailer = [0; TRAILER];
+    let intact = left == 0
+        && file.read_exact(&mut trailer).is_ok()
+        && &trailer[..8] == MAGIC
+        && hasher.finalize().to_le_bytes() == trailer[8..];
+    if !intact {
+        corrupt(path);
+    }
+    intact
+}
+
+fn corrupt(path: &Path) {
+    tracing::warn!(
+        "corrupt artifact `{}`: checksum mismatch; rebuilding it",
+        path.display()
+    );
+    let _ = std::fs::remove_file(path);
+}
+
 fn write_entry(path: &Path, payload: &[u8]) -> Result<()> {
-    let mut data = Vec::with_capacity(payload.len() + HEADER);
+    let mut data = Vec::with_capacity(payload.len() + TRAILER);
+    data.extend_from_slice(payload);
     data.extend_from_slice(MAGIC);
     data.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    data.extend_from_slice(payload);
     write_atomic(path, &data)
 }
 
@@ -323,12 +400,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.cwasm");
         write_entry(&path, b"payload").unwrap();
-        assert_eq!(&read_entry(&path).unwrap()[HEADER..], b"payload");
+        assert_eq!(read_entry(&path).unwrap(), b"payload");
+        assert!(entry_intact(&path));
         let mut data = std::fs::read(&path).unwrap();
+        data[0] ^= 1;
+        std::fs::write(&path, &data).unwrap();
+        assert!(!entry_intact(&path));
+        assert!(!path.exists(), "a corrupt entry is removed");
+        data[0] ^= 1;
         *data.last_mut().unwrap() ^= 1;
-        std::fs::write(&path, data).unwrap();
+        std::fs::write(&path, &data).unwrap();
         assert!(read_entry(&path).is_none());
         assert!(!path.exists(), "a corrupt entry is removed");
+        std::fs::write(&path, b"short").unwrap();
+        assert!(!entry_intact(&path));
     }
 
     #[test]
@@ -355,7 +440,7 @@ mod tests {
         // A write in progress is neither counted nor evicted.
         std::fs::write(dir.join("compiled/.wisp-tmp-1-x"), [0; 1000]).unwrap();
 
-        let entry = (100 + HEADER) as u64;
+        let entry = (100 + TRAILER) as u64;
         assert_eq!(evict_lru(root.path(), 4 * entry).unwrap(), (0, 0));
         assert_eq!(evict_lru(root.path(), 2 * entry).unwrap(), (2, 2 * entry));
         let left: Vec<bool> = entries.iter().map(|(p, _)| p.exists()).collect();

@@ -4,7 +4,7 @@
 //! command adapter. Anything else is refused, naming what it is. A command
 //! that exports `wizer-initialize` is pre-initialized like an HTTP function.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use anyhow::{Result, anyhow, bail};
 use wasi_preview1_component_adapter_provider::{
@@ -65,14 +65,9 @@ pub fn check_start(bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A component that runs as a command: `bytes` as they are if already a
-/// component, else the preview-1 module wrapped with the command adapter.
-/// CPU-heavy for modules: call it off the async runtime.
+/// The preview-1 command module `bytes` wrapped with the command adapter
+/// into a component. CPU-heavy: call it off the async runtime.
 pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>> {
-    if !is_core_module(bytes) {
-        component::check_header(bytes)?;
-        return Ok(bytes.to_vec());
-    }
     check_start(bytes)?;
     wit_component::ComponentEncoder::default()
         .module(bytes)
@@ -84,6 +79,24 @@ pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>> {
         })
         .and_then(|e| e.validate(true).encode())
         .map_err(|e| anyhow!("could not adapt the WASI preview-1 module into a component: {e:#}"))
+}
+
+/// [`componentize`] on a blocking thread.
+pub async fn adapt(bytes: Arc<[u8]>) -> Result<Arc<[u8]>> {
+    Ok(tokio::task::spawn_blocking(move || componentize(&bytes))
+        .await??
+        .into())
+}
+
+/// Artifact key of the compiled code of a module adapted by [`componentize`]:
+/// what was adapted (`input`, a module's digest or its snapshot's key) and the
+/// adapter, so a warm start neither adapts nor hashes the adapted bytes.
+pub fn adapted_key(input: &str) -> String {
+    static ADAPTER: LazyLock<String> =
+        LazyLock::new(|| component::digest(WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER));
+    // Bump when `componentize` encodes differently.
+    const FORMAT: u32 = 1;
+    component::digest(format!("adapted {FORMAT} {input} {}", *ADAPTER).as_bytes())
 }
 
 /// A command, ready to run.
@@ -104,26 +117,42 @@ pub async fn load(
     init: Option<Init<'_>>,
     label: &str,
 ) -> Result<Loaded> {
+    if !is_core_module(&bytes) {
+        component::check_header(&bytes)?;
+        let digest = component::digest(&bytes);
+        let runnable = snapshot::runnable(artifacts, engine, bytes, &digest, label, init).await?;
+        return Ok(Loaded {
+            pre: prepare(engine, &runnable.component)?,
+            digest: runnable.digest,
+            snapshotted: runnable.snapshotted,
+        });
+    }
     // A preview-1 module is pre-initialized before it is adapted (see
-    // `snapshot::module`); a component after it is compiled.
-    let (bytes, init, module_snapshotted) = match init {
-        Some(init) if is_core_module(&bytes) && snapshot::module::wants_init(&bytes)? => {
-            check_start(&bytes)?;
-            let snap = snapshot::module::snapshot(artifacts, engine, &bytes, &init).await?;
-            (snap, None, true)
+    // `snapshot::module`); its adapted code is cached by what was adapted.
+    check_start(&bytes)?;
+    let (component, key, snapshotted) = match init {
+        Some(init) if snapshot::module::wants_init(&bytes)? => {
+            let (component, key) =
+                snapshot::module::compiled(artifacts, engine, &bytes, &init, label).await?;
+            (component, key, true)
         }
-        init => (bytes, init, false),
+        _ => {
+            let key = adapted_key(&component::digest(&bytes));
+            let component = match artifacts.load(&key, label) {
+                Some(component) => component,
+                None => {
+                    artifacts
+                        .compile_into(&key, adapt(bytes).await?, label)
+                        .await?
+                }
+            };
+            (component, key, false)
+        }
     };
-    let adapted: Arc<[u8]> = tokio::task::spawn_blocking(move || componentize(&bytes))
-        .await??
-        .into();
-    let digest = component::digest(&adapted);
-    let compiled = artifacts.compile(adapted.clone(), &digest, label).await?;
-    let runnable = snapshot::runnable(artifacts, engine, &adapted, &digest, compiled, init).await?;
     Ok(Loaded {
-        pre: prepare(engine, &runnable.component)?,
-        digest: runnable.digest,
-        snapshotted: module_snapshotted || runnable.snapshotted,
+        pre: prepare(engine, &component)?,
+        digest: key,
+        snapshotted,
     })
 }
 

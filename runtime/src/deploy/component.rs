@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre};
 use wasmtime_wasi_http::handler::ProxyPre;
 
 use crate::sandbox::engine::WispEngine;
@@ -47,15 +47,7 @@ pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component> {
 
 /// Links the component against what Wisp provides and finds its HTTP export.
 pub fn prepare(engine: &WispEngine, component: &Component) -> Result<ProxyPre<Host>> {
-    let pre = engine.linker.instantiate_pre(component).map_err(|e| {
-        anyhow!(
-            "the component imports something Wisp does not provide: {e:#}. Wisp provides \
-             WASI 0.2 (cli, clocks, filesystem, io, random, sockets), wasi:http 0.2 and \
-             their 0.3 versions, wasi:keyvalue 0.2.0-draft and 0.2.0-draft2, and wasi:config \
-             0.2.0-rc.1 and 0.2.0-draft-2024-09-27{}",
-            spin_hint(engine, component)
-        )
-    })?;
+    let pre = link(engine, component)?;
     if let Ok(p3) = wasmtime_wasi_http::p3::bindings::ServicePre::new(pre.clone()) {
         return Ok(ProxyPre::P3(p3));
     }
@@ -69,6 +61,20 @@ pub fn prepare(engine: &WispEngine, component: &Component) -> Result<ProxyPre<Ho
                 exports(engine, component)
             )
         })
+}
+
+/// Links the component against what Wisp provides, naming what it imports
+/// that Wisp does not.
+pub fn link(engine: &WispEngine, component: &Component) -> Result<InstancePre<Host>> {
+    engine.linker.instantiate_pre(component).map_err(|e| {
+        anyhow!(
+            "the component imports something Wisp does not provide: {e:#}. Wisp provides \
+             WASI 0.2 (cli, clocks, filesystem, io, random, sockets), wasi:http 0.2 and \
+             their 0.3 versions, wasi:keyvalue 0.2.0-draft and 0.2.0-draft2, and wasi:config \
+             0.2.0-rc.1 and 0.2.0-draft-2024-09-27{}",
+            spin_hint(engine, component)
+        )
+    })
 }
 
 /// For a component built for Spin: every Spin-specific interface it imports

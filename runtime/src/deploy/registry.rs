@@ -218,22 +218,13 @@ impl Registry {
         self.functions.get(name).map(|f| f.live.clone())
     }
 
-    /// Validates, compiles and stores a component; returns its `sha256:`
-    /// reference.
+    /// Validates, compiles and stores an uploaded component; returns its
+    /// `sha256:` reference.
     pub async fn add_component(&self, bytes: Vec<u8>) -> Result<String> {
         let digest = component::digest(&bytes);
         let bytes: Arc<[u8]> = bytes.into();
-        if command::is_core_module(&bytes) {
-            // A preview-1 program: only a command (`handler = "cgi"`) runs
-            // it, adapted (once) at deploy; check now that it is one.
-            if let Err(why) = command::check_start(&bytes) {
-                let http = component::check_header(&bytes)
-                    .err()
-                    .unwrap_or_else(|| anyhow!(""));
-                bail!("{http:#}; nor is it a command for handler = \"cgi\": {why:#}");
-            }
-        } else {
-            component::check_header(&bytes)?;
+        Self::check_component(&bytes)?;
+        if !command::is_core_module(&bytes) {
             let compiled = self
                 .artifacts
                 .compile(bytes.clone(), &digest, &short(&digest))
@@ -242,6 +233,37 @@ impl Registry {
                 command::prepare(&self.engine, &compiled).map_err(|_| http)?;
             }
         }
+        self.store_component(digest, bytes)
+    }
+
+    /// Stores a component that is about to be deployed (which compiles and
+    /// links it, or finds its snapshot's code in the cache) after the checks
+    /// that need no compiler; returns its `sha256:` reference.
+    pub fn add_component_to_deploy(&self, bytes: Vec<u8>) -> Result<String> {
+        let digest = component::digest(&bytes);
+        let bytes: Arc<[u8]> = bytes.into();
+        Self::check_component(&bytes)?;
+        self.store_component(digest, bytes)
+    }
+
+    /// Refuses what is neither a component nor a preview-1 command.
+    fn check_component(bytes: &[u8]) -> Result<()> {
+        if command::is_core_module(bytes) {
+            // A preview-1 program: only a command (`handler = "cgi"`) runs
+            // it, adapted (once) at deploy; check now that it is one.
+            if let Err(why) = command::check_start(bytes) {
+                let http = component::check_header(bytes)
+                    .err()
+                    .unwrap_or_else(|| anyhow!(""));
+                bail!("{http:#}; nor is it a command for handler = \"cgi\": {why:#}");
+            }
+            Ok(())
+        } else {
+            component::check_header(bytes)
+        }
+    }
+
+    fn store_component(&self, digest: String, bytes: Arc<[u8]>) -> Result<String> {
         if let Some(state) = &self.state {
             state.put_component(&digest, &bytes)?;
         }

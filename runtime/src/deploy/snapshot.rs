@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
+use wasmparser::{Chunk, Parser, Payload};
 use wasmtime::component::Component;
 use wasmtime_wizer::Wizer;
 
@@ -27,9 +28,41 @@ use crate::telemetry::ids::InstanceId;
 /// The export Wizer calls, as the SDK's init hook and `wasmtime wizer` name it.
 pub const INIT_EXPORT: &str = "wizer-initialize";
 
-/// Whether `component` asks to be pre-initialized.
-pub fn wants_init(component: &Component) -> bool {
-    component.get_export(None, INIT_EXPORT).is_some()
+/// Whether the component `bytes` asks to be pre-initialized: whether it
+/// exports `wizer-initialize`. Reads only the outer component's sections
+/// (nested modules and components are skipped, not parsed), so nothing is
+/// compiled to find out.
+pub fn wants_init(bytes: &[u8]) -> Result<bool> {
+    let invalid = |e: wasmparser::BinaryReaderError| anyhow!("not a valid component: {e}");
+    let mut parser = Parser::new(0);
+    let mut rest = bytes;
+    loop {
+        let Chunk::Parsed { consumed, payload } = parser.parse(rest, true).map_err(invalid)? else {
+            bail!("not a valid component: it ends early");
+        };
+        rest = &rest[consumed..];
+        match payload {
+            Payload::ComponentExportSection(exports) => {
+                for export in exports {
+                    if export.map_err(invalid)?.name.name == INIT_EXPORT {
+                        return Ok(true);
+                    }
+                }
+            }
+            Payload::ModuleSection {
+                unchecked_range, ..
+            }
+            | Payload::ComponentSection {
+                unchecked_range, ..
+            } => {
+                rest = rest
+                    .get(unchecked_range.len()..)
+                    .ok_or_else(|| anyhow!("not a valid component: a nested module ends early"))?;
+            }
+            Payload::End(_) => return Ok(false),
+            _ => {}
+        }
+    }
 }
 
 /// The settings init can observe: a function's or a job's.
@@ -103,45 +136,88 @@ pub struct Runnable {
     pub digest: String,
 }
 
-/// `original` (compiled from `bytes`, whose digest is `digest`) or, when it
-/// exports `wizer-initialize` and `init` is given, its snapshot: from the
-/// artifact cache, or made now by running init. A failing init is an error
-/// that names it and carries what the guest printed.
+/// The component `bytes` (whose digest is `digest`; `label` names it in the
+/// log) compiled or, when it
+/// exports `wizer-initialize` and `init` is given, its snapshot compiled: from
+/// the artifact cache, or made now by running init. With the snapshot's code
+/// cached, neither the original nor the snapshot is read or compiled. A
+/// failing init is an error that names it and carries what the guest printed.
 pub async fn runnable(
     artifacts: &Artifacts,
     engine: &WispEngine,
-    bytes: &[u8],
+    bytes: Arc<[u8]>,
     digest: &str,
-    original: Component,
+    label: &str,
     init: Option<Init<'_>>,
 ) -> Result<Runnable> {
-    let Some(init) = init.filter(|_| wants_init(&original)) else {
-        return Ok(Runnable {
-            component: original,
-            snapshotted: false,
-            digest: digest.to_string(),
-        });
+    let init = match init {
+        Some(init) if wants_init(&bytes)? => init,
+        _ => {
+            return Ok(Runnable {
+                component: artifacts.compile(bytes, digest, label).await?,
+                snapshotted: false,
+                digest: digest.to_string(),
+            });
+        }
     };
     let key = snapshot_key(digest, &init.observed, &engine_fingerprint(&engine.engine));
-    let snap = cached(
+    let component = compiled_snapshot(
         artifacts,
         &key,
+        &key,
         &init,
-        run_init(engine, bytes, init.host, init.timeout),
+        &format!("{label} (snapshot)"),
+        run_init(engine, &bytes, init.host, init.timeout),
+        async |snapshot| Ok(snapshot),
     )
-    .await?;
-    let label = format!("sha256:{} (snapshot)", &digest[..12.min(digest.len())]);
-    let snap_digest = component::digest(&snap);
+    .await
+    // Init instantiates without the link check a deploy does first: for a
+    // component that cannot link, that check's error says more.
+    .map_err(|e| link_error(engine, &bytes).unwrap_or(e))?;
     Ok(Runnable {
-        component: artifacts.compile(snap, &snap_digest, &label).await?,
+        component,
         snapshotted: true,
-        digest: snap_digest,
+        digest: key,
     })
+}
+
+/// Why `bytes` does not link, if it does not (compiled only after a failure).
+fn link_error(engine: &WispEngine, bytes: &[u8]) -> Option<anyhow::Error> {
+    let compiled = component::compile(&engine.engine, bytes).ok()?;
+    component::link(engine, &compiled).err()
+}
+
+/// The compiled code of a snapshot, stored under `compiled_key`: from the
+/// artifact cache when present (then init does not run and the snapshot is
+/// not even read); else the snapshot stored under `key`, or the one `make`
+/// makes (then stored), turned into a component by `finish` and compiled.
+/// A failing init is an error that says it refused the deploy.
+pub(crate) async fn compiled_snapshot(
+    artifacts: &Artifacts,
+    key: &str,
+    compiled_key: &str,
+    init: &Init<'_>,
+    label: &str,
+    make: impl Future<Output = Result<Vec<u8>>>,
+    finish: impl AsyncFnOnce(Arc<[u8]>) -> Result<Arc<[u8]>>,
+) -> Result<Component> {
+    if let Some(compiled) = artifacts.load(compiled_key, label) {
+        artifacts.snapshot_compiled();
+        tracing::info!(
+            function = init.name,
+            "loaded snapshot from the artifact cache (compiled)"
+        );
+        return Ok(compiled);
+    }
+    let snapshot = cached(artifacts, key, init, make).await?;
+    artifacts
+        .compile_into(compiled_key, finish(snapshot).await?, label)
+        .await
 }
 
 /// The snapshot stored under `key`, or the one `make` makes (then stored).
 /// A failing init is an error that says it refused the deploy.
-pub(crate) async fn cached(
+async fn cached(
     artifacts: &Artifacts,
     key: &str,
     init: &Init<'_>,
@@ -178,8 +254,8 @@ pub async fn preinitialize(
         env: env.to_vec(),
         ..HostConfig::bare("preinit", engine, engine.pool.max_memory.bytes())
     };
-    let compiled = component::compile(&engine.engine, bytes)?;
-    if !wants_init(&compiled) {
+    component::check_header(bytes)?;
+    if !wants_init(bytes)? {
         return Ok(None);
     }
     run_init(engine, bytes, &host, Duration::from_secs(60))
@@ -234,5 +310,37 @@ pub(crate) fn outcome(
             "its `{INIT_EXPORT}` did not finish within the function's timeout of {}\nguest output:\n{shown}",
             crate::config::Span(timeout)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wants_init_reads_the_outer_exports_only() {
+        let exporting = wat::parse_str(
+            r#"(component
+                 (core module $m (func (export "wizer-initialize")))
+                 (core instance $i (instantiate $m))
+                 (func $f (canon lift (core func $i "wizer-initialize")))
+                 (export "wizer-initialize" (func $f)))"#,
+        )
+        .unwrap();
+        assert!(wants_init(&exporting).unwrap());
+        // The inner module and component export it; the component does not.
+        let nested = wat::parse_str(
+            r#"(component
+                 (core module $m (func (export "wizer-initialize")))
+                 (component $c
+                   (core module $n (func (export "wizer-initialize")))
+                   (core instance $i (instantiate $n))
+                   (func $f (canon lift (core func $i "wizer-initialize")))
+                   (export "wizer-initialize" (func $f))))"#,
+        )
+        .unwrap();
+        assert!(!wants_init(&nested).unwrap());
+        let err = wants_init(&nested[..nested.len() - 3]).unwrap_err();
+        assert!(err.to_string().contains("not a valid component"), "{err}");
     }
 }

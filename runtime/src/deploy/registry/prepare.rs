@@ -49,16 +49,12 @@ impl Registry {
             )
         } else {
             let digest = digest_of(&spec.component)?;
-            let original = self
-                .artifacts
-                .compile(bytes.clone(), digest, &short(digest))
-                .await?;
             let runnable = snapshot::runnable(
                 &self.artifacts,
                 &self.engine,
-                &bytes,
+                bytes.clone(),
                 digest,
-                original,
+                &short(digest),
                 init,
             )
             .await?;

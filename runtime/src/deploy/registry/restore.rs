@@ -102,7 +102,7 @@ impl Registry {
     /// revision, if one was made.
     pub async fn apply_declared(&self, mut spec: FunctionSpec) -> Result<Option<Revision>> {
         let path = std::path::PathBuf::from(&spec.component);
-        spec.component = self.add_component(component::read(&path)?).await?;
+        spec.component = self.add_component_to_deploy(component::read(&path)?)?;
         let fingerprint = component::digest(&serde_json::to_vec(&spec)?);
         if self.manifest_applied(&spec.name).as_deref() == Some(&fingerprint) {
             return Ok(None);

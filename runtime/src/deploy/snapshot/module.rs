@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use anyhow::Result;
 use tokio::sync::Notify;
+use wasmtime::component::Component;
 use wasmtime::{Linker, Store, UpdateDeadline};
 use wasmtime_wasi::FsPerms;
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wizer::Wizer;
 
-use super::{INIT_EXPORT, Init, cached, outcome, snapshot_key};
+use super::{INIT_EXPORT, Init, compiled_snapshot, outcome, snapshot_key};
 use crate::deploy::artifact::{Artifacts, engine_fingerprint};
-use crate::deploy::command::core_exports;
+use crate::deploy::command::{adapt, adapted_key, core_exports};
 use crate::deploy::component;
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::host::HostConfig;
@@ -37,27 +38,35 @@ struct InitHost {
     limiter: MemoryLimiter,
 }
 
-/// The pre-initialized form of the module `bytes` (from the artifact cache,
-/// or made now): `wizer-initialize` has run and is no longer exported, so
-/// the module's `_start` finds the work done.
-pub async fn snapshot(
+/// The pre-initialized form of the module `bytes`, adapted into a component
+/// and compiled, and its artifact key: from the artifact cache, or made now
+/// (`wizer-initialize` has run and is no longer exported, so the module's
+/// `_start` finds the work done). With its code cached, nothing is
+/// pre-initialized, read, adapted or compiled.
+pub async fn compiled(
     artifacts: &Artifacts,
     engine: &WispEngine,
     bytes: &[u8],
     init: &Init<'_>,
-) -> Result<Arc<[u8]>> {
+    label: &str,
+) -> Result<(Component, String)> {
     let key = snapshot_key(
         &component::digest(bytes),
         &init.observed,
         &engine_fingerprint(&engine.engine),
     );
-    cached(
+    let compiled_key = adapted_key(&key);
+    let component = compiled_snapshot(
         artifacts,
         &key,
+        &compiled_key,
         init,
+        &format!("{label} (snapshot)"),
         run_init(engine, bytes, init.host, init.timeout),
+        adapt,
     )
-    .await
+    .await?;
+    Ok((component, compiled_key))
 }
 
 /// Runs the module's init under `timeout` and returns the snapshot module.
@@ -137,7 +146,8 @@ mod tests {
         .unwrap()
     }
 
-    async fn snapshot_of(bytes: &[u8], timeout: Duration) -> Result<Arc<[u8]>> {
+    /// What a deploy makes of `bytes`: its snapshot, adapted and compiled.
+    async fn compiled_of(bytes: &[u8], timeout: Duration) -> Result<Component> {
         let engine = WispEngine::for_tests();
         let metrics = crate::telemetry::metrics::Metrics::new();
         let artifacts = Artifacts::new(
@@ -159,7 +169,18 @@ mod tests {
             host: &host,
             timeout,
         };
-        snapshot(&artifacts, &engine, bytes, &init).await
+        compiled(&artifacts, &engine, bytes, &init, "t")
+            .await
+            .map(|(component, _)| component)
+    }
+
+    /// The snapshot module init makes of `bytes`.
+    async fn snapshot_of(bytes: &[u8]) -> Vec<u8> {
+        let engine = WispEngine::for_tests();
+        let host = HostConfig::bare("t", &engine, 1 << 26);
+        run_init(&engine, bytes, &host, Duration::from_secs(30))
+            .await
+            .unwrap()
     }
 
     /// The initial values of the module's globals.
@@ -182,15 +203,15 @@ mod tests {
     async fn init_runs_on_the_core_module_and_leaves_the_export_out() {
         let module = command("(global.set $booted (i32.const 7))");
         assert!(wants_init(&module).unwrap());
-        let snap = snapshot_of(&module, Duration::from_secs(30)).await.unwrap();
+        let snap = snapshot_of(&module).await;
         assert!(!wants_init(&snap).unwrap());
         assert!(globals(&snap).contains(&7), "{:?}", globals(&snap));
-        crate::deploy::command::componentize(&snap).unwrap();
+        compiled_of(&module, Duration::from_secs(30)).await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_trap_or_a_timeout_in_init_refuses_the_deploy() {
-        let trap = snapshot_of(&command("(unreachable)"), Duration::from_secs(30))
+        let trap = compiled_of(&command("(unreachable)"), Duration::from_secs(30))
             .await
             .unwrap_err();
         let trap = format!("{trap:#}");
@@ -199,7 +220,7 @@ mod tests {
                 && trap.contains("`wizer-initialize` failed"),
             "{trap}"
         );
-        let stuck = snapshot_of(&command("(loop (br 0))"), Duration::from_millis(300))
+        let stuck = compiled_of(&command("(loop (br 0))"), Duration::from_millis(300))
             .await
             .unwrap_err();
         let stuck = format!("{stuck:#}");
