@@ -15,7 +15,7 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 use crate::invoke::failure::died_mid_body;
 use crate::invoke::{Failure, Invocation, LiveRevision, Running};
-use crate::logs::{Access, Entry};
+use crate::logs::{Access, Entry, RecordLine};
 use crate::sandbox::guestlog;
 use crate::telemetry::logging::millis;
 use crate::telemetry::metrics::Outcome;
@@ -160,9 +160,9 @@ impl AccessRecord {
             Access::metered(
                 self.status,
                 &usage,
-                Some((self.method.to_string(), self.uri.path().to_string())),
+                Some((self.method.clone(), self.uri.path().to_string())),
             ),
-            format!("{} {} {}", self.method, self.uri.path(), self.status),
+            RecordLine::Request,
         ));
     }
 }

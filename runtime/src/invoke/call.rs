@@ -13,7 +13,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use crate::invoke::failure::died_mid_body;
 use crate::invoke::{self, BodyLimits, Failure, LiveRevision};
-use crate::logs::{Access, Entry};
+use crate::logs::{Access, Entry, RecordLine};
 use crate::sandbox::guestlog;
 use crate::telemetry::ids::Trigger;
 use crate::telemetry::metrics::Outcome as Counted;
@@ -127,7 +127,7 @@ pub async fn call(
         invocation.id,
         trigger,
         Access::metered(status, &usage, None),
-        format!("{what}: {status}"),
+        RecordLine::Text(format!("{what}: {status}")),
     ));
     (status, outcome)
 }

@@ -55,7 +55,7 @@ pub fn check_budget(live: &LiveRevision) -> Result<(), Failure> {
         return Ok(());
     };
     let now = since_epoch();
-    match live.metrics.spent.below_in(now, budget) {
+    match live.metrics.minutes.spent_below_in(now, budget) {
         None => Ok(()),
         Some(frees_in) => Err(Failure::BudgetSpent {
             budget: budget.to_string(),
@@ -67,7 +67,7 @@ pub fn check_budget(live: &LiveRevision) -> Result<(), Failure> {
 
 impl Access {
     /// An access record of an invocation that used `usage`.
-    pub fn metered(status: u16, usage: &Usage, request: Option<(String, String)>) -> Access {
+    pub fn metered(status: u16, usage: &Usage, request: Option<(http::Method, String)>) -> Access {
         Access {
             status,
             duration_ms: crate::telemetry::logging::millis(usage.wall),

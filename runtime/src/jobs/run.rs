@@ -21,7 +21,7 @@ use crate::invoke::instances::next_instance_id;
 use crate::invoke::{self, cost};
 use crate::jobs::metrics::Counters;
 use crate::jobs::store::{Execution, JobStore, TaskState};
-use crate::logs::{self, Access, Entry};
+use crate::logs::{self, Access, Entry, RecordLine};
 use crate::sandbox::command::{self, Exit, STDOUT_BUDGET, Stdio};
 use crate::sandbox::host::{Host, HostConfig};
 use crate::sandbox::tag::InstanceTag;
@@ -270,7 +270,7 @@ async fn run_attempt(cx: &Context, idx: u32, attempt: u32) -> Exit {
         invocation.id,
         Trigger::Job,
         Access::metered(status, &usage, None),
-        what,
+        RecordLine::Text(what),
     ));
     // The store (and with it the pipes' writers) is gone: the drains end,
     // unless a writer lingers somewhere; the lines are in the log anyway.

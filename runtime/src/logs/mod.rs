@@ -15,12 +15,14 @@
 mod query;
 mod ring;
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 pub use query::{Page, Query, StatusFilter};
 pub use ring::{Bounds, LogStore};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use http::Method;
 
 use crate::telemetry::ids::{InvocationId, Trigger};
 
@@ -42,7 +44,7 @@ pub struct Access {
     pub status: u16,
     pub duration_ms: f64,
     /// HTTP invocations: the request's method and path.
-    pub request: Option<(String, String)>,
+    pub request: Option<(Method, String)>,
     /// Cost metering (see `invoke::cost`): guest CPU time, the most memory
     /// the instance held, and memory limit × wall time in GB-seconds.
     pub cpu_ms: f64,
@@ -62,8 +64,52 @@ pub struct Entry {
     /// `stdout`, `stderr` or `access`.
     pub stream: &'static str,
     pub at_ms: u64,
-    pub line: String,
+    pub line: RecordLine,
     pub access: Option<Access>,
+}
+
+/// What a record's line says.
+pub enum RecordLine {
+    Text(String),
+    /// An HTTP access record's `METHOD PATH STATUS`, spelled out from its
+    /// [`Access`] by the database thread rather than on the request's path.
+    Request,
+}
+
+impl Entry {
+    /// The record's line as stored and shown.
+    pub fn line(&self) -> Cow<'_, str> {
+        match (&self.line, &self.access) {
+            (RecordLine::Text(text), _) => Cow::Borrowed(text),
+            (
+                RecordLine::Request,
+                Some(Access {
+                    status,
+                    request: Some((method, path)),
+                    ..
+                }),
+            ) => Cow::Owned(format!("{method} {path} {status}")),
+            (RecordLine::Request, _) => Cow::Borrowed(""),
+        }
+    }
+
+    /// Bytes of the line, without spelling it out.
+    pub fn line_len(&self) -> usize {
+        match (&self.line, &self.access) {
+            (RecordLine::Text(text), _) => text.len(),
+            (
+                RecordLine::Request,
+                Some(Access {
+                    request: Some((method, path)),
+                    ..
+                }),
+            ) => {
+                // Two spaces and a three-digit status.
+                method.as_str().len() + path.len() + 5
+            }
+            (RecordLine::Request, _) => 0,
+        }
+    }
 }
 
 impl Entry {
@@ -81,20 +127,21 @@ impl Entry {
             trigger: None,
             stream,
             at_ms: now_ms(),
-            line,
+            line: RecordLine::Text(line),
             access: None,
         }
     }
 
-    /// An invocation's access record: `line` as the access log says it;
-    /// `revision` is `None` for a job's task, which has none.
+    /// An invocation's access record: `line` as the access log says it
+    /// ([`RecordLine::Request`] for an HTTP request's); `revision` is `None`
+    /// for a job's task, which has none.
     pub fn access(
         function: Arc<str>,
         revision: Option<u64>,
         invocation: InvocationId,
         trigger: Trigger,
         access: Access,
-        line: String,
+        line: RecordLine,
     ) -> Entry {
         Entry {
             function,

@@ -100,7 +100,7 @@ pub struct Bounds {
 
 fn size(entry: &Entry) -> u64 {
     let path = entry.access.as_ref().and_then(|a| a.request.as_ref());
-    entry.line.len() as u64 + path.map_or(0, |(_, p)| p.len() as u64) + RECORD_OVERHEAD
+    entry.line_len() as u64 + path.map_or(0, |(_, p)| p.len() as u64) + RECORD_OVERHEAD
 }
 
 #[derive(Default)]
@@ -190,7 +190,7 @@ impl LogStore {
     /// Keeps `entry` for the next write (within [`WRITE_INTERVAL`]); never
     /// waits.
     pub fn record(&self, entry: Entry) {
-        let len = entry.line.len();
+        let len = entry.line_len();
         let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
         if pending.bytes + len > MAX_PENDING_BYTES {
             drop(pending);
@@ -298,10 +298,10 @@ impl Inner {
                 e.trigger.map(|t| t.as_str()),
                 e.stream,
                 e.at_ms as i64,
-                e.line,
+                e.line(),
                 access.map(|a| a.status),
                 access.map(|a| a.duration_ms),
-                request.map(|(m, _)| m),
+                request.map(|(m, _)| m.as_str()),
                 request.map(|(_, p)| p),
                 size as i64,
                 access.map(|a| a.cpu_ms),
@@ -537,8 +537,8 @@ fn select(conn: &Connection, function: &str, q: &Query) -> rusqlite::Result<Page
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::Access;
     use crate::logs::query::StatusFilter;
+    use crate::logs::{Access, RecordLine};
     use crate::telemetry::ids::Trigger;
 
     fn guest(function: &str, invocation: u64, line: &str) -> Entry {
@@ -559,12 +559,12 @@ mod tests {
             Access {
                 status,
                 duration_ms: 1.5,
-                request: Some(("GET".into(), "/x".into())),
+                request: Some((http::Method::GET, "/x".into())),
                 cpu_ms: 10.0,
                 peak_memory_bytes: 1 << 20,
                 gb_s: 0.0002,
             },
-            format!("GET /x {status}"),
+            RecordLine::Request,
         )
     }
 

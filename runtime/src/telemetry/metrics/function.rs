@@ -16,7 +16,6 @@ use serde::Serialize;
 
 use crate::telemetry::ids::Trigger;
 use crate::telemetry::metrics::Outcome;
-use crate::telemetry::metrics::window::HourWindow;
 use crate::telemetry::metrics::minutes::{Minutes, Window};
 
 /// Latency buckets, in seconds: 100 µs to 60 s, about ×2.5 apart.
@@ -237,10 +236,8 @@ pub struct FunctionMetrics {
     wall_seconds: Amount,
     /// The most memory any invocation's instance held.
     peak_memory: AtomicU64,
-    /// GB-seconds used in the trailing hour, for `budget`.
-    pub spent: HourWindow,
-    /// The last hour by minute, for the dashboard.
-    minutes: Minutes,
+    /// The last hour by minute, for the dashboard and `budget`.
+    pub minutes: Minutes,
 }
 
 /// A point-in-time copy of [`FunctionMetrics`], summed over triggers (the
@@ -328,7 +325,6 @@ impl FunctionMetrics {
             guest_log_dropped: families.guest_log_dropped.get_or_create_owned(&label),
             wall_seconds: Amount::default(),
             peak_memory: AtomicU64::new(0),
-            spent: HourWindow::default(),
             minutes: Minutes::default(),
         }
     }
@@ -418,7 +414,7 @@ impl FunctionMetrics {
         self.wall_seconds.inc_by(usage.wall.as_secs_f64());
         self.peak_memory
             .fetch_max(usage.peak_memory, Ordering::Relaxed);
-        self.spent.add(now, usage.gb_s);
+        self.minutes.spend(now, usage.gb_s);
     }
 
     /// Every counter, invocations summed over triggers.
@@ -434,7 +430,7 @@ impl FunctionMetrics {
             guest_log_dropped: self.guest_log_dropped.get(),
             wall_seconds: self.wall_seconds.get(),
             peak_memory_bytes: self.peak_memory.load(Ordering::Relaxed),
-            gb_seconds_last_hour: self.spent.sum(
+            gb_seconds_last_hour: self.minutes.spent(
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default(),

@@ -1,5 +1,6 @@
 //! One function's last hour, minute by minute: invocations, errors, latency
-//! and cold starts, for the dashboard's charts. The Prometheus series keep
+//! and cold starts, for the dashboard's charts, and GB-seconds used, which
+//! a function's `budget` is checked against. The Prometheus series keep
 //! totals since start; this keeps a ring of per-minute buckets (wall-clock
 //! minutes), so rates and quantiles over the last hour need no time-series
 //! database. A bucket is about 500 bytes; a function keeps [`KEPT`].
@@ -55,6 +56,8 @@ struct Bucket {
     errors: u32,
     cold: u32,
     warm: u32,
+    /// GB-seconds of the invocations metered in it.
+    gb_s: f64,
     latency: [u32; LATENCY_BUCKETS],
 }
 
@@ -66,6 +69,7 @@ impl Bucket {
             errors: 0,
             cold: 0,
             warm: 0,
+            gb_s: 0.0,
             latency: [0; LATENCY_BUCKETS],
         }
     }
@@ -143,6 +147,47 @@ impl Minutes {
         });
     }
 
+    /// GB-seconds used at `now` (time since the epoch).
+    pub fn spend(&self, now: Duration, gb_s: f64) {
+        self.count(minute_of(now), |b| b.gb_s += gb_s);
+    }
+
+    /// GB-seconds used in the hour up to `now`.
+    pub fn spent(&self, now: Duration) -> f64 {
+        self.spending(minute_of(now)).iter().map(|(_, s)| s).sum()
+    }
+
+    /// How long after `now` the GB-seconds of the trailing hour fall to
+    /// `limit` or below, as the oldest minutes leave it; `None` if they
+    /// are there already.
+    pub fn spent_below_in(&self, now: Duration, limit: f64) -> Option<Duration> {
+        let mut spending = self.spending(minute_of(now));
+        let mut sum: f64 = spending.iter().map(|(_, s)| s).sum();
+        if sum <= limit {
+            return None;
+        }
+        spending.sort_by_key(|(m, _)| *m);
+        for (m, s) in spending {
+            sum -= s;
+            if sum <= limit {
+                // Minute `m` leaves the hour when minute m + KEPT starts.
+                let leaves = Duration::from_secs((m + KEPT as u64) * 60);
+                return Some(leaves.saturating_sub(now));
+            }
+        }
+        // Only rounding gets here: all of it has left within the hour.
+        Some(Duration::from_secs(KEPT as u64 * 60))
+    }
+
+    /// `(minute, GB-seconds)` of the minutes in the hour up to `minute`.
+    fn spending(&self, minute: u64) -> Vec<(u64, f64)> {
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.iter()
+            .filter(|b| b.minute <= minute && minute - b.minute < KEPT as u64 && b.gb_s > 0.0)
+            .map(|b| (b.minute, b.gb_s))
+            .collect()
+    }
+
     fn count(&self, minute: u64, add: impl FnOnce(&mut Bucket)) {
         let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = &mut ring[(minute % KEPT as u64) as usize];
@@ -187,6 +232,10 @@ impl Minutes {
         };
         w
     }
+}
+
+fn minute_of(since_epoch: Duration) -> u64 {
+    since_epoch.as_secs() / 60
 }
 
 fn latency_bucket(d: Duration) -> usize {
@@ -261,6 +310,31 @@ mod tests {
         m.count(now + KEPT as u64, |b| b.finished += 7);
         let later = m.window(now + KEPT as u64, KEPT);
         assert_eq!(later.total.invocations, 7, "{later:?}");
+    }
+
+    fn at_minute(m: u64, s: u64) -> Duration {
+        Duration::from_secs(m * 60 + s)
+    }
+
+    #[test]
+    fn spending_sums_the_trailing_hour_and_says_when_it_frees_up() {
+        let m = Minutes::default();
+        m.spend(at_minute(1000, 5), 2.0);
+        m.spend(at_minute(1000, 50), 1.0);
+        m.spend(at_minute(1010, 0), 4.0);
+        assert_eq!(m.spent(at_minute(1010, 30)), 7.0);
+        // Under the limit: nothing to wait for.
+        assert_eq!(m.spent_below_in(at_minute(1010, 30), 7.0), None);
+        // Minute 1000 leaves at the start of minute 1060.
+        assert_eq!(
+            m.spent_below_in(at_minute(1059, 30), 5.0),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(m.spent(at_minute(1060, 0)), 4.0);
+        // A bucket reused an hour later starts from zero.
+        m.spend(at_minute(1060, 1), 1.0);
+        assert_eq!(m.spent(at_minute(1060, 2)), 5.0);
+        assert_eq!(m.spent(at_minute(1200, 0)), 0.0);
     }
 
     #[test]

@@ -9,7 +9,6 @@ pub mod function;
 pub mod minutes;
 pub mod outcome;
 pub mod pool;
-pub mod window;
 
 use std::sync::Mutex;
 
