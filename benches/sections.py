@@ -7,6 +7,7 @@ the tail of the server's log instead of hanging.
 
 import asyncio
 import collections
+import dataclasses
 import json
 import re
 import resource
@@ -30,6 +31,30 @@ class Context:
     quick: bool
     runs: int
     log: Callable[[str], None]
+    # With `benches/run --compare BASE`: the base commit's label; its
+    # binary is tools["wisp-base"].
+    base: str | None = None
+
+
+def base_name(base, name):
+    """The name of a Wisp variant's twin run by the base commit's binary."""
+    return name.replace("Wisp", f"Wisp@{base}", 1)
+
+
+def with_base(ctx, variants):
+    """With a base commit, each Wisp variant twice: as given, then the same
+    argv built with the base commit's `wisp` (variants are (name,
+    argv(ctx, ...)) pairs). Twins take turns with the others in the same
+    runs, so both commits see the same noise."""
+    if not ctx.base:
+        return variants
+    base_ctx = dataclasses.replace(ctx, tools={**ctx.tools, "wisp": ctx.tools["wisp-base"]})
+    out = []
+    for name, argv in variants:
+        out.append((name, argv))
+        if name.startswith("Wisp"):
+            out.append((base_name(ctx.base, name), lambda _ctx, *a, argv=argv: argv(base_ctx, *a)))
+    return out
 
 
 def free_port():
@@ -233,7 +258,7 @@ def http_group(ctx, guest, variants):
     rest of the machine hits each of them alike."""
     seconds, warmup = (3, 1) if ctx.quick else (10, 5)
     servers = []
-    for name, argv in variants:
+    for name, argv in with_base(ctx, variants):
         port = free_port()
         servers.append(Server(ctx, name, argv(ctx, port), port))
     results = {s.name: [] for s in servers}
@@ -294,29 +319,31 @@ def cold_start_of(ctx, guest, runs):
     cache_root.mkdir()
 
     def wisp_variant(fresh):
-        def argv(port, i):
-            d = cache_root / (f"wisp-fresh-{i}" if fresh else "wisp-warm")
+        def argv(ctx, port, i):
+            # The binary's name keeps a base commit's caches apart.
+            binary = Path(ctx.tools["wisp"]).name
+            d = cache_root / (f"{binary}-fresh-{i}" if fresh else f"{binary}-warm")
             return wisp_serve(ctx, port, guest, "--cache-dir", d)
         return argv
 
     def wasmtime_variant(fresh):
-        def argv(port, i):
+        def argv(ctx, port, i):
             d = cache_root / (f"wasmtime-fresh-{i}" if fresh else "wasmtime-warm")
             return wasmtime_serve(ctx, port, guest, "-C", f"cache-config={wasmtime_cache_config(ctx, d)}")
         return argv
 
-    variants = {
-        "Wisp, fresh cache": wisp_variant(True),
-        "Wisp, warm cache": wisp_variant(False),
-        "wasmtime serve, fresh cache": wasmtime_variant(True),
-        "wasmtime serve, warm cache": wasmtime_variant(False),
-    }
+    variants = dict(with_base(ctx, [
+        ("Wisp, fresh cache", wisp_variant(True)),
+        ("Wisp, warm cache", wisp_variant(False)),
+        ("wasmtime serve, fresh cache", wasmtime_variant(True)),
+        ("wasmtime serve, warm cache", wasmtime_variant(False)),
+    ]))
     results = {k: [] for k in variants}
     # Interleaved like section 2, so a burst of noise does not land on one variant.
     for i in range(-1, runs):
         for name, argv in variants.items():
             port = free_port()
-            with Server(ctx, name, argv(port, i), port) as s:
+            with Server(ctx, name, argv(ctx, port, i), port) as s:
                 elapsed = s.start(timeout=900)
             if i >= 0:
                 results[name].append(elapsed * 1e3)
