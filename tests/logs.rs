@@ -392,7 +392,8 @@ async fn json_log_format_makes_every_stderr_line_json() {
     wisp.wait_for_log("chatty: line 1");
     wisp.wait_for_access_log("GET / 200", 1);
     wisp.signal("TERM");
-    assert!(tokio::task::block_in_place(|| wisp.wait_exit(Duration::from_secs(30))).success());
+    let status = tokio::task::block_in_place(|| wisp.wait_exit(Duration::from_secs(30)));
+    assert!(status.success(), "{status}; logs:\n{}", wisp.logs());
     let records: Vec<Value> = wisp
         .logs()
         .lines()

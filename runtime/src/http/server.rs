@@ -172,6 +172,7 @@ pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> R
     tasks.start();
     jobs.start().await?;
 
+    let signals = Signals::listen()?;
     let listener = bind(settings.listen, "functions").await?;
     let admin_listener = match settings.admin {
         Some(addr) => Some(bind(addr, "admin API").await?),
@@ -242,7 +243,7 @@ pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> R
         )));
     }
 
-    let signal = wait_for_signal().await?;
+    let signal = signals.recv().await;
     tracing::info!(
         "{signal}: no longer accepting connections; draining in-flight requests for up to {}",
         settings.shutdown_grace
@@ -371,14 +372,30 @@ async fn accept_loop<H: Handler>(listener: TcpListener, door: Door, handler: Arc
     }
 }
 
-async fn wait_for_signal() -> Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("could not listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("could not listen for SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT, listened for from before the ports open: a signal
+/// sent as soon as the first response is out must find Wisp's handler, not
+/// the default action, which kills the process without a drain.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("could not listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("could not listen for SIGINT")?,
+        })
+    }
+
+    /// The first of them to come.
+    async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Each connection and each instance's streams take descriptors; the
