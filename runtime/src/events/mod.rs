@@ -240,15 +240,20 @@ pub struct Events {
 }
 
 impl Events {
-    /// Opens the store under `state_dir` (in memory without one).
-    pub fn open(
-        state_dir: Option<&Path>,
+    /// The event store under `state_dir` (in memory without one): opened
+    /// apart from [`Events::new`] so a start can do it while the engine is
+    /// still being made.
+    pub fn open_store(state_dir: Option<&Path>) -> Result<sqlite::SqliteStore> {
+        sqlite::SqliteStore::open(state_dir.map(|d| d.join("events.sqlite3")).as_deref())
+    }
+
+    /// The events machinery over `store` (from [`Events::open_store`]).
+    pub fn new(
+        store: sqlite::SqliteStore,
         topics: Vec<TopicSpec>,
         registry: Arc<Registry>,
         bodies: Arc<BodyLimits>,
-    ) -> Result<Arc<Self>> {
-        let path = state_dir.map(|d| d.join("events.sqlite3"));
-        let store = sqlite::SqliteStore::open(path.as_deref())?;
+    ) -> Arc<Self> {
         let topics = topics
             .into_iter()
             .map(|spec| {
@@ -261,7 +266,7 @@ impl Events {
                 )
             })
             .collect();
-        Ok(Arc::new(Events {
+        Arc::new(Events {
             core: Arc::new(Core {
                 store: Arc::new(store),
                 registry,
@@ -270,7 +275,7 @@ impl Events {
                 subscriptions: RwLock::default(),
             }),
             stop: CancellationToken::new(),
-        }))
+        })
     }
 
     /// Starts the subscriptions of the functions deployed now, and keeps

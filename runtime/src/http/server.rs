@@ -34,6 +34,7 @@ use crate::http::gateway::Gateway;
 use crate::invoke::BodyLimits;
 use crate::jobs::Jobs;
 use crate::jobs::metrics::JobsCollector;
+use crate::jobs::store::JobStore;
 use crate::logs::{self, Bounds, LogStore};
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::guestlog;
@@ -41,6 +42,7 @@ use crate::sandbox::outbound::internal;
 use crate::state::Services;
 use crate::store::StateDir;
 use crate::tasks::metrics::TasksCollector;
+use crate::tasks::store::TaskStore;
 use crate::tasks::{self, Tasks};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::metrics::pool::PoolCollector;
@@ -82,10 +84,11 @@ pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> R
     let traces = (settings.telemetry.otlp_endpoint.as_ref())
         .map(traces::start)
         .transpose()?;
-    let engine = WispEngine::new(&settings.pool)?;
-    let own_ports = engine.own_ports.clone();
-    let internal = engine.internal.clone();
-    let engine_for_jobs = engine.clone();
+    // Reserving the instance pool is most of a start's work (one mprotect
+    // per stack guard page, slot bookkeeping): it runs on a thread of its
+    // own while this one opens the state directory and the stores.
+    let pool = settings.pool.clone();
+    let engine = tokio::task::spawn_blocking(move || WispEngine::new(&pool));
     let state = settings
         .state_dir
         .as_deref()
@@ -101,16 +104,6 @@ pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> R
         .as_deref()
         .map(canonical_files_root)
         .transpose()?;
-    let metrics = Arc::new(Metrics::new());
-    if let Some(pool) = PoolCollector::new(&engine.engine, &settings.pool) {
-        metrics.register_collector(pool);
-    }
-    let artifacts = Artifacts::new(
-        engine.engine.clone(),
-        settings.cache_dir().as_deref(),
-        settings.cache_max_size.bytes(),
-        metrics.artifact_cache.clone(),
-    )?;
     let state_path = state.as_ref().map(|s| s.root().to_path_buf());
     let logs = LogStore::open(
         state_path.as_deref(),
@@ -122,6 +115,25 @@ pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> R
     .await?;
     logs::install(logs.clone());
     let services = Services::open(state_path.as_deref(), &stores)?;
+    let event_store = Events::open_store(state_path.as_deref())?;
+    let task_store = TaskStore::open(state_path.as_deref())?;
+    let job_store = JobStore::open(state_path.as_deref())?;
+    let engine = engine
+        .await
+        .context("the thread making the Wasm engine crashed")??;
+    let own_ports = engine.own_ports.clone();
+    let internal = engine.internal.clone();
+    let engine_for_jobs = engine.clone();
+    let metrics = Arc::new(Metrics::new());
+    if let Some(pool) = PoolCollector::new(&engine.engine, &settings.pool) {
+        metrics.register_collector(pool);
+    }
+    let artifacts = Artifacts::new(
+        engine.engine.clone(),
+        settings.cache_dir().as_deref(),
+        settings.cache_max_size.bytes(),
+        metrics.artifact_cache.clone(),
+    )?;
     let registry = Registry::new(
         engine,
         state,
@@ -143,16 +155,10 @@ pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> R
     registry.retire_undeclared(&declared).await?;
     registry.settle().await;
     let bodies = BodyLimits::new(settings.request_body_timeout, settings.max_buffered_body);
-    let events = Events::open(
-        state_path.as_deref(),
-        topics,
-        registry.clone(),
-        bodies.clone(),
-    )?;
-
-    let jobs = Jobs::open(state_path.as_deref(), jobs, engine_for_jobs, &registry).await?;
+    let events = Events::new(event_store, topics, registry.clone(), bodies.clone());
+    let jobs = Jobs::open(job_store, jobs, engine_for_jobs, &registry).await?;
     let tasks = Tasks::open(
-        state_path.as_deref(),
+        task_store,
         queues,
         schedules,
         registry.clone(),

@@ -8,7 +8,7 @@ pub mod run;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
@@ -125,9 +125,10 @@ fn execution_id(job: &str) -> String {
 
 impl Jobs {
     /// Loads every job's command; a job that cannot be loaded stops the
-    /// start with its reason.
+    /// start with its reason. `store` is opened before (`JobStore::open`),
+    /// while the engine was being made.
     pub async fn open(
-        state_dir: Option<&Path>,
+        store: JobStore,
         specs: Vec<JobSpec>,
         engine: Arc<WispEngine>,
         registry: &Registry,
@@ -143,7 +144,7 @@ impl Jobs {
         }
         Ok(Arc::new(Jobs {
             jobs,
-            store: JobStore::open(state_dir)?,
+            store,
             engine,
             running: Mutex::default(),
         }))

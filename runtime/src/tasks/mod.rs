@@ -16,7 +16,6 @@ pub mod store;
 pub mod task;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -97,16 +96,16 @@ pub struct Tasks {
 }
 
 impl Tasks {
-    /// Opens the store and loads every queue's unfinished tasks.
+    /// Loads every queue's unfinished tasks from `store` (opened with
+    /// `TaskStore::open` before, while the engine was being made).
     pub async fn open(
-        state_dir: Option<&Path>,
+        store: TaskStore,
         queues: Vec<QueueSpec>,
         schedules: Vec<ScheduleSpec>,
         registry: Arc<Registry>,
         bodies: Arc<BodyLimits>,
         jobs: Arc<Jobs>,
     ) -> Result<Arc<Self>> {
-        let store = TaskStore::open(state_dir)?;
         let dispatcher =
             |lane| Dispatcher::new(lane, store.clone(), registry.clone(), bodies.clone());
         let mut by_name = HashMap::new();
