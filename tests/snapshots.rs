@@ -7,6 +7,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::{Wisp, client, counter, get, guest, send, wisp_command};
 use serde_json::{Value, json};
@@ -133,15 +134,20 @@ async fn init_heavy_answers_from_its_snapshot() {
 async fn warm_restart_compiles_nothing_and_corrupt_entries_are_rebuilt() {
     let cache = tempfile::tempdir().unwrap();
     {
-        let wisp = serve_cached("init-prints", cache.path(), &[]);
+        let mut wisp = serve_cached("init-prints", cache.path(), &[]);
         assert_eq!(get(&format!("{}/", wisp.url)).await.0, 200);
         let logs = wisp.wait_for_access_log("GET / 200", 1);
         assert!(
             logs.contains("compiling") && logs.contains("pre-initialized"),
             "{logs}"
         );
-        // The snapshot's code is in the cache once it has been switched to.
-        wisp.wait_for_log(SNAPSHOT_READY);
+        // Stopped at once: a graceful stop waits for the snapshot still
+        // compiling, so that the next start finds its code in the cache.
+        wisp.signal("INT");
+        assert!(wisp.wait_exit(Duration::from_secs(30)).success());
+        let logs = wisp.logs();
+        let ready = logs.find(SNAPSHOT_READY).expect(&logs);
+        assert!(ready < logs.find("bye").expect(&logs), "{logs}");
     }
     {
         let wisp = serve_cached("init-prints", cache.path(), &[]);
