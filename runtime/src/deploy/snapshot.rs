@@ -35,6 +35,9 @@ use crate::telemetry::ids::InstanceId;
 /// The export Wizer calls, as the SDK's init hook and `wasmtime wizer` name it.
 pub const INIT_EXPORT: &str = "wizer-initialize";
 
+/// The export Wizer's instrumentation adds (reading memories and globals).
+pub const ACCESS_EXPORT: &str = "wasmtime:wizer/access";
+
 /// Whether the component `bytes` asks to be pre-initialized: whether it
 /// exports `wizer-initialize`. Reads only the outer component's sections
 /// (nested modules and components are skipped, not parsed), so nothing is
@@ -385,6 +388,8 @@ async fn initialize(
         wizer.snapshot_component(&cx, state).await
     };
     let result = tokio::time::timeout(timeout, run).await;
+    // Its last line, printed without a newline, is captured as it goes.
+    drop(store);
     let snapshot = outcome(result, &output, timeout).map_err(refused)?;
     Ok((snapshot, component))
 }
