@@ -109,6 +109,12 @@ impl Artifacts {
         self.compiled.retain(|key, _| keep.contains(key));
     }
 
+    /// Drops from memory the compiled code stored under `key`; the disk
+    /// copy stays.
+    pub fn forget(&self, key: &str) {
+        self.compiled.remove(key);
+    }
+
     /// Evicts least recently used entries until the cache fits `max_size`.
     fn trim(&self) {
         let Some(root) = self.dir.as_deref().and_then(Path::parent) else {

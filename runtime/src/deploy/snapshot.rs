@@ -160,6 +160,11 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// The artifact key its code is stored under.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Compiles the snapshot into the artifact cache, under the key a
     /// restart looks for.
     pub async fn compile(self, artifacts: &Artifacts) -> Result<Component> {

@@ -21,8 +21,14 @@ impl Registry {
         };
         let (artifacts, engine) = (self.artifacts.clone(), self.engine.clone());
         self.compiling.spawn(async move {
+            let key = pending.key().to_owned();
             let switched = async {
                 let component = pending.compile(&artifacts).await?;
+                if instances.is_retired() {
+                    // Replaced while compiling: its code leaves memory, as
+                    // that of revisions no longer served does (`retain`).
+                    artifacts.forget(&key);
+                }
                 instances.start_from_snapshot(component::prepare(&engine, &component)?)
             };
             let function = &instances.host.function;
