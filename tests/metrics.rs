@@ -58,6 +58,12 @@ async fn outcomes_latencies_and_instances_are_counted_per_function() {
     let dir = tempfile::tempdir().unwrap();
     let wisp = Wisp::up(dir.path(), &manifest(dir.path()));
     let url = wisp.url.clone();
+    // The cache was empty: `slow` (deployed first) serves from the snapshot
+    // once its code is compiled, after the deploy; `busy` and `warm` (the
+    // same snapshot) compiled it or found it compiled.
+    wisp.wait_for_lines("`slow` snapshot ready", 1, |line| {
+        line.contains("snapshot ready") && line.contains("function=slow")
+    });
     // Redirects are counted, not followed.
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -238,6 +244,8 @@ async fn artifact_cache_hits_after_a_restart_and_snapshot_instances_count() {
     };
     {
         let wisp = serve();
+        // Its code is in the cache once new instances start from it.
+        wisp.wait_for_log("snapshot ready");
         let m = scrape(&wisp).await;
         // Fresh cache: the component and its snapshot were compiled, init ran.
         assert!(cached(&m, "misses", "compiled") >= 1.0, "{}", m.1);

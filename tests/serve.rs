@@ -86,7 +86,18 @@ fn refuses_missing_file() {
 #[test]
 fn refuses_non_wasm_core_modules_and_components_without_handler() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, Vec<u8>, &str); 4] = [
+    // Exports `wizer-initialize` (pre-initialized at deploy), after `extra`.
+    let init = |extra: &str| {
+        wat::parse_str(format!(
+            r#"(component {extra}
+                 (core module $m (func (export "wizer-initialize")))
+                 (core instance $i (instantiate $m))
+                 (func $f (canon lift (core func $i "wizer-initialize")))
+                 (export "wizer-initialize" (func $f)))"#
+        ))
+        .unwrap()
+    };
+    let cases: [(&str, Vec<u8>, &str); 6] = [
         (
             "text.wasm",
             b"definitely not wasm".to_vec(),
@@ -110,11 +121,33 @@ fn refuses_non_wasm_core_modules_and_components_without_handler() {
             .unwrap(),
             "acme:db/query@1.0.0",
         ),
+        // Init runs on an instrumented copy, which exports more: the
+        // refusal names only what the component itself exports.
+        (
+            "init.wasm",
+            init(""),
+            "but it exports `wizer-initialize`. Build it",
+        ),
+        // What does not link is refused before init would run, as such.
+        (
+            "init-imports.wasm",
+            init(r#"(import "acme:db/query@1.0.0" (instance (export "run" (func))))"#),
+            "init-imports.wasm`): the component imports something Wisp does not provide",
+        ),
     ];
     for (file, bytes, expected) in cases {
         let path = dir.path().join(file);
         std::fs::write(&path, bytes).unwrap();
-        let err = refused(&["serve", path.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+        // A fresh cache: a component with `wizer-initialize` is pre-initialized.
+        let cache = dir.path().join(format!("cache-{file}"));
+        let err = refused(&[
+            "serve",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ]);
         assert!(
             err.contains(expected),
             "{file}: expected `{expected}` in:\n{err}"

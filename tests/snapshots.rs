@@ -1,13 +1,20 @@
 //! Pre-initialized snapshots and the artifact cache: init runs once at
-//! deploy (for HTTP functions, command functions and jobs), a warm restart
+//! deploy (for HTTP functions, command functions and jobs); with a fresh
+//! cache an HTTP function serves before its snapshot is compiled, each
+//! instance running init when made, then from the snapshot; a warm restart
 //! compiles nothing, damaged entries are rebuilt.
 
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
-use common::{Wisp, client, get, guest, send, wisp_command};
+use common::{Wisp, client, counter, get, guest, send, wisp_command};
 use serde_json::{Value, json};
+
+/// Logged when a snapshot made at deploy is compiled and new instances
+/// start from it.
+const SNAPSHOT_READY: &str = "snapshot ready: new instances start from it";
 
 fn serve_cached(name: &str, cache: &Path, extra: &[&str]) -> Wisp {
     let mut args = vec!["--cache-dir", cache.to_str().unwrap()];
@@ -19,25 +26,75 @@ fn count(logs: &str, needle: &str) -> usize {
     logs.matches(needle).count()
 }
 
+/// `GET path` of `function` (`wisp serve` names it after the file) three
+/// times at once, then once more after [`SNAPSHOT_READY`]: the responses,
+/// and the function's counters between the two.
+async fn before_and_after_the_switch(
+    wisp: &Wisp,
+    function: &str,
+    path: &str,
+) -> (Vec<(u16, String)>, Value) {
+    let url = format!("{}{path}", wisp.url);
+    let mut responses = futures::future::join_all((0..3).map(|_| get(&url))).await;
+    let before = wisp.metrics(function).await;
+    wisp.wait_for_log(SNAPSHOT_READY);
+    responses.push(get(&url).await);
+    (responses, before)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_runs_once_at_deploy_and_printing_works_per_request() {
     let cache = tempfile::tempdir().unwrap();
-    let wisp = serve_cached("init-prints", cache.path(), &[]);
-    for _ in 0..3 {
-        assert_eq!(get(&format!("{}/", wisp.url)).await, (200, "ok\n".into()));
+    let wisp = serve_cached("init-prints", cache.path(), &["--admin", "127.0.0.1:0"]);
+    let (responses, before) = before_and_after_the_switch(&wisp, "init-prints", "/").await;
+    for response in &responses {
+        assert_eq!(response, &(200, "ok\n".to_string()));
     }
+    // The cache was empty: the snapshot's code takes far longer to compile
+    // than the first request to be answered, by an instance of the
+    // component instrumented for init that ran init when it was made.
+    assert!(
+        counter(&before, "instances_created") > counter(&before, "instances_from_snapshot"),
+        "the first requests were served before the snapshot was compiled: {before}"
+    );
+    let after = wisp.metrics("init-prints").await;
+    assert_eq!(
+        counter(&after, "instances_from_snapshot") - counter(&before, "instances_from_snapshot"),
+        1,
+        "the request after the switch: {after}"
+    );
+    let (_, info) = get(&format!(
+        "{}/v1/functions/init-prints",
+        wisp.admin.as_ref().unwrap()
+    ))
+    .await;
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["snapshotted"], true, "{info}");
     // Guest output reaches the log in the order it was printed (through its
-    // own logging thread): once the third request's line is there, so is
+    // own logging thread): once the last request's line is there, so is
     // everything printed before it, the deploy's output included.
-    wisp.wait_for_access_log("GET / 200", 3);
-    let logs = wisp.wait_for_log_count("init-prints: handling request", 3);
+    wisp.wait_for_access_log("GET / 200", 4);
+    let logs = wisp.wait_for_log_count("init-prints: handling request", 4);
     assert!(logs.contains("pre-initialized"), "{logs}");
+    // Printed once, at deploy: the instances made before the switch ran
+    // init again, quietly, before their request (not lazily in it, which
+    // would print), and those after it started from the snapshot.
     assert_eq!(
         count(&logs, "init-prints: init ran"),
         1,
-        "init must run once, at deploy:\n{logs}"
+        "init's output is logged once, at deploy:\n{logs}"
     );
-    assert_eq!(count(&logs, "init-prints: handling request"), 3, "{logs}");
+    assert_eq!(count(&logs, "init-prints: handling request"), 4, "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p3_handler_serves_before_and_after_its_snapshot_is_compiled() {
+    let cache = tempfile::tempdir().unwrap();
+    let wisp = serve_cached("p3-hello", cache.path(), &["--admin", "127.0.0.1:0"]);
+    let (responses, _) = before_and_after_the_switch(&wisp, "p3-hello", "/x").await;
+    for response in &responses {
+        assert_eq!(response, &(200, "Hello, world! path=/x\n".to_string()));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,14 +115,17 @@ async fn without_snapshot_init_runs_lazily_per_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_heavy_answers_from_its_snapshot() {
     let cache = tempfile::tempdir().unwrap();
-    let wisp = serve_cached("init-heavy", cache.path(), &[]);
-    for _ in 0..3 {
-        let (status, body) = get(&format!("{}/?key=42", wisp.url)).await;
-        assert_eq!(status, 200);
+    let wisp = serve_cached("init-heavy", cache.path(), &["--admin", "127.0.0.1:0"]);
+    // The table init built, the same whether this instance ran init when
+    // made (before the switch) or started from the snapshot (after it).
+    let (responses, _) = before_and_after_the_switch(&wisp, "init-heavy", "/?key=42").await;
+    for (status, body) in &responses {
+        assert_eq!(*status, 200);
         assert!(
             body.starts_with("key=42 value=") && body.ends_with("init_runs=1\n"),
             "{body}"
         );
+        assert_eq!(body, &responses[0].1);
     }
     wisp.wait_for_log("pre-initialized");
 }
@@ -74,13 +134,20 @@ async fn init_heavy_answers_from_its_snapshot() {
 async fn warm_restart_compiles_nothing_and_corrupt_entries_are_rebuilt() {
     let cache = tempfile::tempdir().unwrap();
     {
-        let wisp = serve_cached("init-prints", cache.path(), &[]);
+        let mut wisp = serve_cached("init-prints", cache.path(), &[]);
         assert_eq!(get(&format!("{}/", wisp.url)).await.0, 200);
         let logs = wisp.wait_for_access_log("GET / 200", 1);
         assert!(
             logs.contains("compiling") && logs.contains("pre-initialized"),
             "{logs}"
         );
+        // Stopped at once: a graceful stop waits for the snapshot still
+        // compiling, so that the next start finds its code in the cache.
+        wisp.signal("INT");
+        assert!(wisp.wait_exit(Duration::from_secs(30)).success());
+        let logs = wisp.logs();
+        let ready = logs.find(SNAPSHOT_READY).expect(&logs);
+        assert!(ready < logs.find("bye").expect(&logs), "{logs}");
     }
     {
         let wisp = serve_cached("init-prints", cache.path(), &[]);
@@ -98,6 +165,10 @@ async fn warm_restart_compiles_nothing_and_corrupt_entries_are_rebuilt() {
             "warm cache must not re-run init:\n{logs}"
         );
         assert!(!logs.contains("init-prints: init ran"), "{logs}");
+        assert!(
+            !logs.contains(SNAPSHOT_READY),
+            "nothing to switch to:\n{logs}"
+        );
         // Only the snapshot's code: the original is neither compiled nor
         // loaded when its snapshot is cached.
         assert_eq!(

@@ -37,6 +37,7 @@ use wasmtime::component::Component;
 use wisp::config::{FunctionSpec, Isolation, PoolSettings, ServerSettings, Span};
 use wisp::deploy::{component, snapshot};
 use wisp::invoke::revision::{Entry, Loaded};
+use wisp::invoke::source::Start;
 use wisp::invoke::{self, BodyLimits, LiveRevision};
 use wisp::sandbox::engine::WispEngine;
 use wisp::sandbox::host::HostConfig;
@@ -150,7 +151,7 @@ async fn measure(
         engine: engine.engine.clone(),
         pre: Entry::Proxy(component::prepare(engine, component)?),
         host: host_config(engine),
-        snapshotted: false,
+        start: Start::AsIs,
     };
     let live = LiveRevision::new(spec, 1, loaded, metrics.clone())?;
     // The server's defaults, as the gateway applies them.

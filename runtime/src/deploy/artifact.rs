@@ -109,6 +109,12 @@ impl Artifacts {
         self.compiled.retain(|key, _| keep.contains(key));
     }
 
+    /// Drops from memory the compiled code stored under `key`; the disk
+    /// copy stays.
+    pub fn forget(&self, key: &str) {
+        self.compiled.remove(key);
+    }
+
     /// Evicts least recently used entries until the cache fits `max_size`.
     fn trim(&self) {
         let Some(root) = self.dir.as_deref().and_then(Path::parent) else {
@@ -182,7 +188,7 @@ impl Artifacts {
         label: &str,
     ) -> Result<Component> {
         self.metrics.compiled_misses.inc();
-        let compiled = self.compile_now(bytes, label).await?;
+        let compiled = compile(&self.engine, bytes, label).await?;
         if let Some(dir) = &self.dir {
             match compiled.serialize() {
                 Ok(code) => {
@@ -195,30 +201,6 @@ impl Artifacts {
             }
         }
         self.compiled.insert(key.to_owned(), compiled.clone());
-        Ok(compiled)
-    }
-
-    async fn compile_now(&self, bytes: Arc<[u8]>, label: &str) -> Result<Component> {
-        let started = Instant::now();
-        tracing::info!(component = label, size = bytes.len(), "compiling");
-        let engine = self.engine.clone();
-        let mut task = tokio::task::spawn_blocking(move || component::compile(&engine, &bytes));
-        // Big JS/Python components take a while: say so instead of going quiet.
-        let mut ticker = tokio::time::interval_at(
-            tokio::time::Instant::now() + Duration::from_secs(5),
-            Duration::from_secs(5),
-        );
-        let compiled = loop {
-            tokio::select! {
-                done = &mut task => break done.map_err(|e| anyhow!("the compiler crashed: {e}"))??,
-                _ = ticker.tick() => tracing::info!(component = label, "still compiling ({}s)", started.elapsed().as_secs()),
-            }
-        };
-        tracing::info!(
-            component = label,
-            ms = started.elapsed().as_millis() as u64,
-            "compiled"
-        );
         Ok(compiled)
     }
 
@@ -258,6 +240,32 @@ impl Artifacts {
             Err(e) => tracing::warn!("could not cache snapshot: {e:#}"),
         }
     }
+}
+
+/// Compiles `bytes` now, off the async runtime, with progress in the log
+/// for long compiles; nothing is cached.
+pub async fn compile(engine: &Engine, bytes: Arc<[u8]>, label: &str) -> Result<Component> {
+    let started = Instant::now();
+    tracing::info!(component = label, size = bytes.len(), "compiling");
+    let engine = engine.clone();
+    let mut task = tokio::task::spawn_blocking(move || component::compile(&engine, &bytes));
+    // Big JS/Python components take a while: say so instead of going quiet.
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(5),
+        Duration::from_secs(5),
+    );
+    let compiled = loop {
+        tokio::select! {
+            done = &mut task => break done.map_err(|e| anyhow!("the compiler crashed: {e}"))??,
+            _ = ticker.tick() => tracing::info!(component = label, "still compiling ({}s)", started.elapsed().as_secs()),
+        }
+    };
+    tracing::info!(
+        component = label,
+        ms = started.elapsed().as_millis() as u64,
+        "compiled"
+    );
+    Ok(compiled)
 }
 
 /// Marks an entry as just used (LRU order is mtime order; atime is often

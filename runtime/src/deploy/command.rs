@@ -120,7 +120,10 @@ pub async fn load(
     if !is_core_module(&bytes) {
         component::check_header(&bytes)?;
         let digest = component::digest(&bytes);
-        let runnable = snapshot::runnable(artifacts, engine, bytes, &digest, label, init).await?;
+        let runnable = snapshot::runnable(artifacts, engine, bytes, &digest, label, init)
+            .await?
+            .compiled(artifacts)
+            .await?;
         return Ok(Loaded {
             pre: prepare(engine, &runnable.component)?,
             digest: runnable.digest,

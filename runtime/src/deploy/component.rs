@@ -7,6 +7,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre};
 use wasmtime_wasi_http::handler::ProxyPre;
 
+use crate::deploy::snapshot;
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::host::Host;
 
@@ -99,11 +100,13 @@ fn spin_hint(engine: &WispEngine, component: &Component) -> String {
     )
 }
 
-/// What `component` exports, for refusals: "`a`, `b`" or "nothing".
+/// What `component` exports, for refusals: "`a`, `b`" or "nothing" (what
+/// instrumenting it for a snapshot added left out).
 pub fn exports(engine: &WispEngine, component: &Component) -> String {
     let names: Vec<String> = component
         .component_type()
         .exports(&engine.engine)
+        .filter(|(name, _)| *name != snapshot::ACCESS_EXPORT)
         .map(|(name, _)| format!("`{name}`"))
         .collect();
     if names.is_empty() {

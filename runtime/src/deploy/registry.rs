@@ -11,10 +11,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Result, anyhow, bail};
 use dashmap::DashMap;
 use serde::Serialize;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{AllowedHosts, FunctionSpec};
 use crate::deploy::artifact::Artifacts;
 use crate::deploy::routes::RouteTable;
+use crate::deploy::snapshot::Pending;
 use crate::deploy::{command, component};
 use crate::invoke::LiveRevision;
 use crate::invoke::revision::Loaded;
@@ -28,6 +30,7 @@ use crate::telemetry::metrics::{FunctionMetrics, Metrics, MetricsSnapshot};
 mod gc;
 mod prepare;
 mod restore;
+mod snapshot;
 
 /// A refusal the admin API reports as 404 rather than 400.
 #[derive(Debug)]
@@ -90,6 +93,8 @@ struct Prepared {
     /// it while this deploy was compiling.
     bytes: Arc<[u8]>,
     compiled: Vec<String>,
+    /// A snapshot this deploy made, to compile once the revision serves.
+    pending: Option<Pending>,
 }
 
 pub struct Registry {
@@ -109,7 +114,9 @@ pub struct Registry {
     components: DashMap<String, Arc<[u8]>>,
     /// Components uploaded and not yet deployed, by digest, with when.
     uploads: DashMap<String, Instant>,
-    artifacts: Artifacts,
+    artifacts: Arc<Artifacts>,
+    /// Snapshots being compiled after their deploy.
+    compiling: TaskTracker,
     keep_revisions: usize,
     routes: RwLock<Arc<RouteTable<LiveRevision>>>,
     /// Serializes changes so route checks and swaps see a consistent set.
@@ -191,7 +198,8 @@ impl Registry {
             metrics: DashMap::new(),
             components: DashMap::new(),
             uploads: DashMap::new(),
-            artifacts,
+            artifacts: Arc::new(artifacts),
+            compiling: TaskTracker::new(),
             keep_revisions: keep_revisions.max(1),
             routes: RwLock::default(),
             changes: tokio::sync::Mutex::new(()),
@@ -289,6 +297,7 @@ impl Registry {
         spec: &FunctionSpec,
         number: u64,
         loaded: Loaded,
+        pending: Option<Pending>,
     ) -> Result<Arc<LiveRevision>> {
         let metrics = self
             .metrics
@@ -300,7 +309,11 @@ impl Registry {
             spec.logs.max_bytes.map(|b| b.bytes()),
             spec.logs.max_age.map(|a| a.0),
         );
-        LiveRevision::new(spec.clone(), number, loaded, metrics)
+        let live = LiveRevision::new(spec.clone(), number, loaded, metrics)?;
+        if let Some(pending) = pending {
+            self.compile_snapshot(&live, pending);
+        }
+        Ok(live)
     }
 
     fn check_route_free(&self, spec: &FunctionSpec) -> Result<()> {
@@ -385,7 +398,7 @@ impl Registry {
             manifest_applied: None,
         });
         let number = record.revisions.iter().map(|r| r.number).max().unwrap_or(0) + 1;
-        let live = self.live_revision(&spec, number, prepared.loaded)?;
+        let live = self.live_revision(&spec, number, prepared.loaded, prepared.pending)?;
         let revision = Revision {
             number,
             spec,
@@ -427,7 +440,12 @@ impl Registry {
         .clone();
         self.check_route_free(&target.spec)?;
         let prepared = self.prepare(&target.spec).await?;
-        let live = self.live_revision(&target.spec, target.number, prepared.loaded)?;
+        let live = self.live_revision(
+            &target.spec,
+            target.number,
+            prepared.loaded,
+            prepared.pending,
+        )?;
         record.current = target.number;
         self.commit(record, live, prepared.compiled)?;
         tracing::info!(function = %name, revision = target.number, "rolled back");
@@ -487,7 +505,7 @@ impl Registry {
                 error: None,
                 current_revision: live.number,
                 world: Some(live.world),
-                snapshotted: live.snapshotted,
+                snapshotted: live.snapshotted(),
                 spec: Some(live.spec.clone()),
                 revisions: function.history.revisions.len(),
                 metrics: live.metrics.snapshot(),

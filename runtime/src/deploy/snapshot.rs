@@ -5,6 +5,12 @@
 //! HTTP functions, command functions and jobs all go through [`runnable`];
 //! a preview-1 command module (ruby.wasm) is pre-initialized before it is
 //! adapted ([`module`]).
+//!
+//! Init runs in the component Wizer instruments, compiled for it. When init
+//! ran at this deploy, an HTTP function serves from that compiled component
+//! at once (each instance calling `wizer-initialize` first) while the
+//! snapshot is compiled in the background ([`Pending`]); commands and jobs
+//! compile the snapshot before they run ([`Runnable::compiled`]).
 
 pub mod module;
 
@@ -14,11 +20,12 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use wasmparser::{Chunk, Parser, Payload};
-use wasmtime::component::Component;
-use wasmtime_wizer::Wizer;
+use wasmtime::Store;
+use wasmtime::component::{Component, ComponentExportIndex, Instance};
+use wasmtime_wizer::{WasmtimeWizerComponent, Wizer};
 
 use crate::config::{ByteSize, FunctionSpec, JobSpec};
-use crate::deploy::artifact::{Artifacts, engine_fingerprint};
+use crate::deploy::artifact::{self, Artifacts, engine_fingerprint};
 use crate::deploy::component;
 use crate::sandbox::engine::WispEngine;
 use crate::sandbox::host::{Host, HostConfig, new_store};
@@ -27,6 +34,9 @@ use crate::telemetry::ids::InstanceId;
 
 /// The export Wizer calls, as the SDK's init hook and `wasmtime wizer` name it.
 pub const INIT_EXPORT: &str = "wizer-initialize";
+
+/// The export Wizer's instrumentation adds (reading memories and globals).
+pub const ACCESS_EXPORT: &str = "wasmtime:wizer/access";
 
 /// Whether the component `bytes` asks to be pre-initialized: whether it
 /// exports `wizer-initialize`. Reads only the outer component's sections
@@ -132,16 +142,69 @@ pub struct Runnable {
     pub component: Component,
     /// Made from a pre-initialized snapshot.
     pub snapshotted: bool,
-    /// Digest of the bytes compiled into `component`.
+    /// Digest of the bytes compiled into `component`; while a snapshot is
+    /// [`Pending`], the key its code is to be stored under.
     pub digest: String,
+    /// Set when init ran now, the cache holding nothing of this snapshot:
+    /// `component` is then the original instrumented for the snapshot,
+    /// whose every instance must call `wizer-initialize` before it serves,
+    /// until the snapshot itself is compiled.
+    pub pending: Option<Pending>,
+}
+
+/// A snapshot made by this deploy whose code is still to be compiled.
+pub struct Pending {
+    snapshot: Arc<[u8]>,
+    key: String,
+    label: String,
+}
+
+impl Pending {
+    /// The artifact key its code is stored under.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Compiles the snapshot into the artifact cache, under the key a
+    /// restart looks for.
+    pub async fn compile(self, artifacts: &Artifacts) -> Result<Component> {
+        artifacts
+            .compile_into(&self.key, self.snapshot, &self.label)
+            .await
+    }
+}
+
+impl Runnable {
+    fn snapshot(component: Component, key: String) -> Self {
+        Runnable {
+            component,
+            snapshotted: true,
+            digest: key,
+            pending: None,
+        }
+    }
+
+    /// The same with a pending snapshot compiled now, for what cannot move
+    /// its instances over to the snapshot later (commands and jobs).
+    pub async fn compiled(self, artifacts: &Artifacts) -> Result<Runnable> {
+        match self.pending {
+            None => Ok(self),
+            Some(pending) => Ok(Runnable::snapshot(
+                pending.compile(artifacts).await?,
+                self.digest,
+            )),
+        }
+    }
 }
 
 /// The component `bytes` (whose digest is `digest`; `label` names it in the
-/// log) compiled or, when it
-/// exports `wizer-initialize` and `init` is given, its snapshot compiled: from
-/// the artifact cache, or made now by running init. With the snapshot's code
-/// cached, neither the original nor the snapshot is read or compiled. A
-/// failing init is an error that names it and carries what the guest printed.
+/// log) compiled or, when it exports `wizer-initialize` and `init` is given,
+/// its snapshot: its code from the artifact cache, or the snapshot from the
+/// cache compiled now, or else init run now, leaving the snapshot
+/// [`Pending`] and the instrumented component to serve meanwhile. With the
+/// snapshot's code cached, neither the original nor the snapshot is read or
+/// compiled. A failing init is an error that names it and carries what the
+/// guest printed.
 pub async fn runnable(
     artifacts: &Artifacts,
     engine: &WispEngine,
@@ -157,34 +220,38 @@ pub async fn runnable(
                 component: artifacts.compile(bytes, digest, label).await?,
                 snapshotted: false,
                 digest: digest.to_string(),
+                pending: None,
             });
         }
     };
     let key = snapshot_key(digest, &init.observed, &engine_fingerprint(&engine.engine));
-    let component = compiled_snapshot(
+    let snapshot_label = format!("{label} (snapshot)");
+    if let Some(component) = cached_code(artifacts, &key, &init, &snapshot_label) {
+        return Ok(Runnable::snapshot(component, key));
+    }
+    if let Some(snapshot) = stored(artifacts, &key, &init) {
+        let component = artifacts
+            .compile_into(&key, snapshot, &snapshot_label)
+            .await?;
+        return Ok(Runnable::snapshot(component, key));
+    }
+    let (snapshot, instrumented) = made(
         artifacts,
         &key,
-        &key,
         &init,
-        &format!("{label} (snapshot)"),
-        run_init(engine, &bytes, init.host, init.timeout),
-        async |snapshot| Ok(snapshot),
+        initialize(engine, &bytes, init.host, init.timeout, label),
     )
-    .await
-    // Init instantiates without the link check a deploy does first: for a
-    // component that cannot link, that check's error says more.
-    .map_err(|e| link_error(engine, &bytes).unwrap_or(e))?;
+    .await?;
     Ok(Runnable {
-        component,
-        snapshotted: true,
-        digest: key,
+        component: instrumented,
+        snapshotted: false,
+        digest: key.clone(),
+        pending: Some(Pending {
+            snapshot,
+            key,
+            label: snapshot_label,
+        }),
     })
-}
-
-/// Why `bytes` does not link, if it does not (compiled only after a failure).
-fn link_error(engine: &WispEngine, bytes: &[u8]) -> Option<anyhow::Error> {
-    let compiled = component::compile(&engine.engine, bytes).ok()?;
-    component::link(engine, &compiled).err()
 }
 
 /// The compiled code of a snapshot, stored under `compiled_key`: from the
@@ -201,46 +268,69 @@ pub(crate) async fn compiled_snapshot(
     make: impl Future<Output = Result<Vec<u8>>>,
     finish: impl AsyncFnOnce(Arc<[u8]>) -> Result<Arc<[u8]>>,
 ) -> Result<Component> {
-    if let Some(compiled) = artifacts.load(compiled_key, label) {
-        artifacts.snapshot_compiled();
-        tracing::info!(
-            function = init.name,
-            "loaded snapshot from the artifact cache (compiled)"
-        );
+    if let Some(compiled) = cached_code(artifacts, compiled_key, init, label) {
         return Ok(compiled);
     }
-    let snapshot = cached(artifacts, key, init, make).await?;
+    let snapshot = match stored(artifacts, key, init) {
+        Some(snapshot) => snapshot,
+        None => {
+            let make = async { make.await.map(|snapshot| (snapshot, ())).map_err(refused) };
+            made(artifacts, key, init, make).await?.0
+        }
+    };
     artifacts
         .compile_into(compiled_key, finish(snapshot).await?, label)
         .await
 }
 
-/// The snapshot stored under `key`, or the one `make` makes (then stored).
-/// A failing init is an error that says it refused the deploy.
-async fn cached(
+/// A snapshot's code stored under `compiled_key`, if the cache has it.
+fn cached_code(
+    artifacts: &Artifacts,
+    compiled_key: &str,
+    init: &Init<'_>,
+    label: &str,
+) -> Option<Component> {
+    let compiled = artifacts.load(compiled_key, label)?;
+    artifacts.snapshot_compiled();
+    tracing::info!(
+        function = init.name,
+        "loaded snapshot from the artifact cache (compiled)"
+    );
+    Some(compiled)
+}
+
+/// The snapshot stored under `key`, if the cache has it.
+fn stored(artifacts: &Artifacts, key: &str, init: &Init<'_>) -> Option<Arc<[u8]>> {
+    let snapshot = artifacts.snapshot(key)?;
+    tracing::info!(
+        function = init.name,
+        "loaded snapshot from the artifact cache"
+    );
+    Some(snapshot.into())
+}
+
+/// Runs `make` (pre-initialization: the snapshot, and whatever else it
+/// made), says how long it took, and stores the snapshot under `key`.
+async fn made<T>(
     artifacts: &Artifacts,
     key: &str,
     init: &Init<'_>,
-    make: impl Future<Output = Result<Vec<u8>>>,
-) -> Result<Arc<[u8]>> {
-    if let Some(snap) = artifacts.snapshot(key) {
-        tracing::info!(
-            function = init.name,
-            "loaded snapshot from the artifact cache"
-        );
-        return Ok(snap.into());
-    }
+    make: impl Future<Output = Result<(Vec<u8>, T)>>,
+) -> Result<(Arc<[u8]>, T)> {
     let started = std::time::Instant::now();
-    let snap = make
-        .await
-        .map_err(|e| anyhow!("pre-initialization refused the deploy: {e:#}"))?;
+    let (snapshot, made) = make.await?;
     tracing::info!(
         function = init.name,
         ms = started.elapsed().as_millis() as u64,
         "pre-initialized"
     );
-    artifacts.put_snapshot(key, &snap);
-    Ok(snap.into())
+    artifacts.put_snapshot(key, &snapshot);
+    Ok((snapshot.into(), made))
+}
+
+/// A failing init, as the deploy's refusal.
+fn refused(e: anyhow::Error) -> anyhow::Error {
+    anyhow!("pre-initialization refused the deploy: {e:#}")
 }
 
 /// Pre-initializes `bytes` with `env` and default limits; `None` when the
@@ -258,36 +348,76 @@ pub async fn preinitialize(
     if !wants_init(bytes)? {
         return Ok(None);
     }
-    run_init(engine, bytes, &host, Duration::from_secs(60))
-        .await
-        .map(Some)
+    let (snapshot, _) =
+        initialize(engine, bytes, &host, Duration::from_secs(60), "preinit").await?;
+    Ok(Some(snapshot))
 }
 
-/// Runs the init export under `timeout` and returns the snapshot component.
-/// A trap or timeout is an error carrying what the guest printed.
-pub async fn run_init(
+/// Instruments `bytes` for a snapshot (Wizer: every memory and global made
+/// readable through an added `wasmtime:wizer/access` export), compiles it
+/// once, runs its init under `timeout` and takes the snapshot. Returns the
+/// snapshot component and the instrumented one compiled, which links like
+/// the original (it only exports more) and whose instances start as the
+/// snapshot's do once they have called `wizer-initialize`. A component
+/// that does not link is refused with the link error; a failing init with
+/// what the guest printed.
+async fn initialize(
     engine: &WispEngine,
     bytes: &[u8],
     host: &HostConfig,
     timeout: Duration,
-) -> Result<Vec<u8>> {
+    label: &str,
+) -> Result<(Vec<u8>, Component)> {
+    let mut wizer = Wizer::new();
+    wizer.init_func(INIT_EXPORT).keep_init_func(true);
+    let (cx, instrumented) = wizer
+        .instrument_component(bytes)
+        .map_err(|e| refused(e.into()))?;
+    let label = format!("{label} (instrumented)");
+    let component = artifact::compile(&engine.engine, instrumented.into(), &label)
+        .await
+        .map_err(refused)?;
+    let pre = component::link(engine, &component)?;
+    let init = init_export(&component).map_err(refused)?;
     let output = Arc::new(Mutex::new(String::new()));
     // Init runs outside any invocation; its output goes to the deploy error.
     let tag = InstanceTag::new(host.function.clone(), InstanceId(0), false);
     let mut store = new_store(&engine.engine, Host::capturing(host, tag, output.clone())?);
-    let mut wizer = Wizer::new();
-    wizer.init_func(INIT_EXPORT).keep_init_func(true);
-    let linker = &engine.linker;
-    let run = wizer.run_component(&mut store, bytes, async |store, component| {
-        linker.instantiate_async(store, component).await
-    });
+    let run = async {
+        let instance = pre.instantiate_async(&mut store).await?;
+        call_init(&mut store, &instance, init).await?;
+        let state = &mut WasmtimeWizerComponent {
+            store: &mut store,
+            instance,
+        };
+        wizer.snapshot_component(&cx, state).await
+    };
     let result = tokio::time::timeout(timeout, run).await;
+    // Its last line, printed without a newline, is captured as it goes.
     drop(store);
-    outcome(
-        result.map(|r| r.map(|(snapshot, _)| snapshot)),
-        &output,
-        timeout,
-    )
+    let snapshot = outcome(result, &output, timeout).map_err(refused)?;
+    Ok((snapshot, component))
+}
+
+/// Where `component` exports `wizer-initialize`.
+pub fn init_export(component: &Component) -> Result<ComponentExportIndex> {
+    component
+        .get_export_index(None, INIT_EXPORT)
+        .ok_or_else(|| anyhow!("the component does not export `{INIT_EXPORT}`"))
+}
+
+/// Calls `init` (see [`init_export`]) on `instance`.
+pub async fn call_init<T: Send>(
+    store: &mut Store<T>,
+    instance: &Instance,
+    init: ComponentExportIndex,
+) -> wasmtime::Result<()> {
+    instance
+        .get_typed_func::<(), ()>(&mut *store, init)
+        .map_err(|e| e.context(format!("`{INIT_EXPORT}` must be a `func()`")))?
+        .call_async(&mut *store, ())
+        .await
+        .map_err(|e| e.context("the initialization function trapped"))
 }
 
 /// What an init run under `timeout` came to: the snapshot, or an error

@@ -268,6 +268,8 @@ pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> R
         if let Ok(graceful) = Arc::try_unwrap(graceful) {
             graceful.shutdown().await;
         }
+        // A snapshot still compiling goes into the cache for the next start.
+        registry.snapshots_compiled().await;
     };
     match tokio::time::timeout(settings.shutdown_grace.0, drain).await {
         Ok(()) => tracing::info!("all requests finished; bye"),

@@ -36,6 +36,8 @@ pub struct Cgi {
     pub host: HostConfig,
     /// At most `max_instances` commands at once, with the usual queue.
     pub admission: Admission,
+    /// Runs start from a pre-initialized snapshot.
+    pub snapshotted: bool,
 }
 
 /// The CGI/1.1 variables of a request (RFC 3875, section 4.1).
@@ -176,7 +178,7 @@ pub async fn serve(
     }
     let host = Host::command(&cgi.host, tag, live.metrics.clone(), stdio)
         .map_err(|e| Failure::StartFailed(format!("{e:#}")))?;
-    live.metrics.instance_created(false);
+    live.metrics.instance_created(cgi.snapshotted);
     live.metrics.instance_first_use();
     let (engine, pre, metrics, timeout) = (
         cgi.engine.clone(),

@@ -13,12 +13,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use wasmtime::{Engine, Store};
 use wasmtime_wasi_http::handler::{Proxy, ProxyPre};
 
 use crate::invoke::admission::Admission;
+use crate::invoke::source::{Source, Start};
 use crate::sandbox::host::{Host, HostConfig, new_store};
 use crate::sandbox::tag::InstanceTag;
 use crate::telemetry::ids::{InstanceId, random_seed};
@@ -31,6 +33,8 @@ pub struct Ready {
     pub live: LiveGuard,
     /// Instantiated when taken, not ahead of traffic.
     pub cold: bool,
+    /// Ran `wizer-initialize` when made (its snapshot was not compiled yet).
+    pub initialized: bool,
 }
 
 /// How instances are reused in `isolation = "instance"`.
@@ -40,15 +44,6 @@ pub struct Reuse {
     pub max_requests: Option<u64>,
     pub idle_timeout: Duration,
     pub min_instances: usize,
-}
-
-/// How a revision's instances are made and kept.
-#[derive(Clone, Copy, Debug)]
-pub struct Making {
-    /// `None`: a fresh instance per invocation.
-    pub reuse: Option<Reuse>,
-    /// From a pre-initialized snapshot (counted in metrics).
-    pub snapshotted: bool,
 }
 
 /// Process-wide instance ids.
@@ -71,14 +66,15 @@ pub fn next_instance_id() -> InstanceId {
 /// Creates the instances of one revision.
 pub struct Instances {
     engine: Engine,
-    pre: ProxyPre<Host>,
+    /// What new instances are made from; replaced once, when a snapshot
+    /// this deploy made is compiled.
+    source: ArcSwap<Source>,
     pub host: HostConfig,
     pub timeout: Duration,
     pub admission: Admission,
     pub metrics: Arc<FunctionMetrics>,
     /// `None`: a fresh instance per invocation.
     pub reuse: Option<Reuse>,
-    snapshotted: bool,
     live: AtomicUsize,
     /// The stash; `None` once retired, so nothing can be put back.
     ready: Mutex<Option<Vec<Ready>>>,
@@ -89,22 +85,21 @@ pub struct Instances {
 impl Instances {
     pub fn new(
         engine: Engine,
-        pre: ProxyPre<Host>,
+        source: Source,
         host: HostConfig,
         timeout: Duration,
         admission: Admission,
         metrics: Arc<FunctionMetrics>,
-        making: Making,
+        reuse: Option<Reuse>,
     ) -> Arc<Self> {
         let instances = Arc::new(Instances {
             engine,
-            pre,
+            source: ArcSwap::from_pointee(source),
             host,
             timeout,
             admission,
             metrics,
-            reuse: making.reuse,
-            snapshotted: making.snapshotted,
+            reuse,
             live: AtomicUsize::new(0),
             ready: Mutex::new(Some(Vec::new())),
             replenishing: AtomicBool::new(false),
@@ -144,9 +139,11 @@ impl Instances {
             &self.engine,
             Host::new(&self.host, tag, self.metrics.clone())?,
         );
-        let proxy = self.pre.instantiate_async(&mut store).await?;
+        let source = self.source.load_full();
+        let proxy = source.instantiate(&mut store, self.timeout).await?;
         self.live.fetch_add(1, Ordering::Relaxed);
-        self.metrics.instance_created(self.snapshotted);
+        self.metrics
+            .instance_created(source.start() == Start::Snapshot);
         let live = LiveGuard {
             instances: self.clone(),
             slot: Some(slot),
@@ -156,7 +153,22 @@ impl Instances {
             proxy,
             live,
             cold: true,
+            initialized: source.start() == Start::Init,
         })
+    }
+
+    /// How new instances start now.
+    pub fn start(&self) -> Start {
+        self.source.load().start()
+    }
+
+    /// New instances start from `pre`, the snapshot compiled after the
+    /// deploy, from now on; instances already made (busy, ready or reused)
+    /// keep what they were made from.
+    pub fn start_from_snapshot(&self, pre: ProxyPre<Host>) -> anyhow::Result<()> {
+        self.source
+            .store(Arc::new(Source::new(pre, Start::Snapshot)?));
+        Ok(())
     }
 
     /// Tops the revision up to `min_instances` live instances, in the

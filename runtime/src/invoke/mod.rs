@@ -17,6 +17,7 @@ pub mod failure;
 pub mod instances;
 pub mod invocation;
 pub mod revision;
+pub mod source;
 pub mod worker;
 
 use std::sync::Arc;

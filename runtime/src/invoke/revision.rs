@@ -12,7 +12,8 @@ use wasmtime_wasi_http::handler::{ProxyHandler, ProxyPre};
 use crate::config::{DEFAULT_IDLE_TIMEOUT, FunctionSpec, Isolation};
 use crate::invoke::admission::Admission;
 use crate::invoke::cgi::Cgi;
-use crate::invoke::instances::{Instances, Making, Reuse};
+use crate::invoke::instances::{Instances, Reuse};
+use crate::invoke::source::{Source, Start};
 use crate::invoke::worker::Workers;
 use crate::sandbox::host::{Host, HostConfig};
 use crate::telemetry::metrics::FunctionMetrics;
@@ -23,8 +24,6 @@ pub struct LiveRevision {
     pub spec: FunctionSpec,
     /// `wasi:http@0.2` or `wasi:http@0.3`.
     pub world: &'static str,
-    /// Instances start from a pre-initialized snapshot.
-    pub snapshotted: bool,
     /// The function's counters (shared by all its revisions).
     pub metrics: Arc<FunctionMetrics>,
     pub(crate) handler: Handler,
@@ -49,7 +48,7 @@ pub struct Loaded {
     pub engine: Engine,
     pub pre: Entry,
     pub host: HostConfig,
-    pub snapshotted: bool,
+    pub start: Start,
 }
 
 impl LiveRevision {
@@ -73,13 +72,13 @@ impl LiveRevision {
                     function: loaded.host.function.clone(),
                     number,
                     world: "wasi:cli/run (cgi)",
-                    snapshotted: loaded.snapshotted,
                     metrics,
                     handler: Handler::Cgi(Box::new(Cgi {
                         engine: loaded.engine,
                         pre,
                         host: loaded.host,
                         admission,
+                        snapshotted: loaded.start == Start::Snapshot,
                     })),
                     spec,
                 }));
@@ -113,22 +112,18 @@ impl LiveRevision {
         );
         let instances = Instances::new(
             loaded.engine,
-            pre,
+            Source::new(pre, loaded.start)?,
             loaded.host,
             spec.timeout.0,
             admission,
             metrics.clone(),
-            Making {
-                reuse,
-                snapshotted: loaded.snapshotted,
-            },
+            reuse,
         );
         Ok(Arc::new(LiveRevision {
             function,
             number,
             spec,
             world,
-            snapshotted: loaded.snapshotted,
             metrics,
             handler: Handler::Proxy(ProxyHandler::new(Workers { instances })),
         }))
@@ -140,6 +135,15 @@ impl LiveRevision {
         match &self.handler {
             Handler::Proxy(handler) => Some(&handler.state().instances),
             Handler::Cgi(_) => None,
+        }
+    }
+
+    /// Whether new instances start from a pre-initialized snapshot (a
+    /// snapshot this deploy made does once it is compiled).
+    pub fn snapshotted(&self) -> bool {
+        match &self.handler {
+            Handler::Proxy(handler) => handler.state().instances.start() == Start::Snapshot,
+            Handler::Cgi(cgi) => cgi.snapshotted,
         }
     }
 

@@ -104,11 +104,13 @@ impl HandlerState for Workers {
             proxy,
             live,
             cold,
+            initialized,
         } = instances.take().await?;
         let made = started.map(|started| Instantiated {
             started,
             ended: SystemTime::now(),
             cold,
+            initialized,
         });
         let current = Current::default();
         let rearm = Arc::new(AtomicBool::new(false));
@@ -155,6 +157,8 @@ struct Instantiated {
     started: SystemTime,
     ended: SystemTime,
     cold: bool,
+    /// Ran `wizer-initialize` when made.
+    initialized: bool,
 }
 
 impl WorkerState for Worker {
@@ -206,7 +210,7 @@ impl WorkerState for Worker {
             tag.set_trace(cx.clone());
             let made = self.made.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(made) = made {
-                traces::instantiation(cx, made.started, made.ended, made.cold);
+                traces::instantiation(cx, made.started, made.ended, made.cold, made.initialized);
             }
             traces::guest_run(cx, tag.instance)
         });

@@ -240,8 +240,12 @@ impl Output {
         }
     }
 
-    /// Sends one complete line on, or drops and counts it.
+    /// Sends one complete line on, or drops and counts it; a quiet
+    /// instance's goes nowhere.
     fn emit(&self, stream: Stream, truncated: bool, line: &[u8]) {
+        if self.tag.quiet() {
+            return;
+        }
         let line = String::from_utf8_lossy(line);
         let line = redact(&line, &self.secrets);
         let line = line.strip_suffix('\r').unwrap_or(&line);

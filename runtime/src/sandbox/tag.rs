@@ -33,6 +33,9 @@ pub struct InstanceTag {
     cpu_ticks: AtomicU64,
     /// The instance's memory budget, for its high-water mark.
     memory: OnceLock<Arc<MemoryBudget>>,
+    /// Its output is not logged: it is redoing the init a snapshot would
+    /// have given it, whose output was logged once, at deploy.
+    quiet: AtomicBool,
 }
 
 impl InstanceTag {
@@ -47,6 +50,7 @@ impl InstanceTag {
             trace: Mutex::new(None),
             cpu_ticks: AtomicU64::new(0),
             memory: OnceLock::new(),
+            quiet: AtomicBool::new(false),
         })
     }
 
@@ -99,6 +103,15 @@ impl InstanceTag {
     /// CPU time charged over the instance's life, in ticks.
     pub fn cpu_ticks(&self) -> u64 {
         self.cpu_ticks.load(Ordering::Relaxed)
+    }
+
+    /// Stops (`true`) or resumes logging the instance's output.
+    pub fn set_quiet(&self, quiet: bool) {
+        self.quiet.store(quiet, Ordering::Relaxed);
+    }
+
+    pub fn quiet(&self) -> bool {
+        self.quiet.load(Ordering::Relaxed)
     }
 
     /// Watches `budget` for [`InstanceTag::peak_memory`].

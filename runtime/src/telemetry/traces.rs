@@ -229,15 +229,26 @@ pub fn admission_span() -> tracing::Span {
 }
 
 /// An instance was made (or taken ready) for `parent`'s invocation between
-/// `started` and `ended`; `cold`: instantiated then, not ahead of traffic.
-pub fn instantiation(parent: &Context, started: SystemTime, ended: SystemTime, cold: bool) {
+/// `started` and `ended`; `cold`: instantiated then, not ahead of traffic;
+/// `initialized`: it ran `wizer-initialize` when made (its snapshot was
+/// still compiling).
+pub fn instantiation(
+    parent: &Context,
+    started: SystemTime,
+    ended: SystemTime,
+    cold: bool,
+    initialized: bool,
+) {
     let Some(export) = EXPORT.get() else { return };
     let builder = export
         .tracer
         .span_builder("instantiation")
         .with_kind(SpanKind::Internal)
         .with_start_time(started)
-        .with_attributes([KeyValue::new("wisp.cold_start", cold)]);
+        .with_attributes([
+            KeyValue::new("wisp.cold_start", cold),
+            KeyValue::new("wisp.initialized", initialized),
+        ]);
     let mut span = export.tracer.build_with_context(builder, parent);
     opentelemetry::trace::Span::end_with_timestamp(&mut span, ended);
 }

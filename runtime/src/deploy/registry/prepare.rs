@@ -10,6 +10,7 @@ use crate::config::{FunctionSpec, Handler};
 use crate::deploy::snapshot::{self, Init};
 use crate::deploy::{command, component};
 use crate::invoke::revision::{Entry, Loaded};
+use crate::invoke::source::Start;
 use crate::sandbox::host::HostConfig;
 
 /// How init runs for `spec`, unless its `snapshot` setting is off.
@@ -38,15 +39,16 @@ impl Registry {
         let host = host_config(spec, &self.engine, &self.services)?;
         let bytes = self.bytes(digest_of(&spec.component)?)?;
         let init = init(spec, &host);
-        let (pre, snapshotted, key) = if spec.handler == Handler::Cgi {
+        let (pre, start, key, pending) = if spec.handler == Handler::Cgi {
             let label = format!("{} (command)", spec.name);
             let command =
                 command::load(&self.artifacts, &self.engine, bytes.clone(), init, &label).await?;
-            (
-                Entry::Command(command.pre),
-                command.snapshotted,
-                command.digest,
-            )
+            let start = if command.snapshotted {
+                Start::Snapshot
+            } else {
+                Start::AsIs
+            };
+            (Entry::Command(command.pre), start, command.digest, None)
         } else {
             let digest = digest_of(&spec.component)?;
             let runnable = snapshot::runnable(
@@ -59,17 +61,24 @@ impl Registry {
             )
             .await?;
             let pre = Entry::Proxy(component::prepare(&self.engine, &runnable.component)?);
-            (pre, runnable.snapshotted, runnable.digest)
+            let start = match (&runnable.pending, runnable.snapshotted) {
+                (Some(_), _) => Start::Init,
+                (None, true) => Start::Snapshot,
+                (None, false) => Start::AsIs,
+            };
+            (pre, start, runnable.digest, runnable.pending)
         };
         Ok(Prepared {
             loaded: Loaded {
                 engine: self.engine.engine.clone(),
                 pre,
                 host,
-                snapshotted,
+                start,
             },
             bytes,
+            // While a snapshot is pending, the key its code will have.
             compiled: vec![key],
+            pending,
         })
     }
 }

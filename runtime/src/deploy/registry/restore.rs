@@ -39,7 +39,8 @@ impl Registry {
                     .with_context(|| format!("current revision {} is missing", record.current))?;
                 self.check_route_free(&rev.spec)?;
                 let prepared = self.prepare(&rev.spec).await?;
-                let live = self.live_revision(&rev.spec, rev.number, prepared.loaded)?;
+                let live =
+                    self.live_revision(&rev.spec, rev.number, prepared.loaded, prepared.pending)?;
                 anyhow::Ok((live, prepared.compiled))
             }
             .await;
