@@ -29,6 +29,7 @@ use wasmtime_wasi_http::handler::{
 use crate::config::{ByteSize, Span};
 use crate::invoke::instances::{Instances, LiveGuard, Ready};
 use crate::invoke::invocation::Invocation;
+use crate::sandbox::cpu::Activity;
 use crate::sandbox::host::Host;
 use crate::sandbox::tag::{InstanceTag, InvocationField};
 use crate::telemetry::traces;
@@ -112,6 +113,7 @@ impl HandlerState for Workers {
         });
         let current = Current::default();
         let rearm = Arc::new(AtomicBool::new(false));
+        let activity = store.data().cpu.activity();
         Ok(Instance {
             store,
             proxy,
@@ -125,6 +127,7 @@ impl HandlerState for Workers {
                 retired: Box::pin(instances.retired()),
                 current: current.clone(),
                 rearm: rearm.clone(),
+                activity,
             },
             state: Worker {
                 live,
@@ -181,8 +184,11 @@ impl WorkerState for Worker {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>> {
         // `cpu_time` counts from the start of the work: this request's, or
         // for a shared instance, since it last had nothing to do.
-        if !self.current.any_awaited() {
+        let instances = self.live.instances();
+        let shared = instances.reuse.is_some_and(|r| r.concurrency > 1);
+        if !shared || !self.current.any_awaited() {
             store.data_mut().cpu.reset();
+            store.set_epoch_deadline(1);
         }
         let tag = &store.data().tag;
         tag.set_invocation(invocation.id);
@@ -191,13 +197,12 @@ impl WorkerState for Worker {
             function = %tag.function, invocation = %invocation.id, instance = %tag.instance,
             trigger = %invocation.trigger, "instance started"
         );
-        let instances = self.live.instances();
         if self.served.fetch_add(1, Ordering::Relaxed) > 0 {
             instances.metrics.instance_reused();
         } else {
             instances.metrics.instance_first_use();
         }
-        if instances.reuse.is_some_and(|r| r.concurrency > 1) {
+        if shared {
             self.rearm.store(true, Ordering::Relaxed);
         }
         self.current.push(invocation.clone());
@@ -278,6 +283,8 @@ pub struct Expiration {
     /// worker turns ready for more requests; one extra poll afterwards
     /// lets the capacity change below reach requests waiting for it.
     rearm: Arc<AtomicBool>,
+    /// Told that the worker ran out of work (see `sandbox::cpu`).
+    activity: Arc<Activity>,
 }
 
 impl WorkerExpiration for Expiration {
@@ -287,6 +294,9 @@ impl WorkerExpiration for Expiration {
         status: WorkerStatus,
         start: Instant,
     ) -> Poll<()> {
+        // Called whenever the worker's future is pending: nothing of the
+        // instance runs until it is woken.
+        self.activity.idle();
         // Called after each turn of the worker, once it may have become
         // ready for another request: tell requests waiting for capacity.
         // (A fresh instance never takes another request; its slot coming
