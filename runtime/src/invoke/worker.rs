@@ -304,7 +304,10 @@ impl WorkerExpiration for Expiration {
         if self.reused {
             self.instances.admission.capacity_changed();
         }
-        if self.rearm.swap(false, Ordering::Relaxed) {
+        // The extra poll is a self-wake, which tokio answers by waking an
+        // idle worker thread to steal the task: only worth it when a
+        // request can be handed back at all.
+        if self.rearm.swap(false, Ordering::Relaxed) && self.instances.admission.may_hand_back() {
             cx.waker().wake_by_ref();
         }
         if status == WorkerStatus::Idle {
