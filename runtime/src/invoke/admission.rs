@@ -148,6 +148,14 @@ impl Admission {
         }
     }
 
+    /// Whether a request may be handed back now or soon: every instance
+    /// slot is taken, or one already waits for a capacity change. While
+    /// slots are free a request that finds no worker ready makes a new
+    /// instance, and the worker that takes the last slot sees this true.
+    pub fn may_hand_back(&self) -> bool {
+        self.instances.available_permits() == 0 || self.bounced.load(Ordering::SeqCst) > 0
+    }
+
     /// Waits until capacity changed after `since`, or `deadline`.
     pub async fn wait_for_capacity(&self, since: u64, deadline: Instant) -> Result<(), Rejected> {
         struct Bounced<'a>(&'a AtomicUsize);

@@ -29,6 +29,7 @@ use wasmtime_wasi_http::handler::{
 use crate::config::{ByteSize, Span};
 use crate::invoke::instances::{Instances, LiveGuard, Ready};
 use crate::invoke::invocation::Invocation;
+use crate::sandbox::cpu::Activity;
 use crate::sandbox::host::Host;
 use crate::sandbox::tag::{InstanceTag, InvocationField};
 use crate::telemetry::traces;
@@ -114,6 +115,7 @@ impl HandlerState for Workers {
         });
         let current = Current::default();
         let rearm = Arc::new(AtomicBool::new(false));
+        let activity = store.data().cpu.activity();
         Ok(Instance {
             store,
             proxy,
@@ -127,6 +129,7 @@ impl HandlerState for Workers {
                 retired: Box::pin(instances.retired()),
                 current: current.clone(),
                 rearm: rearm.clone(),
+                activity,
             },
             state: Worker {
                 live,
@@ -185,8 +188,11 @@ impl WorkerState for Worker {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync + 'static>> {
         // `cpu_time` counts from the start of the work: this request's, or
         // for a shared instance, since it last had nothing to do.
-        if !self.current.any_awaited() {
+        let instances = self.live.instances();
+        let shared = instances.reuse.is_some_and(|r| r.concurrency > 1);
+        if !shared || !self.current.any_awaited() {
             store.data_mut().cpu.reset();
+            store.set_epoch_deadline(1);
         }
         let tag = &store.data().tag;
         tag.set_invocation(invocation.id);
@@ -195,13 +201,12 @@ impl WorkerState for Worker {
             function = %tag.function, invocation = %invocation.id, instance = %tag.instance,
             trigger = %invocation.trigger, "instance started"
         );
-        let instances = self.live.instances();
         if self.served.fetch_add(1, Ordering::Relaxed) > 0 {
             instances.metrics.instance_reused();
         } else {
             instances.metrics.instance_first_use();
         }
-        if instances.reuse.is_some_and(|r| r.concurrency > 1) {
+        if shared {
             self.rearm.store(true, Ordering::Relaxed);
         }
         self.current.push(invocation.clone());
@@ -282,6 +287,8 @@ pub struct Expiration {
     /// worker turns ready for more requests; one extra poll afterwards
     /// lets the capacity change below reach requests waiting for it.
     rearm: Arc<AtomicBool>,
+    /// Told that the worker ran out of work (see `sandbox::cpu`).
+    activity: Arc<Activity>,
 }
 
 impl WorkerExpiration for Expiration {
@@ -291,6 +298,9 @@ impl WorkerExpiration for Expiration {
         status: WorkerStatus,
         start: Instant,
     ) -> Poll<()> {
+        // Called whenever the worker's future is pending: nothing of the
+        // instance runs until it is woken.
+        self.activity.idle();
         // Called after each turn of the worker, once it may have become
         // ready for another request: tell requests waiting for capacity.
         // (A fresh instance never takes another request; its slot coming
@@ -298,7 +308,10 @@ impl WorkerExpiration for Expiration {
         if self.reused {
             self.instances.admission.capacity_changed();
         }
-        if self.rearm.swap(false, Ordering::Relaxed) {
+        // The extra poll is a self-wake, which tokio answers by waking an
+        // idle worker thread to steal the task: only worth it when a
+        // request can be handed back at all.
+        if self.rearm.swap(false, Ordering::Relaxed) && self.instances.admission.may_hand_back() {
             cx.waker().wake_by_ref();
         }
         if status == WorkerStatus::Idle {

@@ -7,9 +7,13 @@
 //! profiler samples. A guest that waited (a timer, I/O, its turn) across
 //! ticks also enters the callback when it next runs Wasm, but then the
 //! ticks since its last callback show it was not executing, and nothing is
-//! charged. A guest computing without pause is charged to within
-//! one tick (10 ms); short bursts are charged a tick with the probability
-//! that a tick falls inside them, so the sum over many is unbiased.
+//! charged. Nor is anything charged when the instance's worker had
+//! nothing to run since the previous callback ([`Activity::idle`]): a
+//! reused instance serving many short requests enters Wasm right after
+//! most ticks without having executed across any of them. A guest
+//! computing without pause is charged to within one tick (10 ms); short
+//! bursts are charged a tick with the probability that a tick falls inside
+//! them, so the sum over many is unbiased.
 //!
 //! **Sharing.** An invocation charged [`HEAVY_AFTER`] ticks is *heavy*: from
 //! then on, at every tick it gives its core back and waits for a turn in the
@@ -18,14 +22,15 @@
 //! served before all others (a short request that happened to see a tick
 //! waits one slice at most); after that, turns go round-robin between
 //! *functions*, each taking `cpu_weight` turns in a row. A turn not handed back within two
-//! ticks (its guest started waiting, or finished while its instance lives
-//! on) is taken back by the ticker. So a function with many spinning
+//! ticks is taken back by the ticker; one whose worker runs out of work
+//! (its guest started waiting, or finished while its instance lives on)
+//! hands it back at once. So a function with many spinning
 //! invocations gets the same share as a function with one heavy request,
 //! and at least one core is always left for short requests and for
 //! accepting connections.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -264,6 +269,39 @@ impl CpuLanes {
     }
 }
 
+/// What an instance's worker, outside the store, tells its [`CpuMeter`]
+/// inside it: when it ran out of work, so the meter neither charges a tick
+/// the guest did not execute across nor keeps a turn it no longer uses.
+#[derive(Default)]
+pub struct Activity {
+    /// The turn held until the next tick (heavy invocations only).
+    turn: Mutex<Option<Turn>>,
+    /// The worker had nothing to run since the last callback.
+    idled: AtomicBool,
+    /// The guest is yielding (or waiting for a turn) at a tick: the worker
+    /// is pending because of the callback, not for want of work.
+    yielding: AtomicBool,
+}
+
+impl Activity {
+    /// The instance's worker has nothing to run right now (its future
+    /// returned pending): hand a turn back, and let the next callback know
+    /// the guest did not execute all along.
+    pub fn idle(&self) {
+        if self.yielding.load(Ordering::Relaxed) {
+            return;
+        }
+        self.idled.store(true, Ordering::Relaxed);
+        drop(self.take_turn());
+    }
+
+    /// Dropped by the caller after this lock is released: handing a turn
+    /// on takes the lanes' lock.
+    fn take_turn(&self) -> Option<Turn> {
+        self.turn.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// One instance's CPU account and its place in the lanes.
 pub struct CpuMeter {
     function: Arc<str>,
@@ -277,8 +315,7 @@ pub struct CpuMeter {
     /// one many ticks later means it re-entered after waiting.
     last: u64,
     lanes: Arc<CpuLanes>,
-    /// The turn held until the next tick (heavy invocations only).
-    turn: Arc<Mutex<Option<Turn>>>,
+    activity: Arc<Activity>,
     /// Turns waited for since the current work started.
     turns: u32,
     tag: Arc<InstanceTag>,
@@ -303,16 +340,26 @@ impl CpuMeter {
             last: lanes.now(),
             turns: 0,
             lanes,
-            turn: Arc::default(),
+            activity: Arc::default(),
             tag,
         }
     }
 
-    /// New work starts on the instance: its charge starts from zero.
+    /// New work starts on the instance: its charge starts from zero, and a
+    /// turn the previous work held is handed on. The caller re-arms the
+    /// store's epoch deadline, so the next callback comes a whole tick
+    /// after this, not at a tick that passed before the work started.
     pub fn reset(&mut self) {
         self.ticks = 0;
         self.turns = 0;
         self.last = self.lanes.now();
+        self.activity.idled.store(false, Ordering::Relaxed);
+        drop(self.activity.take_turn());
+    }
+
+    /// What the instance's worker tells this meter from outside the store.
+    pub fn activity(&self) -> Arc<Activity> {
+        self.activity.clone()
     }
 
     /// CPU time charged since the current work started.
@@ -329,7 +376,8 @@ impl CpuMeter {
     /// and make a heavy guest wait for its next turn.
     pub fn on_tick(&mut self) -> wasmtime::Result<UpdateDeadline> {
         let now = self.lanes.now();
-        let executing = now <= self.last + 1;
+        let idled = self.activity.idled.swap(false, Ordering::Relaxed);
+        let executing = !idled && now <= self.last + 1;
         self.last = now;
         if executing {
             self.ticks = self.ticks.saturating_add(1);
@@ -339,19 +387,22 @@ impl CpuMeter {
             self.tag.set_cpu_exceeded();
             return Err(CpuLimitReached.into());
         }
+        let activity = self.activity.clone();
+        activity.yielding.store(true, Ordering::Relaxed);
         if self.ticks < HEAVY_AFTER {
-            return Ok(UpdateDeadline::Yield(1));
+            return Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    tokio::task::yield_now().await;
+                    activity.yielding.store(false, Ordering::Relaxed);
+                }),
+            ));
         }
         // Give the core back before queueing for the next turn.
-        drop(self.take_turn());
+        drop(activity.take_turn());
         let first = self.turns == 0;
         self.turns = self.turns.saturating_add(1);
-        let (lanes, function, weight, slot) = (
-            self.lanes.clone(),
-            self.function.clone(),
-            self.weight,
-            self.turn.clone(),
-        );
+        let (lanes, function, weight) = (self.lanes.clone(), self.function.clone(), self.weight);
         Ok(UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
@@ -359,13 +410,10 @@ impl CpuMeter {
                 // at once: this is where timeouts outside the store fire.
                 tokio::task::yield_now().await;
                 let turn = lanes.turn(&function, weight, first).await;
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(turn);
+                *activity.turn.lock().unwrap_or_else(|e| e.into_inner()) = Some(turn);
+                activity.yielding.store(false, Ordering::Relaxed);
             }),
         ))
-    }
-
-    fn take_turn(&self) -> Option<Turn> {
-        self.turn.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -503,6 +551,51 @@ mod tests {
         tick(&lanes);
         meter.on_tick().unwrap();
         assert_eq!(meter.used(), EPOCH_TICK);
+    }
+
+    /// Runs the epoch callback as the engine would, its yield included.
+    async fn callback(meter: &mut CpuMeter) {
+        match meter.on_tick().unwrap() {
+            UpdateDeadline::YieldCustom(_, future) => future.await,
+            _ => unreachable!("the callback always yields"),
+        }
+    }
+
+    #[tokio::test]
+    async fn ticks_the_worker_was_idle_across_are_not_charged() {
+        let lanes = CpuLanes::new(2);
+        let tag = InstanceTag::new("f".into(), crate::telemetry::ids::InstanceId(3), true);
+        let mut meter = CpuMeter::new(lanes.clone(), tag, None, 1);
+        let activity = meter.activity();
+        // A reused instance between two short requests: one tick later,
+        // but its worker ran out of work in between.
+        tick(&lanes);
+        activity.idle();
+        callback(&mut meter).await;
+        assert_eq!(meter.used(), Duration::ZERO);
+        // Its yield at the tick is not running out of work.
+        tick(&lanes);
+        callback(&mut meter).await;
+        assert_eq!(meter.used(), EPOCH_TICK);
+    }
+
+    #[tokio::test]
+    async fn running_out_of_work_hands_the_turn_back() {
+        let lanes = CpuLanes::new(2);
+        let tag = InstanceTag::new("f".into(), crate::telemetry::ids::InstanceId(4), false);
+        let mut meter = CpuMeter::new(lanes.clone(), tag, None, 1);
+        // Executing across a tick: heavy, so it runs on a turn.
+        tick(&lanes);
+        callback(&mut meter).await;
+        assert_eq!(lanes.lock().running.len(), 1);
+        meter.activity().idle();
+        assert!(lanes.lock().running.is_empty());
+        // So does new work starting on the instance.
+        tick(&lanes);
+        callback(&mut meter).await;
+        assert_eq!(lanes.lock().running.len(), 1);
+        meter.reset();
+        assert!(lanes.lock().running.is_empty());
     }
 
     #[test]
