@@ -308,8 +308,10 @@ impl CpuMeter {
         }
     }
 
-    /// New work starts on the instance: its charge starts from zero.
+    /// New work starts on the instance: its charge starts from zero, and a
+    /// turn the previous work still held is handed on.
     pub fn reset(&mut self) {
+        drop(self.take_turn());
         self.ticks = 0;
         self.turns = 0;
         self.last = self.lanes.now();
