@@ -10,7 +10,7 @@ Not one of `benches/run`'s sections; run it after `benches/run` (or
     python3 benches/interp.py                      # ~10 minutes once compiled
     python3 benches/interp.py --quick              # short runs
     python3 benches/interp.py --guests js-hello --servers fresh \\
-        --variant 'keep 16 MiB:WISP_X=16'          # one more Wisp, its own env
+        --variant 'knob 16:WISP_MY_KNOB=16'        # one more Wisp with its own env
 
 Each measured run is `wrk -t2 -c16` for 10 s (3 s with --quick) after a
 warm-up, with `perf stat -e task-clock,page-faults,minor-faults,major-faults,
