@@ -7,7 +7,7 @@ request) under the same load, taking turns; Rust `hello` is the reference.
 Not one of `benches/run`'s sections; run it after `benches/run` (or
 `cargo build --release -p wisp-runtime` and `scripts/build-guests`):
 
-    python3 benches/interp.py                      # ~10 minutes once compiled
+    python3 benches/interp.py                      # ~6 minutes once compiled
     python3 benches/interp.py --quick              # short runs
     python3 benches/interp.py --guests js-hello --servers fresh \\
         --variant 'knob 16:WISP_MY_KNOB=16'        # one more Wisp with its own env
