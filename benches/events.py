@@ -33,13 +33,12 @@ import os
 import re
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import time
 from pathlib import Path
 
-from sections import Server, admin_token, free_port
+from sections import PerfStat, Server, admin_token, free_port
 
 TOPIC, FUNCTION, GUEST = "bench", "noop", "hello"
 IN_FLIGHT = [1, 16]
@@ -155,53 +154,21 @@ def tail(path, lines=15):
         return "(no log)"
 
 
-class SyncCounter:
+class SyncCounter(PerfStat):
     """fsync + fdatasync calls of one process, counted by `perf stat` on the
-    syscall tracepoints while in the `with` block; None without perf."""
+    syscall tracepoints while in the `with` block; `count` None without perf."""
 
     EVENTS = ["syscalls:sys_enter_fsync", "syscalls:sys_enter_fdatasync"]
 
     def __init__(self, ctx, pid):
-        self.ctx, self.pid, self.proc, self.count, self.error = ctx, pid, None, None, None
-        self.out = ctx.scratch / f"perf-{pid}-{time.monotonic_ns()}.csv"
-
-    def __enter__(self):
-        perf = shutil.which("perf")
-        if not perf:
-            self.error = "perf not found"
-            return self
-        self.proc = subprocess.Popen([perf, "stat", "-x", ",", "-o", str(self.out),
-                                      "-e", ",".join(self.EVENTS), "-p", str(self.pid)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        time.sleep(0.3)  # attach before the load starts
-        if self.proc.poll() is not None:
-            self.error = f"perf stat exited: {self.proc.stderr.read().decode(errors='replace')[-300:]}"
-            self.proc = None
-        return self
+        super().__init__(ctx, pid, self.EVENTS)
+        self.count = None
 
     def __exit__(self, *exc):
-        if not self.proc:
-            return
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        counts = {}
-        try:
-            for line in self.out.read_text().splitlines():
-                fields = line.split(",")
-                if len(fields) > 2 and fields[2] in self.EVENTS and fields[0].strip().isdigit():
-                    counts[fields[2]] = int(fields[0])
-        except OSError as e:
-            self.error = str(e)
-        if len(counts) == len(self.EVENTS):
-            self.count = sum(counts.values())
-            self.by_call = {k.rsplit("_", 1)[1]: v for k, v in counts.items()}
-        elif not self.error:
-            self.error = f"perf stat gave no counts: {self.out.read_text()[-300:]}"
+        super().__exit__(*exc)
+        if self.counts is not None:
+            self.count = int(sum(self.counts.values()))
+            self.by_call = {k.rsplit("_", 1)[1]: int(v) for k, v in self.counts.items()}
 
 
 def disk_sync_ms(directory, n=200):

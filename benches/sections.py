@@ -147,6 +147,58 @@ class Server:
         self.stop()
 
 
+class PerfStat:
+    """`perf stat -e EVENTS -p PID` while in the `with` block. After it,
+    `counts` is {event: value} (task-clock in ms), or None with `error`
+    saying why (no perf, perf failed, an event not counted)."""
+
+    def __init__(self, ctx, pid, events):
+        self.ctx, self.pid, self.events = ctx, pid, list(events)
+        self.proc, self.counts, self.error = None, None, None
+        self.out = ctx.scratch / f"perf-{pid}-{time.monotonic_ns()}.csv"
+
+    def __enter__(self):
+        perf = shutil.which("perf")
+        if not perf:
+            self.error = "perf not found"
+            return self
+        self.proc = subprocess.Popen([perf, "stat", "-x", ",", "-o", str(self.out),
+                                      "-e", ",".join(self.events), "-p", str(self.pid)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        time.sleep(0.3)  # attach before the load starts
+        if self.proc.poll() is not None:
+            self.error = f"perf stat exited: {self.proc.stderr.read().decode(errors='replace')[-300:]}"
+            self.proc = None
+        return self
+
+    def __exit__(self, *exc):
+        if not self.proc:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        counts = {}
+        try:
+            for line in self.out.read_text().splitlines():
+                fields = line.split(",")
+                # value,unit,event,...; "<not counted>" or "<not supported>" otherwise.
+                if len(fields) > 2 and fields[2] in self.events:
+                    try:
+                        counts[fields[2]] = float(fields[0])
+                    except ValueError:
+                        pass
+        except OSError as e:
+            self.error = str(e)
+        if len(counts) == len(self.events):
+            self.counts = counts
+        elif not self.error:
+            self.error = f"perf stat gave no counts: {self.out.read_text()[-300:]}"
+
+
 def wisp_serve(ctx, port, guest="hello", *extra):
     return [ctx.tools["wisp"], "serve", ctx.tools["guests"] / f"{guest}.wasm",
             "--listen", f"127.0.0.1:{port}", *extra]
@@ -184,7 +236,7 @@ UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
 
 
 def parse_wrk(out):
-    """req/s, p50, p99 (ms) and error count from `wrk --latency` output."""
+    """req/s, p50, p99 (ms), error count and requests done from `wrk --latency` output."""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+[a-z]+)", out, re.M))
     if not rps or "50" not in lat or "99" not in lat:
@@ -197,7 +249,9 @@ def parse_wrk(out):
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(n) for n in m.groups())
-    return {"rps": float(rps.group(1)), "p50_ms": ms(lat["50"]), "p99_ms": ms(lat["99"]), "errors": errors}
+    done = re.search(r"(\d+) requests in", out)
+    return {"rps": float(rps.group(1)), "p50_ms": ms(lat["50"]), "p99_ms": ms(lat["99"]), "errors": errors,
+            "requests": int(done.group(1)) if done else None}
 
 
 def wrk(ctx, port, seconds, threads=2, connections=16, path="/", timeout=None):

@@ -193,6 +193,43 @@ async fn each_invocation_is_metered_and_totals_reach_metrics_and_describe() {
     assert!(number(&metrics, "wall_seconds") >= 0.5, "{metrics}");
 }
 
+/// A reused instance is charged for the CPU its requests use, not for the
+/// time it sat idle between them: its epoch deadline is renewed when new
+/// work starts (it used to date from its previous request, so every
+/// request after an idle tick was charged 10 ms and waited for a CPU turn
+/// as if it had computed for long).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_instance_is_not_charged_for_its_idle_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "{}\n[[function]]\nname = \"reused\"\ncomponent = \"{}\"\nroute = \"/reused\"\n\
+         isolation = \"instance\"\n",
+        server_table(dir.path()),
+        guest("slow").display()
+    );
+    let wisp = Wisp::up(dir.path(), &manifest);
+    let url = format!("{}/reused", wisp.url);
+    // The instance is made and serves its first request.
+    assert_eq!(invoke(&url).await.0, 200);
+    let mut charged = Vec::new();
+    for _ in 0..5 {
+        // The scenario, not a synchronisation: the instance sits idle
+        // across at least one 10 ms epoch tick.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let (status, id, _) = invoke(&url).await;
+        assert_eq!(status, 200);
+        charged.push(number(&access_record(&wisp, "reused", &id).await, "cpu_ms"));
+    }
+    // Each request computes for well under a millisecond: a tick falls
+    // inside one now and then, not inside every one.
+    assert!(
+        charged.contains(&0.0),
+        "cpu_ms of each request: {charged:?}"
+    );
+    let metrics = wisp.metrics("reused").await;
+    assert_eq!(record_u64(&metrics, "instances_reused"), 5, "{metrics}");
+}
+
 fn record_u64(record: &Value, field: &str) -> u64 {
     record[field]
         .as_u64()
