@@ -30,7 +30,6 @@ Writes results/interp.md and results/interp.json next to this file.
 
 import argparse
 import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import sections
 from events import BUSY_CORES, fmt, med
-from report import BENCHES, HTTP_TARGETS, environment, log, tool_paths
+from report import BENCHES, HTTP_TARGETS, environment, log, tool_paths, write_results
 from sections import PerfStat, Server, free_port, memory_kib, wasmtime_serve, wisp_serve
 from tasks import Usage
 
@@ -211,12 +210,7 @@ def main():
         text += "\n\nVariants: " + "; ".join(
             f"{label}: {' '.join(f'{k}={v}' for k, v in extra.items())}" for label, extra in args.variant)
     print(f"{text}\n\n(took {(time.monotonic() - started) / 60:.1f} min)")
-    args.out.mkdir(parents=True, exist_ok=True)
-    env_md = "\n".join(f"- {k}: {v}" for k, v in envinfo.items())
-    (args.out / "interp.md").write_text(f"# JS and Python per request\n\n## Environment\n\n{env_md}\n\n"
-                                        f"## Results\n\n{text}\n")
-    (args.out / "interp.json").write_text(json.dumps({"environment": envinfo, "results": res}, indent=1))
-    log(f"wrote {args.out / 'interp.md'}")
+    write_results(args.out, "interp", "JS and Python per request", envinfo, text, res)
 
 
 if __name__ == "__main__":

@@ -631,14 +631,19 @@ def main():
     print(text)
     print(f"\n(benchmark sections took {elapsed / 60:.1f} min)")
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    env_md = "\n".join(f"- {k}: {v}" for k, v in envinfo.items())
-    (args.out / "latest.md").write_text(
-        f"# Wisp benchmark results\n\n## Environment\n\n{env_md}\n\n## Results\n\n{text}\n\n"
-        f"Sections took {elapsed / 60:.1f} min. Chart: chart.png.\n")
-    (args.out / "latest.json").write_text(json.dumps({"environment": envinfo, "results": res}, indent=1))
+    write_results(args.out, "latest", "Wisp benchmark results", envinfo,
+                  f"{text}\n\nSections took {elapsed / 60:.1f} min. Chart: chart.png.", res)
     chart(res, agg, args.out / "chart.png")
-    log(f"wrote {args.out / 'latest.md'} and {args.out / 'chart.png'}")
+    log(f"wrote {args.out / 'chart.png'}")
+
+
+def write_results(out, stem, title, envinfo, text, res):
+    """`out/<stem>.md` (the environment, then `text`) and `out/<stem>.json`."""
+    out.mkdir(parents=True, exist_ok=True)
+    env_md = "\n".join(f"- {k}: {v}" for k, v in envinfo.items())
+    (out / f"{stem}.md").write_text(f"# {title}\n\n## Environment\n\n{env_md}\n\n## Results\n\n{text}\n")
+    (out / f"{stem}.json").write_text(json.dumps({"environment": envinfo, "results": res}, indent=1))
+    log(f"wrote {out / (stem + '.md')}")
 
 
 def log(msg):

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import sections
 from events import BUSY_CORES, children_cpu_seconds, cpu_seconds, fmt, machine_busy_seconds, med
-from report import BENCHES, REPO, environment, log, tool_paths
+from report import BENCHES, REPO, environment, log, tool_paths, write_results
 from sections import Server, free_port
 
 # name: (args, snapshot). ruby.wasm exports `wizer-initialize`: with
@@ -200,12 +200,7 @@ def main():
     fresh = "First start with an empty artifact cache: " + ", ".join(
         f"{name} {ms / 1e3:.1f} s" for name, ms in res["fresh_cache_ms"].items()) + "."
     print(f"{text}\n\n{fresh}\n\n(took {(time.monotonic() - started) / 60:.1f} min)")
-    args.out.mkdir(parents=True, exist_ok=True)
-    env_md = "\n".join(f"- {k}: {v}" for k, v in envinfo.items())
-    (args.out / "ruby.md").write_text(f"# Ruby (CGI) through Wisp\n\n## Environment\n\n{env_md}\n\n"
-                                      f"## Results\n\n{text}\n\n{fresh}\n")
-    (args.out / "ruby.json").write_text(json.dumps({"environment": envinfo, "results": res}, indent=1))
-    log(f"wrote {args.out / 'ruby.md'}")
+    write_results(args.out, "ruby", "Ruby (CGI) through Wisp", envinfo, f"{text}\n\n{fresh}", res)
 
 
 if __name__ == "__main__":
