@@ -374,8 +374,9 @@ def cold_start_of(ctx, guest, runs):
 
     def wisp_variant(fresh):
         def argv(ctx, port, i):
-            # The binary's name keeps a base commit's caches apart.
-            binary = Path(ctx.tools["wisp"]).name
+            # The binary's path keeps a base commit's caches apart (both
+            # may be called `wisp`).
+            binary = re.sub(r"[^A-Za-z0-9]+", "-", str(ctx.tools["wisp"])).strip("-")
             d = cache_root / (f"{binary}-fresh-{i}" if fresh else f"{binary}-warm")
             return wisp_serve(ctx, port, guest, "--cache-dir", d)
         return argv
