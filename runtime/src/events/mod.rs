@@ -282,9 +282,14 @@ impl Events {
     /// them in step with deploys and deletes.
     pub async fn start(self: &Arc<Self>) -> Result<()> {
         let mut changes = self.core.registry.watch();
-        self.reconcile().await?;
+        let keep = self.subscribe().await?;
         let events = self.clone();
         tokio::spawn(async move {
+            // Off the start's path (it waits for the store's thread), and
+            // before any later change is reconciled.
+            if let Err(e) = events.forget_others(keep).await {
+                tracing::error!("event subscriptions: {e:#}");
+            }
             loop {
                 tokio::select! {
                     _ = events.stop.cancelled() => return,
@@ -332,6 +337,14 @@ impl Events {
 
     /// Matches the running subscriptions to the deployed functions.
     async fn reconcile(&self) -> Result<()> {
+        let keep = self.subscribe().await?;
+        self.forget_others(keep).await
+    }
+
+    /// Starts a subscription for every ready function with a trigger that
+    /// has none and stops those whose function or trigger went away;
+    /// returns the functions whose deliveries are kept.
+    async fn subscribe(&self) -> Result<Vec<String>> {
         let mut wanted: HashMap<String, TriggerSpec> = HashMap::new();
         let mut keep = Vec::new();
         for info in self.core.registry.list() {
@@ -397,6 +410,11 @@ impl Events {
             );
             tokio::spawn(subscription.clone().run(self.core.clone()));
         }
+        Ok(keep)
+    }
+
+    /// Drops the deliveries of functions not in `keep` (deleted ones).
+    async fn forget_others(&self, keep: Vec<String>) -> Result<()> {
         let forgotten = self.core.store.forget_subscriptions(keep).await?;
         if forgotten > 0 {
             tracing::info!("forgot {forgotten} deliveries of deleted functions");

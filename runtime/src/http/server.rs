@@ -10,6 +10,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,10 +25,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use wasmtime_wasi_http::WasiBody;
 
-use crate::config::{Manifest, default_max_connections};
+use crate::config::{Manifest, ServerSettings, StateSpec, default_max_connections};
 use crate::deploy::artifact::Artifacts;
 use crate::deploy::registry::Registry;
 use crate::events::metrics::EventsCollector;
+use crate::events::sqlite::SqliteStore;
 use crate::events::{Events, publish};
 use crate::http::admin::{Admin, AdminToken, Guard, Triggers, canonical_files_root};
 use crate::http::gateway::Gateway;
@@ -84,11 +86,6 @@ pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> R
     let traces = (settings.telemetry.otlp_endpoint.as_ref())
         .map(traces::start)
         .transpose()?;
-    // Reserving the instance pool is most of a start's work (one mprotect
-    // per stack guard page, slot bookkeeping): it runs on a thread of its
-    // own while this one opens the state directory and the stores.
-    let pool = settings.pool.clone();
-    let engine = tokio::task::spawn_blocking(move || WispEngine::new(&pool));
     let state = settings
         .state_dir
         .as_deref()
@@ -105,22 +102,28 @@ pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> R
         .map(canonical_files_root)
         .transpose()?;
     let state_path = state.as_ref().map(|s| s.root().to_path_buf());
-    let logs = LogStore::open(
-        state_path.as_deref(),
-        Bounds {
-            max_bytes: settings.logs_max_bytes.bytes(),
-            max_age: settings.logs_max_age.0,
-        },
-    )
-    .await?;
-    logs::install(logs.clone());
-    let services = Services::open(state_path.as_deref(), &stores)?;
-    let event_store = Events::open_store(state_path.as_deref())?;
-    let task_store = TaskStore::open(state_path.as_deref())?;
-    let job_store = JobStore::open(state_path.as_deref())?;
-    let engine = engine
+    // Reserving the instance pool is most of a start's work (one mprotect
+    // per stack guard page, slot bookkeeping); the stores open meanwhile on
+    // a thread of their own. They take less time, so this thread, which
+    // goes on with the start, never sleeps waiting for the other: waking a
+    // sleeping thread costs a start ~0.5 ms on a virtual machine.
+    let opening = {
+        let (state_path, bounds) = (state_path.clone(), logs_bounds(&settings));
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            runtime.block_on(Stores::open(state_path.as_deref(), bounds, &stores))
+        })
+    };
+    let engine = WispEngine::new(&settings.pool)?;
+    let Stores {
+        logs,
+        services,
+        events: event_store,
+        tasks: task_store,
+        jobs: job_store,
+    } = opening
         .await
-        .context("the thread making the Wasm engine crashed")??;
+        .context("the thread opening the stores crashed")??;
     let own_ports = engine.own_ports.clone();
     let internal = engine.internal.clone();
     let engine_for_jobs = engine.clone();
@@ -283,6 +286,37 @@ pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> R
         traces.shutdown().await;
     }
     Ok(())
+}
+
+/// The stores a server opens at start.
+struct Stores {
+    logs: LogStore,
+    services: Arc<Services>,
+    events: SqliteStore,
+    tasks: TaskStore,
+    jobs: JobStore,
+}
+
+impl Stores {
+    async fn open(state: Option<&Path>, bounds: Bounds, declared: &StateSpec) -> Result<Self> {
+        let logs = LogStore::open(state, bounds).await?;
+        logs::install(logs.clone());
+        guestlog::start();
+        Ok(Stores {
+            logs,
+            services: Services::open(state, declared)?,
+            events: Events::open_store(state)?,
+            tasks: TaskStore::open(state)?,
+            jobs: JobStore::open(state)?,
+        })
+    }
+}
+
+fn logs_bounds(settings: &ServerSettings) -> Bounds {
+    Bounds {
+        max_bytes: settings.logs_max_bytes.bytes(),
+        max_age: settings.logs_max_age.0,
+    }
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {

@@ -169,6 +169,12 @@ fn store(r: Record) {
     ));
 }
 
+/// Starts the logging thread now rather than at the first invocation,
+/// whose response would otherwise wait for the thread to be made.
+pub fn start() {
+    pipeline();
+}
+
 /// Keeps `entry` in the log store after the guest lines queued so far (an
 /// access record after its invocation's output): straight away when none
 /// are (most invocations print nothing; the logging thread need not wake)
