@@ -115,6 +115,44 @@ async fn sdk_p3_handler_serves_16_concurrent_requests_from_one_instance() {
     }
 }
 
+/// Without an admin API, state directory or jobs, the functions served are
+/// all a server will ever run, and it reserves only the fiber stacks they
+/// can use at once (twice `max_instances × concurrency`, plus one): every
+/// one of those requests still runs, in rounds that recycle the instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_set_of_functions_gets_the_stacks_it_can_use() {
+    let args = [
+        "--isolation",
+        "instance",
+        "--concurrency",
+        "8",
+        "--max-instances",
+        "2",
+        "--max-requests-per-instance",
+        "4",
+        "--queue-timeout",
+        "20s",
+    ];
+    let wisp = Wisp::serve(&guest("p3-slow"), &args);
+    wisp.wait_for_log(
+        "instance pool: 33 fiber stacks, as many as the 1 function(s) served can use",
+    );
+    for _ in 0..2 {
+        let results = staggered(&wisp, "/?ms=300", 16).await;
+        assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
+    }
+
+    let wisp = Wisp::serve(&guest("slow"), &["--max-instances", "3"]);
+    wisp.wait_for_log("instance pool: 7 fiber stacks");
+    let results = staggered(&wisp, "/?ms=200", 12).await;
+    assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
+
+    // With an admin API (deploys at run time) the pool keeps a stack per
+    // instance.
+    let wisp = Wisp::serve(&guest("slow"), &["--admin", "127.0.0.1:0"]);
+    assert!(!wisp.logs().contains("fiber stacks"), "{}", wisp.logs());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_1_needs_an_instance_per_request_up_to_max_instances() {
     let dir = tempfile::tempdir().unwrap();

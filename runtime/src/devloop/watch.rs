@@ -73,7 +73,7 @@ pub async fn up(file: PathBuf, watch: bool) -> Result<()> {
             Ok(Watched { function, globs })
         })
         .collect::<Result<Vec<_>>>()?;
-    server::serve(Manifest::load(&file)?, move |registry| {
+    server::serve(Manifest::load(&file)?, true, move |registry| {
         tokio::spawn(async move {
             if let Err(e) = watch_loop(registry, kit, base, root, watched).await {
                 eprintln!("wisp: --watch stopped: {e:#}");

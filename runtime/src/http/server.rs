@@ -63,13 +63,17 @@ const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Loads `functions` (component paths) and serves them, with the admin API
 /// when `settings.admin` is set, until a shutdown signal.
 pub async fn run(manifest: Manifest) -> Result<()> {
-    serve(manifest, drop).await
+    serve(manifest, false, drop).await
 }
 
 /// [`run`], handing the registry to `started` once every function is
 /// deployed and the listeners are bound (`wisp up --watch` redeploys
-/// rebuilt functions through it).
-pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> Result<()> {
+/// rebuilt functions through it: then `redeploys`).
+pub async fn serve(
+    manifest: Manifest,
+    redeploys: bool,
+    started: impl FnOnce(Arc<Registry>),
+) -> Result<()> {
     let Manifest {
         server: settings,
         topics,
@@ -114,7 +118,16 @@ pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> R
             runtime.block_on(Stores::open(state_path.as_deref(), bounds, &stores))
         })
     };
-    let engine = WispEngine::new(&settings.pool)?;
+    let mut pool = settings.pool.clone();
+    if settings.admin.is_none() && state.is_none() && jobs.is_empty() && !redeploys {
+        pool.fit_to(&functions);
+        tracing::info!(
+            "instance pool: {} fiber stacks, as many as the {} function(s) served can use",
+            pool.stack_slots(),
+            functions.len()
+        );
+    }
+    let engine = WispEngine::new(&pool)?;
     let Stores {
         logs,
         services,
@@ -128,7 +141,7 @@ pub async fn serve(manifest: Manifest, started: impl FnOnce(Arc<Registry>)) -> R
     let internal = engine.internal.clone();
     let engine_for_jobs = engine.clone();
     let metrics = Arc::new(Metrics::new());
-    if let Some(pool) = PoolCollector::new(&engine.engine, &settings.pool) {
+    if let Some(pool) = PoolCollector::new(&engine.engine, &pool) {
         metrics.register_collector(pool);
     }
     let artifacts = Artifacts::new(

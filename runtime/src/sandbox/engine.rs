@@ -42,7 +42,7 @@ impl WispEngine {
             .total_memories(pool.memories)
             .total_tables(pool.tables)
             // Every instance executing on a fiber needs a stack slot.
-            .total_stacks(pool.instances)
+            .total_stacks(pool.stack_slots())
             .max_memory_size(usize::try_from(pool.max_memory.bytes()).unwrap_or(usize::MAX))
             // JS/Python components (StarlingMonkey, CPython) carry a dozen or
             // more core modules, memories and tables per component.

@@ -42,14 +42,13 @@ impl Collector for PoolCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let a = &self.allocator;
         let s = &self.sizes;
-        // Every instance executing on a fiber holds a stack slot, and the
-        // engine has `instances` of them.
+        // Every instance executing on a fiber holds a stack slot.
         let slots = [
             ("component_instances", a.component_instances(), s.instances),
             ("core_instances", a.core_instances(), s.core_instances),
             ("memories", a.memories() as u64, s.memories),
             ("tables", a.tables() as u64, s.tables),
-            ("stacks", a.stacks() as u64, s.instances),
+            ("stacks", a.stacks() as u64, s.stack_slots()),
         ];
         encode_series(
             &mut encoder,
