@@ -113,10 +113,7 @@ pub async fn serve(
     // sleeping thread costs a start ~0.5 ms on a virtual machine.
     let opening = {
         let (state_path, bounds) = (state_path.clone(), logs_bounds(&settings));
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            runtime.block_on(Stores::open(state_path.as_deref(), bounds, &stores))
-        })
+        tokio::task::spawn_blocking(move || Stores::open(state_path.as_deref(), bounds, &stores))
     };
     let mut pool = settings.pool.clone();
     if settings.admin.is_none() && state.is_none() && jobs.is_empty() && !redeploys {
@@ -311,8 +308,8 @@ struct Stores {
 }
 
 impl Stores {
-    async fn open(state: Option<&Path>, bounds: Bounds, declared: &StateSpec) -> Result<Self> {
-        let logs = LogStore::open(state, bounds).await?;
+    fn open(state: Option<&Path>, bounds: Bounds, declared: &StateSpec) -> Result<Self> {
+        let logs = LogStore::open(state, bounds)?;
         logs::install(logs.clone());
         guestlog::start();
         Ok(Stores {

@@ -143,12 +143,15 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub async fn open(state_dir: Option<&Path>, bounds: Bounds) -> Result<LogStore> {
+    pub fn open(state_dir: Option<&Path>, bounds: Bounds) -> Result<LogStore> {
         let path = state_dir.map(|d| d.join("logs.sqlite3"));
-        let db = Database::open_with(path.as_deref(), SCHEMA, "log store", Durability::BestEffort)?;
-        db.write(add_missing_columns).await?;
-        let (bytes, newest) = db
-            .read(|conn| {
+        let (db, (bytes, newest)) = Database::open_with(
+            path.as_deref(),
+            SCHEMA,
+            "log store",
+            Durability::BestEffort,
+            |conn| {
+                add_missing_columns(conn)?;
                 let mut rows =
                     conn.prepare("SELECT function, sum(size) FROM logs GROUP BY function")?;
                 let bytes = rows
@@ -157,8 +160,8 @@ impl LogStore {
                 let newest =
                     conn.query_row("SELECT coalesce(max(id), 0) FROM logs", [], |r| r.get(0))?;
                 Ok((bytes, newest))
-            })
-            .await?;
+            },
+        )?;
         let inner = Arc::new(Inner {
             db,
             bounds,
@@ -573,7 +576,7 @@ mod tests {
             max_bytes,
             max_age: Duration::from_secs(3600),
         };
-        LogStore::open(None, bounds).await.unwrap()
+        LogStore::open(None, bounds).unwrap()
     }
 
     #[tokio::test]
