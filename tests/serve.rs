@@ -210,3 +210,21 @@ async fn graceful_shutdown_finishes_in_flight_request() {
     let logs = wisp.logs();
     assert!(logs.contains("SIGTERM"), "{logs}");
 }
+
+/// `wisp` is linked at a fixed address (runtime/build.rs; docs/security.md,
+/// "A fixed-address executable"): its ELF type is `ET_EXEC`, not the
+/// `ET_DYN` of a position-independent executable, unless built with
+/// `WISP_PIE=1`.
+#[test]
+fn the_binary_is_linked_at_a_fixed_address() {
+    use std::io::Read;
+    let mut header = [0u8; 18];
+    std::fs::File::open(env!("CARGO_BIN_EXE_wisp"))
+        .and_then(|mut f| f.read_exact(&mut header))
+        .unwrap();
+    assert_eq!(&header[..4], b"\x7fELF");
+    let e_type = u16::from_le_bytes([header[16], header[17]]);
+    let pie = option_env!("WISP_PIE").is_some_and(|v| !v.is_empty() && v != "0");
+    let (expected, what) = if pie { (3, "ET_DYN") } else { (2, "ET_EXEC") };
+    assert_eq!(e_type, expected, "expected an {what} binary");
+}
