@@ -106,11 +106,14 @@ pub async fn serve(
         .map(canonical_files_root)
         .transpose()?;
     let state_path = state.as_ref().map(|s| s.root().to_path_buf());
-    // Reserving the instance pool is most of a start's work (one mprotect
-    // per stack guard page, slot bookkeeping); the stores open meanwhile on
-    // a thread of their own. They take less time, so this thread, which
-    // goes on with the start, never sleeps waiting for the other: waking a
-    // sleeping thread costs a start ~0.5 ms on a virtual machine.
+    // Reserving the instance pool (one mprotect per fiber stack's guard
+    // page, slot bookkeeping) and opening the stores are most of a start's
+    // work: the engine is made on this thread, which goes on with the start,
+    // while the stores open on another. With the default 1,000 stacks the
+    // stores are done first and this thread never sleeps waiting for them
+    // (waking a sleeping thread costs a start ~0.5 ms on a virtual
+    // machine); with a pool fitted to fixed functions the engine is the
+    // quicker one (benches/README.md, "Issue 18").
     let opening = {
         let (state_path, bounds) = (state_path.clone(), logs_bounds(&settings));
         tokio::task::spawn_blocking(move || Stores::open(state_path.as_deref(), bounds, &stores))
