@@ -336,15 +336,18 @@ async fn idle_connections_are_closed_after_idle_timeout() {
     let wisp = up(
         dir.path(),
         "idle_timeout = \"1s\"",
-        &[function("hello", "hello", "route = \"/\"")],
+        &[function("slow", "slow", "route = \"/\"")],
     );
     let addr = address(&wisp);
     let started = Instant::now();
     // One that never sends a byte …
     let mut silent = TcpStream::connect(&addr).await.unwrap();
-    // … and one idle after a request it kept alive.
+    // … and one idle after a request it kept alive. Its response cannot
+    // end sooner than 600 ms after the request was sent: the idle timer
+    // must run from there, not from the accept.
     let mut kept = TcpStream::connect(&addr).await.unwrap();
-    kept.write_all(b"GET / HTTP/1.1\r\nHost: wisp\r\n\r\n")
+    let sent = Instant::now();
+    kept.write_all(b"GET /?ms=600 HTTP/1.1\r\nHost: wisp\r\n\r\n")
         .await
         .unwrap();
     let mut response = Vec::new();
@@ -357,13 +360,14 @@ async fn idle_connections_are_closed_after_idle_timeout() {
         }
     }
     assert_eq!(status_of(&response), 200);
-    let answered = Instant::now();
 
     // The server closes both: nothing more arrives, then the end.
     assert_eq!(read_to_end(&mut silent, Duration::from_secs(20)).await, b"");
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(read_to_end(&mut kept, Duration::from_secs(20)).await, b"");
-    assert!(answered.elapsed() >= Duration::from_secs(1));
+    // Not before the response's end (≥ sent + 600 ms) plus idle_timeout:
+    // a lower bound the client can know without racing the server's clock.
+    assert!(sent.elapsed() >= Duration::from_millis(1600));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
