@@ -176,6 +176,29 @@ async fn failures_are_retried_with_backoff_then_dead_lettered_while_others_flow(
     assert_eq!(sink.of(&poison)[3].body["attempt"], 1);
 }
 
+/// A function dropped from the manifest leaves no deliveries behind: the
+/// next start forgets them (after its listeners are up, off the start's
+/// path), and says how many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_subscribers_pending_deliveries_are_forgotten_at_the_next_start() {
+    let sink = Sink::start(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let trigger = "max_attempts = 5\nmin_backoff = \"1h\"\nmax_backoff = \"1h\"";
+    let mut wisp = Wisp::up(dir.path(), &manifest(dir.path(), &sink, trigger, ""));
+    // It fails, and its retry is an hour away: the delivery stays pending.
+    let poison = publish(&wisp, "orders", &[], json!({ "poison": true })).await;
+    eventually("the first attempt fails", || !sink.of(&poison).is_empty()).await;
+    wisp.signal("INT");
+    assert!(wisp.wait_exit(Duration::from_secs(30)).success());
+
+    let without = format!(
+        "{}\n[[topic]]\nname = \"orders\"\n\n[[topic]]\nname = \"orders-dlq\"\n",
+        common::server_table(dir.path())
+    );
+    let wisp = Wisp::up(dir.path(), &without);
+    wisp.wait_for_log("forgot 1 deliveries of deleted functions");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ordered_subscription_holds_back_only_the_failing_key() {
     let sink = Sink::start(Duration::ZERO).await;
