@@ -2,7 +2,7 @@
 //! that names the invocation.
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 use wasmtime_wasi_http::WasiBody;
 
@@ -38,8 +38,11 @@ fn with_type(status: StatusCode, body: Bytes, content_type: &'static str) -> Res
     resp
 }
 
+/// On every response, so written without the formatting machinery: the
+/// name is parsed once and the id spelled into a stack buffer.
 pub fn set_invocation_header<B>(resp: &mut Response<B>, id: InvocationId) {
-    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
-        resp.headers_mut().insert(INVOCATION_HEADER, v);
+    static NAME: HeaderName = HeaderName::from_static(INVOCATION_HEADER);
+    if let Ok(v) = HeaderValue::from_bytes(&id.hex()) {
+        resp.headers_mut().insert(NAME.clone(), v);
     }
 }

@@ -6,6 +6,17 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InvocationId(pub u64);
 
+impl InvocationId {
+    /// The id as 16 lowercase hex digits, as it is displayed.
+    pub fn hex(self) -> [u8; 16] {
+        let mut digits = [0u8; 16];
+        for (i, digit) in digits.iter_mut().enumerate() {
+            *digit = b"0123456789abcdef"[(self.0 >> (60 - 4 * i)) as usize & 0xf];
+        }
+        digits
+    }
+}
+
 impl fmt::Display for InvocationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x}", self.0)
@@ -80,6 +91,10 @@ mod tests {
     #[test]
     fn ids_are_fixed_width_hex() {
         assert_eq!(InvocationId(255).to_string(), "00000000000000ff");
+        for id in [0, 255, 0x0123_4567_89ab_cdef, u64::MAX] {
+            let id = InvocationId(id);
+            assert_eq!(id.hex(), id.to_string().as_bytes());
+        }
     }
 
     #[test]
