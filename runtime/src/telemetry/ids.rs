@@ -1,6 +1,6 @@
 //! The ids and kinds every log line and metric of an invocation carries.
 
-use std::fmt;
+use std::fmt::{self, Write};
 
 /// Identifies one invocation in logs, metrics and the response header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,7 +19,9 @@ impl InvocationId {
 
 impl fmt::Display for InvocationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
+        self.hex()
+            .iter()
+            .try_for_each(|&digit| f.write_char(char::from(digit)))
     }
 }
 
@@ -90,10 +92,14 @@ mod tests {
 
     #[test]
     fn ids_are_fixed_width_hex() {
-        assert_eq!(InvocationId(255).to_string(), "00000000000000ff");
-        for id in [0, 255, 0x0123_4567_89ab_cdef, u64::MAX] {
-            let id = InvocationId(id);
-            assert_eq!(id.hex(), id.to_string().as_bytes());
+        for (id, spelled) in [
+            (0, "0000000000000000"),
+            (255, "00000000000000ff"),
+            (0x0123_4567_89ab_cdef, "0123456789abcdef"),
+            (u64::MAX, "ffffffffffffffff"),
+        ] {
+            assert_eq!(InvocationId(id).to_string(), spelled);
+            assert_eq!(InvocationId(id).hex(), spelled.as_bytes());
         }
     }
 
