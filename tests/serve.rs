@@ -211,6 +211,21 @@ async fn graceful_shutdown_finishes_in_flight_request() {
     assert!(logs.contains("SIGTERM"), "{logs}");
 }
 
+/// A reused instance still alive when the server stops goes with it quietly:
+/// no request was waiting on it, so nothing failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_with_an_idle_reused_instance_reports_no_failure() {
+    let args = ["--isolation", "instance", "--idle-timeout", "10m"];
+    let mut wisp = Wisp::serve(&guest("hello"), &args);
+    assert_eq!(get(&wisp.url).await.0, 200);
+    wisp.signal("INT");
+    let status = tokio::task::block_in_place(|| wisp.wait_exit(std::time::Duration::from_secs(30)));
+    assert!(status.success(), "{status:?}");
+    let logs = wisp.logs();
+    assert!(logs.contains("SIGINT"), "{logs}");
+    assert!(!logs.contains("WARN"), "{logs}");
+}
+
 /// `wisp` is linked at a fixed address (runtime/build.rs; docs/security.md,
 /// "A fixed-address executable"): its ELF type is `ET_EXEC`, not the
 /// `ET_DYN` of a position-independent executable, unless built with

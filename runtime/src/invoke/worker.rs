@@ -249,9 +249,12 @@ impl WorkerState for Worker {
             );
         }
         if let Err(error) = result {
+            let awaited = self.current.any_awaited();
             // Before the store (and with it the response bodies' senders) goes.
             self.current.mark_awaited(Invocation::set_failed);
-            if tag.cpu_exceeded() {
+            if !awaited && error.to_string() == WORKER_DROPPED {
+                tracing::debug!(%function, %instance, "idle instance dropped");
+            } else if tag.cpu_exceeded() {
                 // Said above.
             } else if self.current.any_timed_out() {
                 tracing::warn!(
@@ -271,6 +274,13 @@ impl WorkerState for Worker {
         drop(store);
     }
 }
+
+/// The error `ProxyHandler` hands [`Worker::drop`] when the worker's future
+/// was dropped rather than finished: a reused instance still alive when the
+/// server stops (its runtime drops every task) ends that way, and so would
+/// a panic in the worker. Without a request waiting on the instance it is
+/// no failure of anyone's.
+const WORKER_DROPPED: &str = "worker panicked";
 
 /// Decides, from outside the store, when a worker's instance ends.
 pub struct Expiration {
