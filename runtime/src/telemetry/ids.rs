@@ -10,9 +10,8 @@ impl InvocationId {
     /// The id as 16 lowercase hex digits, as it is displayed.
     pub fn hex(self) -> [u8; 16] {
         let mut digits = [0u8; 16];
-        for (i, digit) in digits.iter_mut().enumerate() {
-            *digit = b"0123456789abcdef"[(self.0 >> (60 - 4 * i)) as usize & 0xf];
-        }
+        // 8 bytes always fit 16 digits.
+        let _ = hex::encode_to_slice(self.0.to_be_bytes(), &mut digits);
         digits
     }
 }
