@@ -39,7 +39,7 @@ impl<const N: usize, const FILL: u8> Pages<N, FILL> {
     }
 }
 
-/// In the data segments, so in the snapshot's copy-on-write image.
+/// In the data segments, so in the memory's copy-on-write image.
 static DATA: Pages<{ 64 * PAGE }, 0x11> = Pages::NEW;
 /// Zeroed: past the image, in memory the slot starts with none of.
 static ZEROED: Pages<{ 128 * PAGE }, 0> = Pages::NEW;
