@@ -105,6 +105,10 @@ export const incomingHandler = {
       if (!(e instanceof HttpError)) throw e;
       [status, value] = [e.status, { error: e.message }];
     }
+    // Resources wait for the garbage collector unless disposed of: in a
+    // reused instance (isolation = "instance") they would pile up to the
+    // per-instance handle limit first (docs/languages.md).
+    request[Symbol.dispose]();
     sendJson(responseOut, status, value);
   },
 };

@@ -14,6 +14,10 @@ export const incomingHandler = {
     const env = Object.fromEntries(getEnvironment());
     const greeting = env.GREETING ?? 'Hello';
     const text = `${greeting} from JS, world! path=${request.pathWithQuery() ?? '/'}\n`;
+    // Resources wait for the garbage collector unless disposed of: in a
+    // reused instance (isolation = "instance") they would pile up to the
+    // per-instance handle limit first (docs/languages.md).
+    request[Symbol.dispose]();
 
     const headers = Fields.fromList([['content-type', encoder.encode('text/plain; charset=utf-8')]]);
     const response = new OutgoingResponse(headers);

@@ -60,7 +60,10 @@ function send(responseOut, status, text) {
 /** The event's attributes from its ce-* headers (percent-decoded, as the HTTP binding asks). */
 function attributes(request) {
   const event = {};
-  for (const [name, value] of request.headers().entries()) {
+  const headers = request.headers();
+  const entries = headers.entries();
+  headers[Symbol.dispose]();
+  for (const [name, value] of entries) {
     const lower = name.toLowerCase();
     if (!lower.startsWith('ce-')) continue;
     const text = decoder.decode(value);
@@ -94,6 +97,10 @@ export const incomingHandler = {
   handle(request, responseOut) {
     const event = attributes(request);
     const data = readText(request);
+    // Resources wait for the garbage collector unless disposed of: in a
+    // reused instance (isolation = "instance") they would pile up to the
+    // per-instance handle limit first (docs/languages.md).
+    request[Symbol.dispose]();
     const missing = REQUIRED.filter((name) => !event[name]).map((name) => `ce-${name}`);
     if (missing.length > 0) {
       send(responseOut, 400, `missing required CloudEvent header(s): ${missing.join(', ')}\n`);
