@@ -94,6 +94,24 @@ async fn every_hello_answers_in_the_same_format() {
     }
 }
 
+/// One reused JS instance serves request after request: js-hello disposes
+/// of each request (docs/languages.md). Left to the garbage collector, they
+/// piled up in the instance until its 10,000-handle limit trapped request
+/// 9,996 (the guest built from 01d6ea2 fails this test there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reused_js_instance_serves_twenty_thousand_requests() {
+    let wisp = serve(
+        "js-hello",
+        &["--isolation", "instance", "--max-instances", "1"],
+    );
+    let (client, url) = (client(), format!("{}/", wisp.url));
+    for i in 0..20_000 {
+        let (status, body) = send(client.get(&url)).await;
+        assert_eq!(status, 200, "request {i}: {body}");
+    }
+    assert!(!wisp.logs().contains("instance failed"), "{}", wisp.logs());
+}
+
 /// The JSON API both js-api and go-api implement (the twin of json-api),
 /// mounted under /api to show they route on the path suffix.
 async fn check_json_api(name: &str, big_body: usize) {
