@@ -1,5 +1,8 @@
 //! The request a handler receives.
 
+use std::cell::OnceCell;
+use std::rc::Rc;
+
 use serde::de::DeserializeOwned;
 
 use crate::{Body, BodyError, BodyReader, Headers, Method, url};
@@ -10,6 +13,9 @@ use crate::{Body, BodyError, BodyReader, Headers, Method, url};
 /// prefix such as `/api` sees `/api/...`). The body is read on demand, whole
 /// ([`body`](Request::body), [`text`](Request::text), [`json`](Request::json))
 /// or as a stream ([`into_body_reader`](Request::into_body_reader)).
+/// The authority and headers too are fetched from the host on first use:
+/// each part costs calls into the host, and a handler pays only for what
+/// it reads.
 ///
 /// [`Request::new`] builds one by hand, which is how handlers are unit-tested:
 ///
@@ -26,9 +32,23 @@ use crate::{Body, BodyError, BodyReader, Headers, Method, url};
 pub struct Request {
     method: Method,
     path_with_query: String,
-    authority: Option<String>,
-    headers: Headers,
+    /// Read from [`Self::source`] on first use, unless set when built.
+    authority: OnceCell<Option<String>>,
+    /// Read from [`Self::source`] on first use, unless set when built.
+    headers: OnceCell<Headers>,
     body: Body,
+    /// Where the parts not read yet come from: the host's request, for a
+    /// wasi:http@0.2 handler. Each part costs calls into the host (headers:
+    /// three), so one the handler never looks at is never fetched.
+    source: Option<Rc<dyn Source>>,
+}
+
+/// The host's request, asked for the parts of a [`Request`] it does not
+/// carry yet.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // implemented by the wasi glue
+pub(crate) trait Source {
+    fn authority(&self) -> Option<String>;
+    fn headers(&self) -> Headers;
 }
 
 impl Request {
@@ -39,13 +59,7 @@ impl Request {
     /// assert_eq!(req.path(), "/");
     /// ```
     pub fn new(method: Method, path_with_query: impl Into<String>) -> Self {
-        Request {
-            method,
-            path_with_query: path_with_query.into(),
-            authority: None,
-            headers: Headers::new(),
-            body: Body::from_bytes(Vec::new()),
-        }
+        Request::from_parts(method, path_with_query.into(), None, Headers::new(), Body::from_bytes(Vec::new()))
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // used by the wasi glue
@@ -56,7 +70,28 @@ impl Request {
         headers: Headers,
         body: Body,
     ) -> Self {
-        Request { method, path_with_query, authority, headers, body }
+        Request {
+            method,
+            path_with_query,
+            authority: OnceCell::from(authority),
+            headers: OnceCell::from(headers),
+            body,
+            source: None,
+        }
+    }
+
+    /// A request whose authority and headers are read from `source` when
+    /// first asked for (`body` is expected to be just as lazy).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // used by the wasi glue
+    pub(crate) fn from_source(method: Method, path_with_query: String, source: Rc<dyn Source>, body: Body) -> Self {
+        Request {
+            method,
+            path_with_query,
+            authority: OnceCell::new(),
+            headers: OnceCell::new(),
+            body,
+            source: Some(source),
+        }
     }
 
     /// Adds a header (builder style, for tests).
@@ -66,7 +101,10 @@ impl Request {
     /// assert_eq!(req.header("x-id"), Some("7"));
     /// ```
     pub fn with_header(mut self, name: &str, value: impl Into<Vec<u8>>) -> Self {
-        self.headers.append(name, value);
+        self.headers();
+        if let Some(headers) = self.headers.get_mut() {
+            headers.append(name, value);
+        }
         self
     }
 
@@ -150,7 +188,9 @@ impl Request {
     /// assert_eq!(wisp_sdk::Request::new(wisp_sdk::Method::Get, "/").authority(), None);
     /// ```
     pub fn authority(&self) -> Option<&str> {
-        self.authority.as_deref()
+        self.authority
+            .get_or_init(|| self.source.as_ref().and_then(|source| source.authority()))
+            .as_deref()
     }
 
     /// All request headers.
@@ -160,7 +200,8 @@ impl Request {
     /// assert_eq!(req.headers().len(), 1);
     /// ```
     pub fn headers(&self) -> &Headers {
-        &self.headers
+        self.headers
+            .get_or_init(|| self.source.as_ref().map_or_else(Headers::new, |source| source.headers()))
     }
 
     /// The first value of header `name` as text (case-insensitive name).
@@ -170,7 +211,7 @@ impl Request {
     /// assert_eq!(req.header("accept"), Some("*/*"));
     /// ```
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name)
+        self.headers().get(name)
     }
 
     /// The whole body. Read from the client on first use, then kept.
@@ -227,8 +268,8 @@ impl std::fmt::Debug for Request {
         f.debug_struct("Request")
             .field("method", &self.method)
             .field("path_with_query", &self.path_with_query)
-            .field("authority", &self.authority)
-            .field("headers", &self.headers)
+            .field("authority", &self.authority())
+            .field("headers", self.headers())
             .finish_non_exhaustive()
     }
 }

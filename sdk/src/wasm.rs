@@ -3,6 +3,7 @@
 //! unit test. Only compiled for wasm32.
 
 use std::io::{self, Read, Write};
+use std::rc::Rc;
 
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
@@ -10,9 +11,10 @@ use wasi::http::types::{
     Scheme,
 };
 pub use wasi::http::types::{IncomingRequest, ResponseOutparam};
-use wasi::io::streams::{InputStream, OutputStream};
+use wasi::io::streams::{InputStream, StreamError};
 
 use crate::outbound::{ClientError, ClientResponse, OutboundRequest};
+use crate::request::Source;
 use crate::response::ResponseBody;
 use crate::url::Url;
 use crate::{Body, Headers, Request, Response, init};
@@ -88,21 +90,52 @@ pub fn serve(
     send_response(out, response);
 }
 
+/// The method and path are read at once; the authority, headers and body
+/// only when the handler asks (see [`Request::from_source`]).
 fn request_from_wasi(request: IncomingRequest) -> Request {
     let method = method_from_wasi(request.method());
     let path_with_query = request.path_with_query().unwrap_or_else(|| "/".to_owned());
-    let authority = request.authority();
-    let headers = headers_from_fields(request.headers());
-    let body = match request.consume() {
-        Ok(body) => incoming_body(body, request),
-        // consume() only fails when called twice; nothing to read then.
-        Err(()) => Body::from_bytes(Vec::new()),
-    };
-    Request::from_parts(method, path_with_query, authority, headers, body)
+    let request = Rc::new(request);
+    let body = Body::from_reader(RequestBody { reader: None, request: Some(request.clone()) });
+    Request::from_source(method, path_with_query, request, body)
+}
+
+impl Source for IncomingRequest {
+    fn authority(&self) -> Option<String> {
+        IncomingRequest::authority(self)
+    }
+
+    fn headers(&self) -> Headers {
+        headers_from_fields(IncomingRequest::headers(self))
+    }
 }
 
 fn headers_from_fields(fields: Fields) -> Headers {
     fields.entries().into_iter().collect()
+}
+
+/// A request's body, consumed from the host on its first read.
+struct RequestBody {
+    reader: Option<IncomingReader<Rc<IncomingRequest>>>,
+    /// Until the first read.
+    request: Option<Rc<IncomingRequest>>,
+}
+
+impl Read for RequestBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(request) = self.request.take() {
+            // consume() only fails when called twice; nothing to read then.
+            if let Ok(body) = request.consume()
+                && let Ok(stream) = body.stream()
+            {
+                self.reader = Some(IncomingReader { stream: Some(stream), _body: body, _parent: request });
+            }
+        }
+        match &mut self.reader {
+            Some(reader) => reader.read(buf),
+            None => Ok(0),
+        }
+    }
 }
 
 /// A body stream plus the resources it hangs off, dropped child-first when
@@ -142,12 +175,16 @@ fn send_response(out: ResponseOutparam, response: Response) {
     // A fresh response always yields its body and stream exactly once.
     let outgoing_body = outgoing.body().expect("first call to body()");
     ResponseOutparam::set(out, Ok(outgoing));
-    let mut stream = outgoing_body.write().expect("first call to write()");
     let written = match body {
-        ResponseBody::Bytes(bytes) => stream.write_all(&bytes),
-        ResponseBody::Stream(write) => write(&mut stream),
+        ResponseBody::Bytes(bytes) => write_bytes(&outgoing_body, &bytes),
+        ResponseBody::Stream(write) => {
+            let mut stream = outgoing_body.write().expect("first call to write()");
+            // (io::Write's flush; the inherent wasi `flush` only starts one)
+            write(&mut stream).and_then(|()| Write::flush(&mut stream))
+            // the stream is a child of the body: it goes first, here
+        }
     };
-    finish_body(outgoing_body, stream, written).unwrap_or_else(|e| {
+    finish_body(outgoing_body, written).unwrap_or_else(|e| {
         eprintln!("wisp-sdk: response body cut short: {e}");
     });
 }
@@ -155,21 +192,38 @@ fn send_response(out: ResponseOutparam, response: Response) {
 fn outgoing_response(status: u16, headers: Headers) -> Result<OutgoingResponse, String> {
     let fields = fields_from_headers(headers)?;
     let outgoing = OutgoingResponse::new(fields);
-    outgoing.set_status_code(status).map_err(|()| format!("invalid status code {status}"))?;
+    // A new response's status is 200 already: one call into the host fewer.
+    if status != 200 {
+        outgoing.set_status_code(status).map_err(|()| format!("invalid status code {status}"))?;
+    }
     Ok(outgoing)
+}
+
+/// Writes `bytes` to `body` whole and flushed: one call into the host per
+/// 4096 bytes (the most `blocking-write-and-flush` takes), where io::Write
+/// makes three (check, write, flush); no stream at all for no bytes.
+fn write_bytes(body: &OutgoingBody, bytes: &[u8]) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let stream = body.write().expect("first call to write()");
+    bytes.chunks(4096).try_for_each(|chunk| {
+        stream.blocking_write_and_flush(chunk).map_err(|e| match e {
+            StreamError::Closed => io::ErrorKind::UnexpectedEof.into(),
+            StreamError::LastOperationFailed(e) => io::Error::other(e.to_debug_string()),
+        })
+    })
 }
 
 fn fields_from_headers(headers: Headers) -> Result<Fields, String> {
     Fields::from_list(&headers.into_entries()).map_err(|e| format!("header refused by the host: {e:?}"))
 }
 
-/// Flushes and finishes a body that was written successfully. A failed one
-/// is dropped unfinished instead, which tells the host the body is
-/// incomplete, so the receiver sees an error rather than a short success.
-fn finish_body(body: OutgoingBody, mut stream: OutputStream, written: io::Result<()>) -> io::Result<()> {
-    // (io::Write's flush; the inherent wasi `flush` only starts one)
-    let written = written.and_then(|()| Write::flush(&mut stream));
-    drop(stream); // the stream is a child of the body: it must go first
+/// Finishes a body that was written (and flushed) successfully, its stream
+/// already dropped. A failed one is dropped unfinished instead, which tells
+/// the host the body is incomplete, so the receiver sees an error rather
+/// than a short success.
+fn finish_body(body: OutgoingBody, written: io::Result<()>) -> io::Result<()> {
     written?;
     OutgoingBody::finish(body, None).map_err(|e| io::Error::other(format!("{e:?}")))
 }
@@ -211,13 +265,12 @@ pub(crate) fn send(request: &OutboundRequest, url: &Url<'_>) -> Result<ClientRes
     // Hand the request over before writing the body, so a large body flows
     // to the server instead of filling a buffer nobody drains yet.
     let pending = outgoing_handler::handle(outgoing, None).map_err(ClientError::from_code)?;
-    let mut stream = body.write().expect("first call to write()");
-    let written = stream.write_all(&request.body);
+    let written = write_bytes(&body, &request.body);
     // A host that refuses the call closes the body stream and reports why
     // through the response future; a server may also answer early without
     // reading the whole body. Either way the future has the real outcome,
     // so a failed body write is only reported if the future has nothing else.
-    let body_sent = finish_body(body, stream, written);
+    let body_sent = finish_body(body, written);
 
     let response = loop {
         match pending.get() {
