@@ -89,8 +89,11 @@ fn response_to_wasi(response: Response) -> OutgoingResponse {
     let (bytes, written) = body.into_bytes();
     let (contents, trailers) = send_body(bytes, written.map_err(|e| e.to_string()));
     let (outgoing, _sent) = OutgoingResponse::new(fields, Some(contents), trailers);
-    // into_checked_parts already limited the status to what the host accepts.
-    let _ = outgoing.set_status_code(status);
+    // into_checked_parts already limited the status to what the host
+    // accepts; a new response's is 200 already (one call into the host fewer).
+    if status != 200 {
+        let _ = outgoing.set_status_code(status);
+    }
     outgoing
 }
 
