@@ -180,7 +180,15 @@ async fn outcomes_latencies_and_instances_are_counted_per_function() {
         )
     };
     assert_eq!(instances("created_total", "slow"), invocations - 1.0);
-    assert_eq!(instances("created_total", "busy"), 1.0);
+    // (Failed once in CI with 2.0 and did not reproduce in 28 runs; the
+    // server's log says which requests made which instances.)
+    assert_eq!(
+        instances("created_total", "busy"),
+        1.0,
+        "{}\n{}",
+        m.1,
+        wisp.logs()
+    );
     assert_eq!(instances("reused_total", "slow"), 0.0);
     assert_eq!(instances("live", "slow"), 0.0);
     assert_eq!(instances("created_total", "warm"), 1.0);
