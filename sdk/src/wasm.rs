@@ -177,11 +177,11 @@ fn send_response(out: ResponseOutparam, response: Response) {
     ResponseOutparam::set(out, Ok(outgoing));
     let written = match body {
         ResponseBody::Bytes(bytes) => write_bytes(&outgoing_body, &bytes),
+        // The stream is a child of the body: it goes at the end of this
+        // block, before the body is finished.
         ResponseBody::Stream(write) => {
             let mut stream = outgoing_body.write().expect("first call to write()");
-            // (io::Write's flush; the inherent wasi `flush` only starts one)
             write(&mut stream).and_then(|()| Write::flush(&mut stream))
-            // the stream is a child of the body: it goes first, here
         }
     };
     finish_body(outgoing_body, written).unwrap_or_else(|e| {
@@ -199,19 +199,22 @@ fn outgoing_response(status: u16, headers: Headers) -> Result<OutgoingResponse, 
     Ok(outgoing)
 }
 
-/// Writes `bytes` to `body` whole and flushed: one call into the host per
-/// 4096 bytes (the most `blocking-write-and-flush` takes), where io::Write
-/// makes three (check, write, flush); no stream at all for no bytes.
+/// Writes `bytes` to `body` whole and flushed; no stream at all for no
+/// bytes. Up to 4096 bytes (the most `blocking-write-and-flush` takes) in
+/// one call into the host, where io::Write makes three (check, write,
+/// flush); more as io::Write does, as much per write as the host accepts.
 fn write_bytes(body: &OutgoingBody, bytes: &[u8]) -> io::Result<()> {
     if bytes.is_empty() {
         return Ok(());
     }
-    let stream = body.write().expect("first call to write()");
-    bytes.chunks(4096).try_for_each(|chunk| {
-        stream.blocking_write_and_flush(chunk).map_err(|e| match e {
-            StreamError::Closed => io::ErrorKind::UnexpectedEof.into(),
-            StreamError::LastOperationFailed(e) => io::Error::other(e.to_debug_string()),
-        })
+    let mut stream = body.write().expect("first call to write()");
+    if bytes.len() > 4096 {
+        // (io::Write's flush; the inherent wasi `flush` only starts one)
+        return stream.write_all(bytes).and_then(|()| Write::flush(&mut stream));
+    }
+    stream.blocking_write_and_flush(bytes).map_err(|e| match e {
+        StreamError::Closed => io::ErrorKind::UnexpectedEof.into(),
+        StreamError::LastOperationFailed(e) => io::Error::other(e.to_debug_string()),
     })
 }
 
