@@ -289,6 +289,44 @@ mod tests {
         assert!(bare.query_pairs().is_empty());
     }
 
+    /// The host's request, counting what it is asked for.
+    #[derive(Default)]
+    struct Counted {
+        authority: std::cell::Cell<u32>,
+        headers: std::cell::Cell<u32>,
+    }
+
+    impl Source for Counted {
+        fn authority(&self) -> Option<String> {
+            self.authority.set(self.authority.get() + 1);
+            Some("example.com".into())
+        }
+
+        fn headers(&self) -> Headers {
+            self.headers.set(self.headers.get() + 1);
+            [("accept".to_owned(), b"*/*".to_vec())].into_iter().collect()
+        }
+    }
+
+    #[test]
+    fn host_parts_are_fetched_once_and_only_when_read() {
+        let source = Rc::new(Counted::default());
+        let body = Body::from_bytes(Vec::new());
+        let req = Request::from_source(Method::Get, "/x".into(), source.clone(), body);
+        assert_eq!(req.path(), "/x");
+        assert_eq!((source.authority.get(), source.headers.get()), (0, 0));
+        assert_eq!(req.header("accept"), Some("*/*"));
+        assert_eq!(req.headers().len(), 1);
+        assert_eq!((source.authority.get(), source.headers.get()), (0, 1));
+        assert_eq!(req.authority(), Some("example.com"));
+        assert_eq!(req.authority(), Some("example.com"));
+        assert_eq!((source.authority.get(), source.headers.get()), (1, 1));
+        // A header added by hand goes beside the host's, not instead of them.
+        let req = req.with_header("x-id", "7");
+        assert_eq!((req.header("accept"), req.header("x-id")), (Some("*/*"), Some("7")));
+        assert_eq!(source.headers.get(), 1);
+    }
+
     #[test]
     fn body_accessors_share_one_read() {
         let mut req = Request::new(Method::Post, "/").with_body(r#"{"n":1}"#);
