@@ -162,7 +162,8 @@ HTTP_TARGETS = {"hello": 3.0, "js-hello": 3.0, "py-hello": 2.0}
 
 def http_agg(res):
     """{guest: {server: {rps, p50_ms, p99_ms, errors, runs}}}, medians of runs."""
-    return {guest: {name: {**{k: med(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms")},
+    return {guest: {name: {**{k: med(r.get(k) for r in runs)
+                              for k in ("rps", "p50_ms", "p99_ms", "cpu_us", "faults")},
                            "errors": sum(r["errors"] for r in runs), "runs": len(runs)}
                     for name, runs in servers.items()}
             for guest, servers in res["http"].items()}
@@ -176,7 +177,9 @@ def http_rows(agg, base=None):
             rows.append((section, f"{name} ({a['runs']} runs)",
                          f"{fmt(a['rps'], ' req/s')}, p50 {fmt(a['p50_ms'], ' ms')}, "
                          f"p99 {fmt(a['p99_ms'], ' ms')}"
-                         + (f", {a['errors']} errors" if a["errors"] else ""), ""))
+                         + (f", {a['errors']} errors" if a["errors"] else "")
+                         + (f"; per request {fmt(a['cpu_us'], ' µs')} CPU, {fmt(a['faults'])} page faults"
+                            if a["cpu_us"] is not None else ""), ""))
         wt = servers.get("wasmtime serve")
         for name, a in servers.items():
             if not name.startswith("Wisp") or not wt or not wt["rps"] or not a["rps"]:
@@ -186,8 +189,10 @@ def http_rows(agg, base=None):
             if "@" not in name and (want := HTTP_TARGETS.get(guest)) is not None:
                 ok = ratio >= want and (guest != "hello" or p99 < 1)
                 target = f"≥ {want:.0f}× req/s{', lower p99' if guest == 'hello' else ''}: {verdict(ok)}"
+            cpu = a["cpu_us"] / wt["cpu_us"] if a["cpu_us"] and wt["cpu_us"] else None
             rows.append((section, f"{name} / wasmtime serve",
-                         f"{fmt(ratio, '×')} req/s, p99 {fmt(p99, '×')}", target))
+                         f"{fmt(ratio, '×')} req/s, p99 {fmt(p99, '×')}"
+                         + (f", CPU per request {fmt(cpu, '×')}" if cpu is not None else ""), target))
         for name, a, b in base_pairs(servers, base):
             if a["rps"] and b["rps"]:
                 rows.append((section, f"{name} / {sections.base_name(base, name)}",

@@ -307,6 +307,22 @@ def http(ctx, guests):
     return results
 
 
+# What a server spends per request, counted by `perf stat` on its process
+# during each run: the two cores are shared by the server and wrk, so req/s
+# follows CPU per request, and page faults (with the TLB shootdowns each
+# costs on a 2-core VM) are what differ most between machines.
+SERVER_EVENTS = ["task-clock", "page-faults"]
+
+
+def per_request(stat, requests):
+    """{cpu_us, faults} per request from a PerfStat of SERVER_EVENTS (None
+    each when perf could not count)."""
+    if not stat.counts or not requests:
+        return {"cpu_us": None, "faults": None}
+    return {"cpu_us": stat.counts["task-clock"] * 1000 / requests,
+            "faults": stat.counts["page-faults"] / requests}
+
+
 def http_group(ctx, guest, variants):
     """Same guest, same load; the servers take turns so that noise from the
     rest of the machine hits each of them alike."""
@@ -328,9 +344,13 @@ def http_group(ctx, guest, variants):
             ctx.log(f"2 HTTP {guest}: warning: the servers answer differently: {bodies}")
         for run in range(ctx.runs):
             for s in servers:
-                r = wrk(ctx, s.port, seconds)
+                with PerfStat(ctx, s.proc.pid, SERVER_EVENTS) as stat:
+                    r = wrk(ctx, s.port, seconds)
+                r.update(per_request(stat, r["requests"]))
                 ctx.log(f"2 HTTP {guest}: run {run + 1}/{ctx.runs} {s.name}: {r['rps']:,.0f} req/s, "
-                        f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms")
+                        f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms"
+                        + (f"; {r['cpu_us']:.1f} µs CPU, {r['faults']:.2f} page faults per request"
+                           if r["cpu_us"] is not None else f"; no perf stat: {stat.error}"))
                 results[s.name].append(r)
     finally:
         for s in servers:
