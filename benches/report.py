@@ -161,7 +161,8 @@ HTTP_TARGETS = {"hello": 3.0, "js-hello": 3.0, "py-hello": 2.0}
 
 
 def http_agg(res):
-    """{guest: {server: {rps, p50_ms, p99_ms, errors, runs}}}, medians of runs."""
+    """{guest: {server: {rps, p50_ms, p99_ms, cpu_us, faults, errors, runs}}}, medians of
+    runs (cpu_us and faults: the server's, per request; None without perf)."""
     return {guest: {name: {**{k: med(r.get(k) for r in runs)
                               for k in ("rps", "p50_ms", "p99_ms", "cpu_us", "faults")},
                            "errors": sum(r["errors"] for r in runs), "runs": len(runs)}
