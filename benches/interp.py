@@ -71,8 +71,8 @@ def measure_once(ctx, server, seconds):
     n = r["requests"]
     if perf.counts and n:
         c = perf.counts
-        r.update(cpu_us=c["task-clock"] * 1e3 / n, faults=c["page-faults"] / n,
-                 major_faults=c["major-faults"] / n, switches=c["context-switches"] / n,
+        r.update(sections.per_request(perf, n))
+        r.update(major_faults=c["major-faults"] / n, switches=c["context-switches"] / n,
                  cores=c["task-clock"] / 1e3 / usage.seconds)
     elif perf.error:
         ctx.log(f"interp: perf stat on {server.name}: {perf.error}")
